@@ -1,0 +1,392 @@
+//! tickr's figures, measured in one run on this machine: `cargo bench --bench figures`.
+//!
+//! 1. CPU per HTTPS probe: tickr's probe against a minimal loop on the same TLS stack (fresh TCP
+//!    connection, full TLS 1.3 handshake, GET, read body), both against the same local server.
+//!    The server runs in a child process, so this process's CPU time is the probing alone.
+//! 2. Scale: N targets (default 10,000; `TICKR_BENCH_TARGETS`) at a 10 s interval against a local
+//!    plain-HTTP server: scheduler lag quantiles, probes started per second (spread), RSS,
+//!    `/metrics` encode time and size, series per target.
+//!
+//! Shared machines are noisy: read the ratios, not the absolute numbers.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+
+const SERVE_ENV: &str = "TICKR_BENCH_SERVE";
+
+fn main() {
+    if let Ok(kind) = std::env::var(SERVE_ENV) {
+        return serve(&kind);
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    println!(
+        "tickr figures ({} cores)\n",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    rt.block_on(probe_cost());
+    drop(rt);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(scale());
+}
+
+/// CPU seconds (user + system) this process has used so far.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+fn rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse::<f64>()
+        .unwrap()
+        / 1024.0
+}
+
+struct Server {
+    child: Child,
+    port: u16,
+    ca_pem: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_server(kind: &str) -> Server {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .env(SERVE_ENV, kind)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let port = line.trim().parse().unwrap();
+    let mut ca_pem = String::new();
+    while out.read_line(&mut line).unwrap() > 0 {
+        ca_pem.push_str(&line);
+        line.clear();
+        if ca_pem.contains("END CERTIFICATE") {
+            break;
+        }
+    }
+    let ca_pem = ca_pem
+        .lines()
+        .filter(|l| !l.chars().all(char::is_numeric))
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n";
+    Server {
+        child,
+        port,
+        ca_pem,
+    }
+}
+
+/// The child: an HTTP(S) server on 127.0.0.1 answering 200 with a small page. Prints its port,
+/// then (for https) the CA certificate, on stdout.
+fn serve(kind: &str) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        println!("{}", listener.local_addr().unwrap().port());
+        let acceptor = if kind == "https" {
+            let ca_key = rcgen::KeyPair::generate().unwrap();
+            let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+            ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            let ca_cert = ca.self_signed(&ca_key).unwrap();
+            let key = rcgen::KeyPair::generate().unwrap();
+            let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+            let cert = leaf
+                .signed_by(&key, &rcgen::Issuer::from_params(&ca, &ca_key))
+                .unwrap();
+            println!("{}", ca_cert.pem());
+            let chain = CertificateDer::pem_slice_iter(
+                format!("{}{}", cert.pem(), ca_cert.pem()).as_bytes(),
+            )
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+            let mut config = rustls::ServerConfig::builder_with_provider(tickr::tls::provider())
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_single_cert(
+                    chain,
+                    PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes()).unwrap(),
+                )
+                .unwrap();
+            config.alpn_protocols = vec![b"http/1.1".to_vec()];
+            Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+        } else {
+            None
+        };
+        let page = Bytes::from(format!(
+            "<html><title>Shop</title>{}</html>\n",
+            "x".repeat(512)
+        ));
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            let (acceptor, page) = (acceptor.clone(), page.clone());
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |_| {
+                    let page = page.clone();
+                    async move {
+                        Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(page)))
+                    }
+                });
+                let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                match acceptor {
+                    Some(a) => {
+                        if let Ok(tls) = a.accept(tcp).await {
+                            let _ = builder.serve_connection(TokioIo::new(tls), service).await;
+                        }
+                    }
+                    None => {
+                        let _ = builder.serve_connection(TokioIo::new(tcp), service).await;
+                    }
+                }
+            });
+        }
+    });
+}
+
+/// The floor: the same TLS stack and HTTP client, nothing else.
+async fn minimal_probe(port: u16, config: Arc<rustls::ClientConfig>) {
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    tcp.set_nodelay(true).unwrap();
+    let name = ServerName::try_from("127.0.0.1").unwrap();
+    let tls = tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
+    let driver = tokio::spawn(conn);
+    let req = http::Request::builder()
+        .uri("/")
+        .header("host", "127.0.0.1")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert!(!body.is_empty());
+    driver.abort();
+}
+
+async fn probe_cost() {
+    let probes: usize = std::env::var("TICKR_BENCH_PROBES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3000);
+    let server = start_server("https");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ca.pem"), &server.ca_pem).unwrap();
+    let yaml = format!(
+        "targets:\n  - name: bench\n    url: https://127.0.0.1:{}/\n    tls: {{ca_file: ca.pem}}\n    http_version: http1\n    expect: {{body_contains: [\"<title>Shop\"]}}\n",
+        server.port
+    );
+    std::fs::write(dir.path().join("config.yml"), yaml).unwrap();
+    let config = tickr::config::load(&dir.path().join("config.yml")).unwrap();
+    let target = config.targets[0].clone();
+    let metrics = Arc::new(tickr::metrics::Metrics::new());
+    let tm = metrics.register_target(&target);
+
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(server.ca_pem.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let mut minimal = rustls::ClientConfig::builder_with_provider(tickr::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    minimal.resumption = rustls::client::Resumption::disabled();
+    let minimal = Arc::new(minimal);
+
+    // Warm up both, then alternate rounds so drift in machine load hits both alike.
+    for _ in 0..50 {
+        minimal_probe(server.port, minimal.clone()).await;
+        assert!(tickr::probe::run(&target).await.success());
+    }
+    let (mut cpu_min, mut cpu_tickr) = (0.0, 0.0);
+    let rounds = 6;
+    let per_round = probes / rounds;
+    let wall = Instant::now();
+    for _ in 0..rounds {
+        let c = cpu_seconds();
+        for _ in 0..per_round {
+            minimal_probe(server.port, minimal.clone()).await;
+        }
+        cpu_min += cpu_seconds() - c;
+        let c = cpu_seconds();
+        for _ in 0..per_round {
+            let o = tickr::probe::run(&target).await;
+            assert!(o.success(), "{:?}", o.failure);
+            tm.record(&o);
+        }
+        cpu_tickr += cpu_seconds() - c;
+    }
+    let n = (per_round * rounds) as f64;
+    println!("CPU per HTTPS probe (TLS 1.3, ECDSA P-256, fresh connection, {n} probes each, {:.1}s wall)", wall.elapsed().as_secs_f64());
+    println!("  {:<34} {:>10} {:>14}", "", "µs CPU", "probes/CPU-s");
+    println!(
+        "  {:<34} {:>10.0} {:>14.0}",
+        "minimal loop (reference)",
+        cpu_min / n * 1e6,
+        n / cpu_min
+    );
+    println!(
+        "  {:<34} {:>10.0} {:>14.0}",
+        "tickr probe + record",
+        cpu_tickr / n * 1e6,
+        n / cpu_tickr
+    );
+    println!("  tickr / reference: {:.2}x\n", cpu_tickr / cpu_min);
+}
+
+async fn scale() {
+    let n: usize = std::env::var("TICKR_BENCH_TARGETS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let interval = Duration::from_secs(10);
+    let server = start_server("http");
+    let dir = tempfile::tempdir().unwrap();
+    let mut yaml = String::from("defaults:\n  interval: 10s\n  timeout: 5s\ntargets:\n");
+    for i in 0..n {
+        yaml.push_str(&format!(
+            "  - name: t{i}\n    url: http://127.0.0.1:{}/p/{i}\n",
+            server.port
+        ));
+    }
+    std::fs::write(dir.path().join("config.yml"), yaml).unwrap();
+    let rss_before = rss_mib();
+    let started = Instant::now();
+    let config = tickr::config::load(&dir.path().join("config.yml")).unwrap();
+    let exporter = tickr::Exporter::start(config).await;
+    let startup = started.elapsed();
+    let handle = exporter.handle();
+    let runs = |h: &tickr::Handle| {
+        h.targets()
+            .iter()
+            .map(|(_, m)| m.summary().successes + m.summary().failures)
+            .sum::<u64>()
+    };
+
+    // Sample probes started per second over 1.5 intervals.
+    let mut per_second = Vec::new();
+    let mut last = runs(&handle);
+    let observe = interval + interval / 2;
+    let t0 = Instant::now();
+    while t0.elapsed() < observe {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = runs(&handle);
+        per_second.push(now - last);
+        last = now;
+    }
+    let rss = rss_mib();
+    let encode_start = Instant::now();
+    let text = handle.metrics.encode();
+    let encode = encode_start.elapsed();
+    let series = text.lines().filter(|l| !l.starts_with('#')).count();
+    let lag = lag_quantiles(&text);
+    let failures: u64 = handle
+        .targets()
+        .iter()
+        .map(|(_, m)| m.summary().failures)
+        .sum();
+    println!(
+        "Scale: {n} targets, 10s interval, observed {:.0}s",
+        observe.as_secs_f64()
+    );
+    println!(
+        "  start-up (load + schedule)   {:>10.0} ms",
+        startup.as_secs_f64() * 1e3
+    );
+    println!(
+        "  probes finished per second   min {} / max {} (ideal {})",
+        per_second.iter().skip(1).min().unwrap(),
+        per_second.iter().skip(1).max().unwrap(),
+        n as u64 / interval.as_secs()
+    );
+    println!("  failed probes                {failures:>10}");
+    println!(
+        "  scheduler lag p50 / p99      <= {} s / <= {} s (histogram bucket bounds)",
+        lag.0, lag.1
+    );
+    println!(
+        "  RSS                          {:>10.1} MiB (before start: {rss_before:.1})",
+        rss
+    );
+    println!(
+        "  /metrics encode              {:>10.0} ms, {:.1} MiB, {series} series ({:.0} per target)",
+        encode.as_secs_f64() * 1e3,
+        text.len() as f64 / 1048576.0,
+        series as f64 / n as f64
+    );
+    drop(exporter);
+}
+
+/// Upper bounds of the p50 and p99 scheduler lag, from the histogram's buckets.
+fn lag_quantiles(text: &str) -> (String, String) {
+    let buckets: Vec<(String, f64)> = text
+        .lines()
+        .filter(|l| l.starts_with("tickr_scheduler_lag_seconds_bucket"))
+        .map(|l| {
+            let le = l
+                .split("le=\"")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap()
+                .to_string();
+            (le, l.rsplit(' ').next().unwrap().parse().unwrap())
+        })
+        .collect();
+    let total = buckets.last().unwrap().1;
+    let q = |p: f64| {
+        buckets
+            .iter()
+            .find(|(_, c)| *c >= p * total)
+            .map(|(le, _)| le.clone())
+            .unwrap()
+    };
+    (q(0.5), q(0.99))
+}

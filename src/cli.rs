@@ -1,0 +1,58 @@
+//! Command-line flags, named as Prometheus exporters name them.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+use crate::logging::{Format, Level};
+
+/// The port tickr listens on by default (see the README for why this one).
+pub const DEFAULT_PORT: u16 = 10216;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tickr",
+    version,
+    about = "Scheduled HTTP(S) probes for Prometheus: every outcome counted, so intermittent 502s are never missed"
+)]
+pub struct Cli {
+    /// Configuration file.
+    #[arg(
+        long = "config.file",
+        default_value = "config.yml",
+        value_name = "PATH"
+    )]
+    pub config_file: PathBuf,
+
+    /// Validate the configuration file, print a summary and exit.
+    #[arg(long = "config.check")]
+    pub config_check: bool,
+
+    /// Address to serve metrics and the web pages on.
+    #[arg(
+        long = "web.listen-address",
+        default_value = ":10216",
+        value_name = "[HOST]:PORT"
+    )]
+    pub listen_address: String,
+
+    /// Web configuration file (TLS, basic auth), exporter-toolkit format.
+    #[arg(long = "web.config.file", value_name = "PATH")]
+    pub web_config_file: Option<PathBuf>,
+
+    /// Only log messages at this level or above.
+    #[arg(long = "log.level", value_enum, default_value_t = Level::Info)]
+    pub log_level: Level,
+
+    /// Log line format.
+    #[arg(long = "log.format", value_enum, default_value_t = Format::Logfmt)]
+    pub log_format: Format,
+}
+
+/// `:9100` means every interface, as in Go; Rust wants an explicit host.
+pub fn listen_address(flag: &str) -> String {
+    match flag.strip_prefix(':') {
+        Some(port) => format!("[::]:{port}"),
+        None => flag.to_owned(),
+    }
+}

@@ -1,0 +1,461 @@
+//! The configuration file exactly as users write it: a strict serde mirror of `config.yml`.
+//!
+//! Scalars with their own syntax (durations, sizes, status patterns) are parsed here, while the
+//! parser still knows their position; everything that needs more than one node is checked in
+//! [`super::validate`].
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::de::{self, Deserializer, Visitor};
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct File {
+    #[serde(default)]
+    pub global: Global,
+    #[serde(default)]
+    pub defaults: Settings,
+    #[serde(default)]
+    pub targets: Vec<Settings>,
+}
+
+/// Settings of the exporter itself, not of any one target.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Global {
+    pub max_concurrent_probes: Option<usize>,
+}
+
+/// One target, or the defaults every target starts from (where `name` and `url` are refused).
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub name: Option<String>,
+    pub url: Option<String>,
+    pub labels: Option<BTreeMap<String, String>>,
+    pub interval: Option<HumanDuration>,
+    pub timeout: Option<HumanDuration>,
+    pub method: Option<String>,
+    pub headers: Option<Headers>,
+    pub body: Option<String>,
+    pub follow_redirects: Option<bool>,
+    pub max_body_bytes: Option<ByteSize>,
+    pub ip_protocol: Option<IpProtocol>,
+    pub http_version: Option<HttpVersion>,
+    pub tls: Option<Tls>,
+    pub expect: Option<Expect>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    pub ca_file: Option<PathBuf>,
+    pub insecure_skip_verify: Option<bool>,
+    pub server_name: Option<String>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expect {
+    pub status: Option<Vec<StatusPattern>>,
+    pub body_contains: Option<Vec<MatcherSpec>>,
+    pub body_not_contains: Option<Vec<MatcherSpec>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IpProtocol {
+    Auto,
+    Ipv4,
+    Ipv6,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HttpVersion {
+    Auto,
+    Http1,
+    Http2,
+}
+
+/// A body matcher: a bare substring, or `{name: ..., text: ...}` to give it a shorter label.
+#[derive(Debug, Clone)]
+pub struct MatcherSpec {
+    pub name: Option<String>,
+    pub text: String,
+}
+
+impl<'de> Deserialize<'de> for MatcherSpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(MatcherVisitor)
+    }
+}
+
+struct MatcherVisitor;
+
+impl<'de> Visitor<'de> for MatcherVisitor {
+    type Value = MatcherSpec;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a substring, or a mapping with `text` and optional `name`")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<MatcherSpec, E> {
+        Ok(MatcherSpec {
+            name: None,
+            text: v.to_owned(),
+        })
+    }
+
+    fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<MatcherSpec, A::Error> {
+        let (mut name, mut text) = (None, None);
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "name" => name = Some(map.next_value()?),
+                "text" => text = Some(map.next_value()?),
+                other => return Err(de::Error::unknown_field(other, &["name", "text"])),
+            }
+        }
+        let text = text.ok_or_else(|| de::Error::missing_field("text"))?;
+        Ok(MatcherSpec { name, text })
+    }
+}
+
+/// Request headers, in file order. Values are secrets: no error message repeats one.
+#[derive(Debug, Clone, Default)]
+pub struct Headers(pub Vec<(String, String)>);
+
+impl<'de> Deserialize<'de> for Headers {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // `deserialize_any`: with `deserialize_map`, the parser itself would reject a scalar and
+        // quote it in the message.
+        d.deserialize_any(HeadersVisitor)
+    }
+}
+
+struct HeadersVisitor;
+
+const HEADERS_EXPECTED: &str =
+    "a mapping of header names to values, e.g. {Authorization: Bearer ...}";
+
+impl<'de> Visitor<'de> for HeadersVisitor {
+    type Value = Headers;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(HEADERS_EXPECTED)
+    }
+
+    fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Headers, A::Error> {
+        let mut headers = Vec::new();
+        while let Some(name) = map.next_key::<String>()? {
+            let value = map.next_value::<SecretText>()?;
+            headers.push((name, value.0));
+        }
+        Ok(Headers(headers))
+    }
+
+    // serde's default messages quote the offending value, which here may be a token.
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Headers, E> {
+        Err(E::custom(format!(
+            "headers must be {HEADERS_EXPECTED}, not a string"
+        )))
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, _: A) -> Result<Headers, A::Error> {
+        Err(de::Error::custom(format!(
+            "headers must be {HEADERS_EXPECTED}, not a list"
+        )))
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Headers, E> {
+        Err(E::custom(format!(
+            "headers must be {HEADERS_EXPECTED}, not a number"
+        )))
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Headers, E> {
+        Err(E::custom(format!(
+            "headers must be {HEADERS_EXPECTED}, not a number"
+        )))
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Headers, E> {
+        Err(E::custom(format!(
+            "headers must be {HEADERS_EXPECTED}, not a boolean"
+        )))
+    }
+}
+
+/// A scalar read as text, whose errors never echo it.
+struct SecretText(String);
+
+impl<'de> Deserialize<'de> for SecretText {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = SecretText;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a header value (text)")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<SecretText, E> {
+                Ok(SecretText(v.to_owned()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<SecretText, E> {
+                Ok(SecretText(v.to_string()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<SecretText, E> {
+                Ok(SecretText(v.to_string()))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<SecretText, E> {
+                Ok(SecretText(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A duration written the Prometheus way: `500ms`, `30s`, `1m30s`, `2h`, `1d`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl HumanDuration {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let invalid = || format!("invalid duration {s:?}: expected e.g. 500ms, 30s, 1m30s, 2h");
+        let mut rest = s.trim();
+        if rest.is_empty() {
+            return Err(invalid());
+        }
+        let mut total = Duration::ZERO;
+        while !rest.is_empty() {
+            let digits = rest
+                .find(|c: char| !c.is_ascii_digit())
+                .ok_or_else(invalid)?;
+            if digits == 0 {
+                return Err(invalid());
+            }
+            let n: u64 = rest[..digits].parse().map_err(|_| invalid())?;
+            rest = &rest[digits..];
+            let unit_len = rest
+                .find(|c: char| c.is_ascii_digit())
+                .unwrap_or(rest.len());
+            let unit = match &rest[..unit_len] {
+                "ms" => Duration::from_millis(1),
+                "s" => Duration::from_secs(1),
+                "m" => Duration::from_secs(60),
+                "h" => Duration::from_secs(3600),
+                "d" => Duration::from_secs(86_400),
+                "w" => Duration::from_secs(7 * 86_400),
+                _ => return Err(invalid()),
+            };
+            rest = &rest[unit_len..];
+            let part = unit.checked_mul(u32::try_from(n).map_err(|_| invalid())?);
+            total = part
+                .and_then(|p| total.checked_add(p))
+                .ok_or_else(invalid)?;
+        }
+        Ok(Self(total))
+    }
+}
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // Through a visitor, so that an error carries the value's own position.
+        d.deserialize_any(NumberOrString(Self::parse, "a duration such as 30s"))
+    }
+}
+
+impl fmt::Display for HumanDuration {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        let d = self.0;
+        if d.subsec_nanos() != 0 {
+            return write!(f, "{}ms", d.as_millis());
+        }
+        let mut secs = d.as_secs();
+        if secs == 0 {
+            return f.write_str("0s");
+        }
+        for (unit, size) in [("h", 3600), ("m", 60), ("s", 1)] {
+            if secs >= size {
+                write!(f, "{}{unit}", secs / size)?;
+                secs %= size;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A size in bytes: `4096`, `512KiB`, `1MiB`, `1MB`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl ByteSize {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let invalid = || format!("invalid size {s:?}: expected e.g. 65536, 512KiB, 1MiB");
+        let s = s.trim();
+        let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        let n: u64 = s[..split].parse().map_err(|_| invalid())?;
+        let unit: u64 = match s[split..].trim() {
+            "" | "B" => 1,
+            "KB" | "kB" => 1_000,
+            "KiB" => 1 << 10,
+            "MB" => 1_000_000,
+            "MiB" => 1 << 20,
+            "GB" => 1_000_000_000,
+            "GiB" => 1 << 30,
+            _ => return Err(invalid()),
+        };
+        n.checked_mul(unit).map(Self).ok_or_else(invalid)
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(NumberOrString(Self::parse, "a size such as 1MiB"))
+    }
+}
+
+/// An expected status: one code (`200`), a class (`2xx`) or an inclusive range (`200-299`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatusPattern {
+    pub low: u16,
+    pub high: u16,
+}
+
+impl StatusPattern {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let invalid = || {
+            format!(
+                "invalid status {s:?}: expected a code (200), a class (5xx) or a range (200-299)"
+            )
+        };
+        let code = |t: &str| -> Result<u16, String> {
+            match t.trim().parse::<u16>() {
+                Ok(c) if (100..=599).contains(&c) => Ok(c),
+                _ => Err(invalid()),
+            }
+        };
+        let s = s.trim();
+        let pattern = if let Some((a, b)) = s.split_once('-') {
+            Self {
+                low: code(a)?,
+                high: code(b)?,
+            }
+        } else if let Some(class) = s.strip_suffix("xx").or_else(|| s.strip_suffix("XX")) {
+            let c = code(&format!("{class}00"))?;
+            Self {
+                low: c,
+                high: c + 99,
+            }
+        } else {
+            let c = code(s)?;
+            Self { low: c, high: c }
+        };
+        if pattern.low > pattern.high {
+            return Err(invalid());
+        }
+        Ok(pattern)
+    }
+
+    pub fn matches(&self, code: u16) -> bool {
+        (self.low..=self.high).contains(&code)
+    }
+}
+
+impl fmt::Display for StatusPattern {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        if self.low == self.high {
+            write!(f, "{}", self.low)
+        } else if self.low % 100 == 0 && self.high == self.low + 99 {
+            write!(f, "{}xx", self.low / 100)
+        } else {
+            write!(f, "{}-{}", self.low, self.high)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for StatusPattern {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(NumberOrString(
+            Self::parse,
+            "a status such as 200, 5xx or 200-299",
+        ))
+    }
+}
+
+/// Accepts a YAML number or string and hands its text to a parser.
+struct NumberOrString<T>(fn(&str) -> Result<T, String>, &'static str);
+
+impl<T> Visitor<'_> for NumberOrString<T> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(self.1)
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<T, E> {
+        (self.0)(&v.to_string()).map_err(E::custom)
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<T, E> {
+        (self.0)(&v.to_string()).map_err(E::custom)
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
+        (self.0)(v).map_err(E::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        let ok = |s: &str| HumanDuration::parse(s).unwrap().0;
+        assert_eq!(ok("500ms"), Duration::from_millis(500));
+        assert_eq!(ok("1m30s"), Duration::from_secs(90));
+        assert_eq!(ok("2h"), Duration::from_secs(7200));
+        assert_eq!(HumanDuration(Duration::from_secs(90)).to_string(), "1m30s");
+        assert_eq!(
+            HumanDuration(Duration::from_millis(1500)).to_string(),
+            "1500ms"
+        );
+        for bad in ["", "10", "1.5s", "5 min", "s", "-1s", "1y"] {
+            assert!(
+                HumanDuration::parse(bad).is_err(),
+                "{bad:?} should be refused"
+            );
+        }
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(ByteSize::parse("1MiB").unwrap().0, 1 << 20);
+        assert_eq!(ByteSize::parse("1000").unwrap().0, 1000);
+        assert_eq!(ByteSize::parse("2 KB").unwrap().0, 2000);
+        assert!(ByteSize::parse("1PiB").is_err());
+        assert!(ByteSize::parse("MiB").is_err());
+    }
+
+    #[test]
+    fn status_patterns() {
+        let p = |s: &str| StatusPattern::parse(s).unwrap();
+        assert!(p("2xx").matches(204) && !p("2xx").matches(302));
+        assert!(p("200-399").matches(302));
+        assert!(p("502").matches(502) && !p("502").matches(503));
+        assert_eq!(p("5xx").to_string(), "5xx");
+        assert_eq!(p("200-204").to_string(), "200-204");
+        for bad in ["6xx", "abc", "99", "300-200", "2x"] {
+            assert!(
+                StatusPattern::parse(bad).is_err(),
+                "{bad:?} should be refused"
+            );
+        }
+    }
+}

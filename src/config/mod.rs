@@ -1,0 +1,545 @@
+//! Configuration in two stages: [`file`] mirrors what users write; [`Config`] is what the rest of
+//! tickr runs on, validated, with defaults applied and TLS material loaded.
+//!
+//! Every error names the file, line and column. `--config.check` runs exactly [`load`].
+
+mod file;
+mod locate;
+
+use std::collections::HashSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{HeaderMap, HeaderName, HeaderValue, USER_AGENT};
+use http::Method;
+use url::Url;
+
+use file::Settings;
+pub use file::{ByteSize, HttpVersion, HumanDuration, IpProtocol, StatusPattern};
+use locate::{locate, parse_path, Seg};
+
+use crate::tls::{ClientTls, TlsSettings};
+
+/// Shortest accepted probe interval; shorter ones are almost always a typo for seconds.
+pub const MIN_INTERVAL: Duration = Duration::from_millis(100);
+/// Largest accepted `max_body_bytes`: a probe reads at most this much per response.
+pub const MAX_BODY_LIMIT: u64 = 64 << 20;
+/// Default cap on probes running at once, across all targets.
+pub const DEFAULT_MAX_CONCURRENT_PROBES: usize = 1024;
+/// Label names tickr uses itself, which a target's `labels` must not shadow.
+pub const RESERVED_LABELS: &[&str] = &[
+    "target", "result", "phase", "code", "class", "reason", "matcher", "layer", "address", "url",
+    "le", "quantile", "version",
+];
+
+/// A loaded, validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub path: PathBuf,
+    pub max_concurrent_probes: usize,
+    pub targets: Vec<Arc<Target>>,
+}
+
+/// One target, with every default applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target {
+    pub name: String,
+    pub url: Url,
+    /// The user's extra labels, sorted by name; `target` is not among them.
+    pub labels: Vec<(String, String)>,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub method: Method,
+    /// Every value is marked sensitive: header values are treated as secrets.
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub follow_redirects: bool,
+    pub max_body_bytes: u64,
+    pub ip_protocol: IpProtocol,
+    pub http_version: HttpVersion,
+    pub tls: Arc<ClientTls>,
+    pub expect_status: Vec<StatusPattern>,
+    pub matchers: Vec<Matcher>,
+}
+
+/// A body matcher. `label` is what the `matcher` label shows: the text, or the configured name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Matcher {
+    pub label: String,
+    pub text: String,
+    /// `body_not_contains`: satisfied when the text is absent.
+    pub negate: bool,
+}
+
+impl Matcher {
+    pub fn is_satisfied_by(&self, body: &[u8]) -> bool {
+        let found = memmem(body, self.text.as_bytes());
+        found != self.negate
+    }
+}
+
+fn memmem(haystack: &[u8], needle: &[u8]) -> bool {
+    needle.is_empty() || haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// A configuration that could not be loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    /// 1-based line and column; `None` when the file could not be read at all.
+    pub position: Option<(usize, usize)>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self.position {
+            Some((line, col)) => {
+                write!(f, "{}:{line}:{col}: {}", self.file.display(), self.message)
+            }
+            None => write!(f, "{}: {}", self.file.display(), self.message),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Reads and validates the configuration file at `path`.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: path.to_owned(),
+        position: None,
+        message: format!("cannot read configuration: {e}"),
+    })?;
+    parse(path, &text)
+}
+
+/// Validates configuration `text`; `path` names it in errors and anchors relative file paths.
+pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    let error = |position, message| ConfigError {
+        file: path.to_owned(),
+        position,
+        message,
+    };
+    let file: file::File = serde_yaml::from_str(text).map_err(|e| {
+        let message = strip_positions(&e.to_string());
+        let mut position = e
+            .location()
+            .map(|l| (l.line(), l.column()))
+            .unwrap_or((1, 1));
+        // serde reports a key given twice at the start of its mapping; point at the repeat.
+        if let Some((path, key)) = duplicate_field(&message) {
+            position = locate(text, &[path, vec![Seg::Name(key, 1)]].concat()).unwrap_or(position);
+        }
+        error(Some(position), message)
+    })?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    validate(file, dir, path)
+        .map_err(|Invalid(at, message)| error(Some(locate(text, &at).unwrap_or((1, 1))), message))
+}
+
+/// serde_yaml writes " at line L column C" into its messages; tickr puts the position in front.
+fn strip_positions(message: &str) -> String {
+    let mut out = message.to_owned();
+    while let Some(start) = out.find(" at line ") {
+        let rest = &out[start + " at line ".len()..];
+        let digits = |s: &str| s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        let line_len = digits(rest);
+        let Some(after) = rest[line_len..].strip_prefix(" column ") else {
+            break;
+        };
+        let end = start + " at line ".len() + line_len + " column ".len() + digits(after);
+        out.replace_range(start..end, "");
+    }
+    out
+}
+
+/// `targets[0]: duplicate field `interval`` → the mapping's path and the key.
+fn duplicate_field(message: &str) -> Option<(Vec<Seg>, String)> {
+    let (path, rest) = match message.split_once(": duplicate field `") {
+        Some(split) => split,
+        None => ("", message.strip_prefix("duplicate field `")?),
+    };
+    let key = rest.split('`').next()?;
+    Some((parse_path(path), key.to_owned()))
+}
+
+/// A validation error and the path of the node it is about.
+struct Invalid(Vec<Seg>, String);
+
+fn validate(file: file::File, dir: &Path, path: &Path) -> Result<Config, Invalid> {
+    let defaults = file.defaults;
+    for (key, set) in [
+        ("name", defaults.name.is_some()),
+        ("url", defaults.url.is_some()),
+    ] {
+        if set {
+            let at = vec![Seg::Key("defaults"), Seg::Key(key)];
+            return Err(Invalid(
+                at,
+                format!("`{key}` belongs to a target, not to defaults"),
+            ));
+        }
+    }
+    let max_concurrent_probes = file
+        .global
+        .max_concurrent_probes
+        .unwrap_or(DEFAULT_MAX_CONCURRENT_PROBES);
+    if max_concurrent_probes == 0 {
+        let at = vec![Seg::Key("global"), Seg::Key("max_concurrent_probes")];
+        return Err(Invalid(
+            at,
+            "max_concurrent_probes must be at least 1".into(),
+        ));
+    }
+
+    let mut names = HashSet::new();
+    let mut targets = Vec::with_capacity(file.targets.len());
+    for (i, target) in file.targets.iter().enumerate() {
+        let base = vec![Seg::Key("targets"), Seg::Index(i)];
+        let t = validate_target(&defaults, target, dir, &base)?;
+        if !names.insert(t.name.clone()) {
+            let at = at(&base, "name");
+            return Err(Invalid(at, format!("duplicate target name {:?}", t.name)));
+        }
+        targets.push(Arc::new(t));
+    }
+    Ok(Config {
+        path: path.to_owned(),
+        max_concurrent_probes,
+        targets,
+    })
+}
+
+fn at(base: &[Seg], key: &'static str) -> Vec<Seg> {
+    let mut p = base.to_vec();
+    p.push(Seg::Key(key));
+    p
+}
+
+/// Where a merged setting came from: the target when it sets it, else the defaults.
+fn origin(base: &[Seg], target_sets: bool, key: &'static str) -> Vec<Seg> {
+    if target_sets {
+        at(base, key)
+    } else {
+        vec![Seg::Key("defaults"), Seg::Key(key)]
+    }
+}
+
+fn validate_target(
+    d: &Settings,
+    t: &Settings,
+    dir: &Path,
+    base: &[Seg],
+) -> Result<Target, Invalid> {
+    let err = |key: &'static str, msg: String| Invalid(at(base, key), msg);
+    let name = t
+        .name
+        .clone()
+        .ok_or_else(|| Invalid(base.to_vec(), "target needs a `name`".into()))?;
+    if name.trim().is_empty() {
+        return Err(err("name", "target name must not be empty".into()));
+    }
+    let raw_url = t
+        .url
+        .as_deref()
+        .ok_or_else(|| Invalid(base.to_vec(), format!("target {name:?} needs a `url`")))?;
+    let url = validate_url(raw_url).map_err(|m| err("url", m))?;
+
+    let mut labels = d.labels.clone().unwrap_or_default();
+    labels.extend(t.labels.clone().unwrap_or_default());
+    for label in labels.keys() {
+        check_label_name(label).map_err(|m| {
+            let from_target = t.labels.as_ref().is_some_and(|l| l.contains_key(label));
+            let mut at = origin(base, from_target, "labels");
+            at.push(Seg::Name(label.clone(), 0));
+            Invalid(at, m)
+        })?;
+    }
+
+    let interval = t
+        .interval
+        .or(d.interval)
+        .map_or(Duration::from_secs(60), |h| h.0);
+    if interval < MIN_INTERVAL {
+        let at = origin(base, t.interval.is_some(), "interval");
+        return Err(Invalid(
+            at,
+            format!("interval must be at least {}", HumanDuration(MIN_INTERVAL)),
+        ));
+    }
+    let timeout = match t.timeout.or(d.timeout) {
+        Some(h) => h.0,
+        None => Duration::from_secs(10).min(interval * 4 / 5),
+    };
+    let timeout_at = || origin(base, t.timeout.is_some(), "timeout");
+    if timeout.is_zero() {
+        return Err(Invalid(timeout_at(), "timeout must be above zero".into()));
+    }
+    if timeout >= interval {
+        let at = if t.timeout.is_some() || (d.timeout.is_some() && t.interval.is_none()) {
+            timeout_at()
+        } else {
+            origin(base, t.interval.is_some(), "interval")
+        };
+        let (timeout, interval) = (HumanDuration(timeout), HumanDuration(interval));
+        return Err(Invalid(
+            at,
+            format!("timeout ({timeout}) must be shorter than the interval ({interval})"),
+        ));
+    }
+
+    let method_text = t.method.as_deref().or(d.method.as_deref()).unwrap_or("GET");
+    let method = Method::from_bytes(method_text.to_ascii_uppercase().as_bytes()).map_err(|_| {
+        Invalid(
+            origin(base, t.method.is_some(), "method"),
+            format!("invalid HTTP method {method_text:?}"),
+        )
+    })?;
+
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        USER_AGENT,
+        HeaderValue::from_static(concat!("tickr/", env!("CARGO_PKG_VERSION"))),
+    );
+    for (source, set) in [(&d.headers, false), (&t.headers, true)] {
+        for (k, v) in source.iter().flat_map(|h| h.0.iter()) {
+            let at = |seg| [origin(base, set, "headers"), vec![seg]].concat();
+            let name = HeaderName::from_bytes(k.as_bytes()).map_err(|_| {
+                Invalid(
+                    at(Seg::Name(k.clone(), 0)),
+                    format!("invalid header name {k:?}"),
+                )
+            })?;
+            // The value is a secret as far as tickr knows: never echo it.
+            let mut value = HeaderValue::from_str(v).map_err(|_| {
+                Invalid(
+                    at(Seg::Field(k.clone())),
+                    format!("header {k:?} has a value that is not valid in HTTP"),
+                )
+            })?;
+            value.set_sensitive(true);
+            headers.insert(name, value);
+        }
+    }
+    let body = Bytes::from(
+        t.body
+            .clone()
+            .or_else(|| d.body.clone())
+            .unwrap_or_default(),
+    );
+
+    let max_body_bytes = t
+        .max_body_bytes
+        .or(d.max_body_bytes)
+        .map_or(1 << 20, |b| b.0);
+    if max_body_bytes == 0 || max_body_bytes > MAX_BODY_LIMIT {
+        let at = origin(base, t.max_body_bytes.is_some(), "max_body_bytes");
+        return Err(Invalid(
+            at,
+            format!(
+                "max_body_bytes must be between 1 and {} bytes",
+                MAX_BODY_LIMIT
+            ),
+        ));
+    }
+
+    let tls = validate_tls(d, t, dir, base)?;
+
+    let te = t.expect.clone().unwrap_or_default();
+    let de = d.expect.clone().unwrap_or_default();
+    let expect_at = |key| {
+        let mut p = origin(base, t.expect.is_some(), "expect");
+        p.push(Seg::Key(key));
+        p
+    };
+    let expect_status = te.status.or(de.status).unwrap_or_else(|| {
+        vec![StatusPattern {
+            low: 200,
+            high: 299,
+        }]
+    });
+    if expect_status.is_empty() {
+        return Err(Invalid(
+            expect_at("status"),
+            "expect.status must list at least one status".into(),
+        ));
+    }
+    let mut matchers = Vec::new();
+    let mut seen = HashSet::new();
+    for (specs, negate, key) in [
+        (
+            te.body_contains.or(de.body_contains),
+            false,
+            "body_contains",
+        ),
+        (
+            te.body_not_contains.or(de.body_not_contains),
+            true,
+            "body_not_contains",
+        ),
+    ] {
+        for (i, spec) in specs.unwrap_or_default().into_iter().enumerate() {
+            let at = || [expect_at(key), vec![Seg::Index(i)]].concat();
+            let label = spec.name.unwrap_or_else(|| spec.text.clone());
+            if spec.text.is_empty() {
+                return Err(Invalid(
+                    at(),
+                    "a body matcher's text must not be empty".into(),
+                ));
+            }
+            if !seen.insert(label.clone()) {
+                let msg = format!("two body matchers share the label {label:?}: give one a `name`");
+                return Err(Invalid(at(), msg));
+            }
+            matchers.push(Matcher {
+                label,
+                text: spec.text,
+                negate,
+            });
+        }
+    }
+
+    Ok(Target {
+        name,
+        url,
+        labels: labels.into_iter().collect(),
+        interval,
+        timeout,
+        method,
+        headers,
+        body,
+        follow_redirects: t.follow_redirects.or(d.follow_redirects).unwrap_or(true),
+        max_body_bytes,
+        ip_protocol: t.ip_protocol.or(d.ip_protocol).unwrap_or(IpProtocol::Auto),
+        http_version: t
+            .http_version
+            .or(d.http_version)
+            .unwrap_or(HttpVersion::Auto),
+        tls,
+        expect_status,
+        matchers,
+    })
+}
+
+fn validate_url(raw: &str) -> Result<Url, String> {
+    let url = Url::parse(raw).map_err(|e| {
+        let shown = redact_userinfo(raw);
+        match e {
+            url::ParseError::RelativeUrlWithoutBase => {
+                format!("invalid URL {shown:?}: it needs a scheme, e.g. \"https://{shown}\"")
+            }
+            e => format!("invalid URL {shown:?}: {e}"),
+        }
+    })?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!(
+            "URL scheme must be http or https, not {:?}",
+            url.scheme()
+        ));
+    }
+    if url.host().is_none() {
+        return Err("URL has no host".into());
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        // The URL is exposed as a label; credentials belong in `headers` (Authorization).
+        return Err("URL must not carry credentials: put them in `headers` (Authorization)".into());
+    }
+    Ok(url)
+}
+
+/// `https://user:pass@host/` → `https://<credentials>@host/`, for messages about a URL that
+/// did not even parse.
+fn redact_userinfo(raw: &str) -> String {
+    let authority_start = raw.find("://").map_or(0, |i| i + 3);
+    let authority_end = raw[authority_start..]
+        .find(['/', '?', '#'])
+        .map_or(raw.len(), |i| authority_start + i);
+    match raw[authority_start..authority_end].rfind('@') {
+        Some(at) => format!(
+            "{}<credentials>{}",
+            &raw[..authority_start],
+            &raw[authority_start + at..]
+        ),
+        None => raw.to_owned(),
+    }
+}
+
+fn check_label_name(name: &str) -> Result<(), String> {
+    let mut chars = name.chars();
+    let valid_start = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+    if !valid_start
+        || !chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        || name.starts_with("__")
+    {
+        return Err(format!(
+            "invalid label name {name:?}: expected [a-zA-Z_][a-zA-Z0-9_]*, not starting with __"
+        ));
+    }
+    if RESERVED_LABELS.contains(&name) {
+        return Err(format!("label name {name:?} is used by tickr itself"));
+    }
+    Ok(())
+}
+
+fn validate_tls(
+    d: &Settings,
+    t: &Settings,
+    dir: &Path,
+    base: &[Seg],
+) -> Result<Arc<ClientTls>, Invalid> {
+    let dt = d.tls.clone().unwrap_or_default();
+    let tt = t.tls.clone().unwrap_or_default();
+    let tls_at = |key| {
+        let mut p = origin(base, t.tls.is_some(), "tls");
+        p.push(Seg::Key(key));
+        p
+    };
+    let read = |p: &PathBuf, key: &'static str| -> Result<Vec<u8>, Invalid> {
+        let full = dir.join(p);
+        std::fs::read(&full)
+            .map_err(|e| Invalid(tls_at(key), format!("cannot read {}: {e}", full.display())))
+    };
+    let ca_pem = tt
+        .ca_file
+        .as_ref()
+        .or(dt.ca_file.as_ref())
+        .map(|p| read(p, "ca_file"))
+        .transpose()?;
+    let cert = tt.cert_file.as_ref().or(dt.cert_file.as_ref());
+    let key = tt.key_file.as_ref().or(dt.key_file.as_ref());
+    let client_pem = match (cert, key) {
+        (Some(c), Some(k)) => Some((read(c, "cert_file")?, read(k, "key_file")?)),
+        (None, None) => None,
+        (Some(_), None) => {
+            return Err(Invalid(
+                tls_at("cert_file"),
+                "cert_file needs key_file too".into(),
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(Invalid(
+                tls_at("key_file"),
+                "key_file needs cert_file too".into(),
+            ))
+        }
+    };
+    let server_name = tt.server_name.or(dt.server_name);
+    let settings = TlsSettings {
+        ca_pem,
+        client_pem,
+        insecure_skip_verify: tt
+            .insecure_skip_verify
+            .or(dt.insecure_skip_verify)
+            .unwrap_or(false),
+        server_name,
+    };
+    ClientTls::new(settings)
+        .map(Arc::new)
+        .map_err(|(key, msg)| Invalid(tls_at(key), msg))
+}

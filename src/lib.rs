@@ -1,0 +1,190 @@
+//! tickr: a Prometheus exporter that probes HTTP(S) targets on its own schedule and counts every
+//! outcome, so that an intermittent 502 between two scrapes is never lost.
+//!
+//! # Layout
+//!
+//! Data flows one way, `config → scheduler → probe → metrics → server`:
+//!
+//! - [`config`]: the YAML file in two stages, a strict mirror and validated [`config::Target`]s.
+//! - [`tls`]: trust roots, client certificates, and a verifier that records certificate expiry.
+//! - [`scheduler`]: one task per target on its own interval; diff-and-apply on reload.
+//! - [`probe`]: one request on a fresh connection, timed per phase, into an [`probe::Outcome`].
+//! - [`metrics`]: outcomes into counters, histograms and gauges; the OpenMetrics exposition.
+//! - [`server`]: `/metrics`, the landing page, health, readiness and reload over HTTP.
+//! - [`cli`], [`logging`], [`signals`]: the edges `main.rs` wires together.
+//!
+//! [`Exporter`] ties them together: [`Exporter::start`] begins probing, [`Exporter::run`] serves
+//! a bound listener until a shutdown future completes, and a [`Handle`] reloads from anywhere.
+
+pub mod cli;
+pub mod config;
+pub mod logging;
+pub mod metrics;
+pub mod probe;
+pub mod scheduler;
+pub mod server;
+pub mod signals;
+pub mod tls;
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
+
+use config::{Config, Target};
+use metrics::{Metrics, TargetMetrics};
+use scheduler::Scheduler;
+
+type ReloadReply = oneshot::Sender<Result<(), String>>;
+
+/// A cheap, cloneable view of a running exporter: what the HTTP handlers and signal handlers use.
+#[derive(Clone, Debug)]
+pub struct Handle {
+    pub metrics: Arc<Metrics>,
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    ready: AtomicBool,
+    targets: RwLock<Vec<(Arc<Target>, Arc<TargetMetrics>)>>,
+    reloads: mpsc::Sender<ReloadReply>,
+}
+
+impl Handle {
+    /// True once the configuration is loaded and the scheduler runs.
+    pub fn is_ready(&self) -> bool {
+        self.shared.ready.load(Ordering::Relaxed)
+    }
+
+    /// The running targets with their series, sorted by name.
+    pub fn targets(&self) -> Vec<(Arc<Target>, Arc<TargetMetrics>)> {
+        self.shared
+            .targets
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Re-reads the configuration file and applies it; on error the running one stays.
+    pub async fn reload(&self) -> Result<(), String> {
+        let (tx, rx) = oneshot::channel();
+        self.shared
+            .reloads
+            .send(tx)
+            .await
+            .map_err(|_| "tickr is shutting down".to_owned())?;
+        rx.await.map_err(|_| "tickr is shutting down".to_owned())?
+    }
+}
+
+/// The exporter: a scheduler probing the configured targets, and the state its server shows.
+#[derive(Debug)]
+pub struct Exporter {
+    handle: Handle,
+    scheduler: Scheduler,
+    config: Config,
+    reloads: mpsc::Receiver<ReloadReply>,
+}
+
+impl Exporter {
+    /// Starts probing every target of `config`. Must run inside a Tokio runtime.
+    pub async fn start(config: Config) -> Self {
+        let metrics = Arc::new(Metrics::new());
+        let (tx, reloads) = mpsc::channel(8);
+        let shared = Arc::new(Shared {
+            ready: AtomicBool::new(false),
+            targets: RwLock::default(),
+            reloads: tx,
+        });
+        let handle = Handle {
+            metrics: metrics.clone(),
+            shared,
+        };
+        let mut scheduler = Scheduler::new(metrics.clone());
+        let applied = scheduler.apply(&config).await;
+        tracing::info!(targets = applied.added, file = %config.path.display(), "configuration loaded");
+        let exporter = Self {
+            handle,
+            scheduler,
+            config,
+            reloads,
+        };
+        exporter.publish();
+        metrics.reload_successful.set(1);
+        metrics.reload_timestamp.set(unix_now());
+        exporter.handle.shared.ready.store(true, Ordering::Relaxed);
+        exporter
+    }
+
+    pub fn handle(&self) -> Handle {
+        self.handle.clone()
+    }
+
+    fn publish(&self) {
+        *self
+            .handle
+            .shared
+            .targets
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = self.scheduler.targets();
+    }
+
+    async fn reload(&mut self) -> Result<(), String> {
+        let metrics = &self.handle.metrics;
+        match config::load(&self.config.path) {
+            Ok(config) => {
+                let applied = self.scheduler.apply(&config).await;
+                self.config = config;
+                self.publish();
+                metrics.reload_successful.set(1);
+                metrics.reload_timestamp.set(unix_now());
+                tracing::info!(
+                    added = applied.added,
+                    removed = applied.removed,
+                    changed = applied.changed,
+                    unchanged = applied.unchanged,
+                    "configuration reloaded"
+                );
+                Ok(())
+            }
+            Err(e) => {
+                metrics.reload_successful.set(0);
+                tracing::error!(error = %e, "configuration rejected; the previous one keeps running");
+                Err(e.to_string())
+            }
+        }
+    }
+
+    /// Serves `listener` and handles reloads until `shutdown` completes; then stops accepting,
+    /// drains HTTP connections under a grace period and cancels in-flight probes.
+    pub async fn run(mut self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+        let (stop_server, server_stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(server::serve(listener, self.handle.clone(), async {
+            let _ = server_stopped.await;
+        }));
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                Some(reply) = self.reloads.recv() => {
+                    let _ = reply.send(self.reload().await);
+                }
+                () = &mut shutdown => break,
+            }
+        }
+        tracing::info!("shutting down");
+        self.handle.shared.ready.store(false, Ordering::Relaxed);
+        let _ = stop_server.send(());
+        self.scheduler.stop_all().await;
+        let _ = server.await;
+    }
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}

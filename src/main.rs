@@ -1,0 +1,47 @@
+//! The `tickr` binary: parse flags, set up logging, hand over to the library.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tickr::cli::{self, Cli};
+use tickr::{config, logging, signals, Exporter};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match config::load(&cli.config_file) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if cli.config_check {
+        let n = config.targets.len();
+        println!(
+            "{}: OK, {n} target{}",
+            cli.config_file.display(),
+            if n == 1 { "" } else { "s" }
+        );
+        return ExitCode::SUCCESS;
+    }
+    logging::init(cli.log_format, cli.log_level);
+    if cli.web_config_file.is_some() {
+        eprintln!("--web.config.file is not supported yet");
+        return ExitCode::FAILURE;
+    }
+    let address = cli::listen_address(&cli.listen_address);
+    let listener = match tokio::net::TcpListener::bind(&address).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("cannot listen on {address}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let bound = listener.local_addr().map_or(address, |a| a.to_string());
+    tracing::info!(address = %bound, version = env!("CARGO_PKG_VERSION"), "listening");
+    let exporter = Exporter::start(config).await;
+    signals::reload_on_sighup(exporter.handle());
+    exporter.run(listener, signals::shutdown()).await;
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,571 @@
+//! One probe of one target: a fresh connection, a request, a bounded read of the answer, and an
+//! [`Outcome`] with per-phase timings and at most one failure [`Reason`]. Knows nothing of
+//! Prometheus; [`crate::metrics`] turns outcomes into samples.
+//!
+//! The steps are explicit (DNS, TCP, TLS, HTTP handshake) rather than a pooled client, so that each
+//! phase can be timed and every probe measures what a new visitor would.
+
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use http::header::{HeaderValue, HOST, LOCATION};
+use http::{Method, Request, Version};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
+use url::Url;
+
+use crate::config::{HttpVersion, IpProtocol, Target};
+
+/// Redirects a probe follows before failing with [`Reason::Redirects`].
+pub const MAX_REDIRECTS: u8 = 10;
+
+/// Why a probe failed: exactly one per failed probe. The strings are label values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    Dns,
+    Connect,
+    Tls,
+    Timeout,
+    Reset,
+    Protocol,
+    Status,
+    BodyMismatch,
+    TooLarge,
+    Redirects,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 10] = [
+        Reason::Dns,
+        Reason::Connect,
+        Reason::Tls,
+        Reason::Timeout,
+        Reason::Reset,
+        Reason::Protocol,
+        Reason::Status,
+        Reason::BodyMismatch,
+        Reason::TooLarge,
+        Reason::Redirects,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Dns => "dns",
+            Reason::Connect => "connect",
+            Reason::Tls => "tls",
+            Reason::Timeout => "timeout",
+            Reason::Reset => "reset",
+            Reason::Protocol => "protocol",
+            Reason::Status => "status",
+            Reason::BodyMismatch => "body_mismatch",
+            Reason::TooLarge => "too_large",
+            Reason::Redirects => "redirects",
+        }
+    }
+}
+
+/// A failed probe: the reason (a fixed label value) and a human-readable detail for logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub reason: Reason,
+    pub detail: String,
+}
+
+impl Failure {
+    fn new(reason: Reason, detail: impl Into<String>) -> Self {
+        Self {
+            reason,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// The phases of a probe, in order. `Total` spans the whole probe, redirects included.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Phase {
+    Resolve,
+    Connect,
+    Tls,
+    Processing,
+    Transfer,
+    Total,
+}
+
+impl Phase {
+    pub const ALL: [Phase; 6] = [
+        Phase::Resolve,
+        Phase::Connect,
+        Phase::Tls,
+        Phase::Processing,
+        Phase::Transfer,
+        Phase::Total,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Resolve => "resolve",
+            Phase::Connect => "connect",
+            Phase::Tls => "tls",
+            Phase::Processing => "processing",
+            Phase::Transfer => "transfer",
+            Phase::Total => "total",
+        }
+    }
+}
+
+/// Time spent in each phase; `None` for phases the probe never finished (or never needed, like
+/// TLS over plain HTTP). Across redirects, each phase is the sum over all hops.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Phases {
+    pub resolve: Option<Duration>,
+    pub connect: Option<Duration>,
+    pub tls: Option<Duration>,
+    pub processing: Option<Duration>,
+    pub transfer: Option<Duration>,
+    pub total: Duration,
+}
+
+impl Phases {
+    pub fn get(&self, phase: Phase) -> Option<Duration> {
+        match phase {
+            Phase::Resolve => self.resolve,
+            Phase::Connect => self.connect,
+            Phase::Tls => self.tls,
+            Phase::Processing => self.processing,
+            Phase::Transfer => self.transfer,
+            Phase::Total => Some(self.total),
+        }
+    }
+
+    fn add(&mut self, phase: Phase, d: Duration) {
+        let slot = match phase {
+            Phase::Resolve => &mut self.resolve,
+            Phase::Connect => &mut self.connect,
+            Phase::Tls => &mut self.tls,
+            Phase::Processing => &mut self.processing,
+            Phase::Transfer => &mut self.transfer,
+            Phase::Total => {
+                self.total += d;
+                return;
+            }
+        };
+        *slot = Some(slot.unwrap_or_default() + d);
+    }
+}
+
+/// Everything one probe saw.
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    pub failure: Option<Failure>,
+    /// Status of the final response, if one arrived.
+    pub status: Option<u16>,
+    pub phases: Phases,
+    /// The address of the last connection attempted.
+    pub remote: Option<SocketAddr>,
+    pub http_version: Option<Version>,
+    pub tls_version: Option<&'static str>,
+    /// Earliest `notAfter` (Unix seconds) of the last certificate chain presented.
+    pub cert_not_after: Option<i64>,
+    /// One entry per configured matcher, when they were evaluated: only on a final response with
+    /// an expected status and a body within `max_body_bytes`.
+    pub matches: Vec<bool>,
+    pub redirects: u8,
+}
+
+impl Outcome {
+    pub fn success(&self) -> bool {
+        self.failure.is_none()
+    }
+}
+
+/// Runs one probe of `target`, entirely under its timeout.
+pub async fn run(target: &Target) -> Outcome {
+    let start = Instant::now();
+    let mut out = Outcome::default();
+    let mut step = "resolve";
+    let result = tokio::time::timeout(target.timeout, probe(target, &mut out, &mut step)).await;
+    out.failure = match result {
+        Ok(Ok(())) => None,
+        Ok(Err(failure)) => Some(failure),
+        Err(_) => Some(Failure::new(
+            Reason::Timeout,
+            format!(
+                "no complete answer within {:?} (stuck in {step})",
+                target.timeout
+            ),
+        )),
+    };
+    out.phases.total = start.elapsed();
+    out
+}
+
+async fn probe(target: &Target, out: &mut Outcome, step: &mut &'static str) -> Result<(), Failure> {
+    let mut url = target.url.clone();
+    let mut method = target.method.clone();
+    let mut body = target.body.clone();
+    let (status, body_read, truncated) = loop {
+        let response = exchange(target, &url, &method, body.clone(), out, step).await?;
+        let code = response.status().as_u16();
+        out.status = Some(code);
+        out.http_version = Some(response.version());
+        let redirect = target.follow_redirects && matches!(code, 301 | 302 | 303 | 307 | 308);
+        let location = response
+            .headers()
+            .get(LOCATION)
+            .and_then(|l| l.to_str().ok());
+        if let (true, Some(location)) = (redirect, location) {
+            if out.redirects >= MAX_REDIRECTS {
+                return Err(Failure::new(
+                    Reason::Redirects,
+                    format!("more than {MAX_REDIRECTS} redirects"),
+                ));
+            }
+            let next = url.join(location).map_err(|e| {
+                Failure::new(
+                    Reason::Protocol,
+                    format!("redirect to an invalid location: {e}"),
+                )
+            })?;
+            if !matches!(next.scheme(), "http" | "https") {
+                return Err(Failure::new(
+                    Reason::Redirects,
+                    format!("redirect to unsupported scheme {:?}", next.scheme()),
+                ));
+            }
+            // Browsers turn a 303 (and a 301/302 after POST) into a GET without a body.
+            if code == 303 || (matches!(code, 301 | 302) && method == Method::POST) {
+                method = Method::GET;
+                body = Bytes::new();
+            }
+            url = next;
+            out.redirects += 1;
+            continue;
+        }
+        *step = "transfer";
+        let started = Instant::now();
+        let read = read_body(response.into_body(), target.max_body_bytes).await;
+        out.phases.add(Phase::Transfer, started.elapsed());
+        let (bytes, truncated) = read?;
+        break (code, bytes, truncated);
+    };
+
+    if !target.expect_status.iter().any(|p| p.matches(status)) {
+        return Err(Failure::new(
+            Reason::Status,
+            format!("unexpected status {status}"),
+        ));
+    }
+    if truncated {
+        let limit = target.max_body_bytes;
+        return Err(Failure::new(
+            Reason::TooLarge,
+            format!("body exceeds max_body_bytes ({limit} bytes)"),
+        ));
+    }
+    out.matches = target
+        .matchers
+        .iter()
+        .map(|m| m.is_satisfied_by(&body_read))
+        .collect();
+    if let Some((m, _)) = target
+        .matchers
+        .iter()
+        .zip(&out.matches)
+        .find(|(_, ok)| !**ok)
+    {
+        let verb = if m.negate {
+            "contains"
+        } else {
+            "does not contain"
+        };
+        return Err(Failure::new(
+            Reason::BodyMismatch,
+            format!("body {verb} {:?}", m.label),
+        ));
+    }
+    Ok(())
+}
+
+/// Aborts the spawned connection driver when the probe is done with it (or is cancelled).
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// A response whose connection is kept alive for as long as its body is being read.
+struct Response {
+    inner: http::Response<Incoming>,
+    _driver: AbortOnDrop,
+}
+
+impl Response {
+    fn status(&self) -> http::StatusCode {
+        self.inner.status()
+    }
+    fn version(&self) -> Version {
+        self.inner.version()
+    }
+    fn headers(&self) -> &http::HeaderMap {
+        self.inner.headers()
+    }
+    fn into_body(self) -> (Incoming, AbortOnDrop) {
+        (self.inner.into_body(), self._driver)
+    }
+}
+
+/// One request on one fresh connection.
+async fn exchange(
+    target: &Target,
+    url: &Url,
+    method: &Method,
+    body: Bytes,
+    out: &mut Outcome,
+    step: &mut &'static str,
+) -> Result<Response, Failure> {
+    let host = url
+        .host_str()
+        .ok_or_else(|| Failure::new(Reason::Protocol, "URL without host"))?;
+    let port = url.port_or_known_default().unwrap_or(80);
+
+    *step = "resolve";
+    let started = Instant::now();
+    let addr = resolve(host, port, target.ip_protocol).await;
+    out.phases.add(Phase::Resolve, started.elapsed());
+    let addr = addr?;
+    out.remote = Some(addr);
+
+    *step = "connect";
+    let started = Instant::now();
+    let tcp = TcpStream::connect(addr)
+        .await
+        .map_err(|e| Failure::new(Reason::Connect, format!("connect to {addr}: {e}")))?;
+    out.phases.add(Phase::Connect, started.elapsed());
+    let _ = tcp.set_nodelay(true);
+
+    let request = build_request(target, url, method, body);
+    if url.scheme() == "https" {
+        *step = "tls";
+        let started = Instant::now();
+        let alpn: &[&[u8]] = match target.http_version {
+            HttpVersion::Auto => &[b"h2", b"http/1.1"],
+            HttpVersion::Http1 => &[b"http/1.1"],
+            HttpVersion::Http2 => &[b"h2"],
+        };
+        let (config, recorder) = target.tls.client_config(alpn);
+        let name = target
+            .tls
+            .server_name(host)
+            .map_err(|e| Failure::new(Reason::Tls, e))?;
+        let handshake = tokio_rustls::TlsConnector::from(config)
+            .connect(name, tcp)
+            .await;
+        out.cert_not_after = recorder.not_after();
+        let tls =
+            handshake.map_err(|e| Failure::new(Reason::Tls, format!("TLS handshake: {e}")))?;
+        out.phases.add(Phase::Tls, started.elapsed());
+        let session = tls.get_ref().1;
+        out.tls_version = session.protocol_version().map(tls_version_name);
+        let h2 = session.alpn_protocol() == Some(b"h2");
+        if target.http_version == HttpVersion::Http2 && !h2 {
+            return Err(Failure::new(
+                Reason::Protocol,
+                "server did not negotiate HTTP/2 (ALPN h2)",
+            ));
+        }
+        send(TokioIo::new(tls), h2, request, out, step).await
+    } else {
+        let h2 = target.http_version == HttpVersion::Http2;
+        send(TokioIo::new(tcp), h2, request, out, step).await
+    }
+}
+
+fn tls_version_name(v: rustls::ProtocolVersion) -> &'static str {
+    match v {
+        rustls::ProtocolVersion::TLSv1_3 => "TLS 1.3",
+        rustls::ProtocolVersion::TLSv1_2 => "TLS 1.2",
+        _ => "other",
+    }
+}
+
+/// HTTP/1.1 wants an origin-form target and a Host header; HTTP/2 wants the absolute URI, which
+/// becomes `:scheme` and `:authority`. Both are prepared here; [`send`] picks.
+fn build_request(target: &Target, url: &Url, method: &Method, body: Bytes) -> Request<Full<Bytes>> {
+    let mut request = Request::new(Full::new(body));
+    *request.method_mut() = method.clone();
+    *request.uri_mut() = url
+        .as_str()
+        .parse()
+        .expect("a validated URL is a valid URI");
+    let headers = request.headers_mut();
+    headers.extend(target.headers.iter().map(|(k, v)| (k.clone(), v.clone())));
+    if !headers.contains_key(HOST) {
+        let authority = match url.port() {
+            Some(port) => format!("{}:{port}", url.host_str().unwrap_or_default()),
+            None => url.host_str().unwrap_or_default().to_owned(),
+        };
+        if let Ok(v) = HeaderValue::from_str(&authority) {
+            headers.insert(HOST, v);
+        }
+    }
+    request
+}
+
+async fn send<I>(
+    io: TokioIo<I>,
+    h2: bool,
+    mut request: Request<Full<Bytes>>,
+    out: &mut Outcome,
+    step: &mut &'static str,
+) -> Result<Response, Failure>
+where
+    I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    *step = "processing";
+    let started = Instant::now();
+    let (response, driver) = if h2 {
+        request.headers_mut().remove(HOST);
+        let (mut sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+            .await
+            .map_err(classify_hyper)?;
+        let driver = spawn_driver(conn);
+        (sender.send_request(request).await, driver)
+    } else {
+        let uri = request.uri();
+        let origin_form = uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .parse()
+            .expect("a path is a URI");
+        *request.uri_mut() = origin_form;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
+            .await
+            .map_err(classify_hyper)?;
+        let driver = spawn_driver(conn);
+        (sender.send_request(request).await, driver)
+    };
+    let response = response.map_err(classify_hyper)?;
+    out.phases.add(Phase::Processing, started.elapsed());
+    Ok(Response {
+        inner: response,
+        _driver: driver,
+    })
+}
+
+fn spawn_driver<F, E>(conn: F) -> AbortOnDrop
+where
+    F: Future<Output = Result<(), E>> + Send + 'static,
+{
+    AbortOnDrop(tokio::spawn(async move {
+        // Errors surface through the request and body futures; nothing to do here.
+        let _ = conn.await;
+    }))
+}
+
+/// Reads at most `limit` bytes of the body; the flag says whether there was more.
+async fn read_body(
+    (mut body, _driver): (Incoming, AbortOnDrop),
+    limit: u64,
+) -> Result<(Bytes, bool), Failure> {
+    let mut buf = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(classify_hyper)?;
+        if let Ok(data) = frame.into_data() {
+            let room = usize::try_from(limit)
+                .unwrap_or(usize::MAX)
+                .saturating_sub(buf.len());
+            if data.len() > room {
+                buf.extend_from_slice(&data[..room]);
+                return Ok((buf.freeze(), true));
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok((buf.freeze(), false))
+}
+
+async fn resolve(host: &str, port: u16, protocol: IpProtocol) -> Result<SocketAddr, Failure> {
+    let wanted = |ip: &IpAddr| match protocol {
+        IpProtocol::Auto => true,
+        IpProtocol::Ipv4 => ip.is_ipv4(),
+        IpProtocol::Ipv6 => ip.is_ipv6(),
+    };
+    let literal = host.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = literal.parse::<IpAddr>() {
+        return if wanted(&ip) {
+            Ok(SocketAddr::new(ip, port))
+        } else {
+            Err(Failure::new(
+                Reason::Dns,
+                format!("{ip} is not of the configured ip_protocol"),
+            ))
+        };
+    }
+    // RFC 6761: `.invalid` never resolves, so no query needs to leave the machine.
+    let bare = literal.trim_end_matches('.').to_ascii_lowercase();
+    if bare == "invalid" || bare.ends_with(".invalid") {
+        return Err(Failure::new(
+            Reason::Dns,
+            format!("resolve {host}: reserved name that never resolves (RFC 6761)"),
+        ));
+    }
+    // The resolver's order (RFC 6724 preference) decides under `auto`.
+    let addrs = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|e| Failure::new(Reason::Dns, format!("resolve {host}: {e}")))?;
+    addrs.into_iter().find(|a| wanted(&a.ip())).ok_or_else(|| {
+        Failure::new(
+            Reason::Dns,
+            format!("resolve {host}: no address for ip_protocol {protocol:?}"),
+        )
+    })
+}
+
+/// Maps a hyper error to exactly one reason: connection-level breakage is `reset`, anything the
+/// server said that is not valid HTTP is `protocol`.
+fn classify_hyper(e: hyper::Error) -> Failure {
+    let detail = error_chain(&e);
+    if e.is_incomplete_message() || e.is_canceled() || e.is_closed() || e.is_body_write_aborted() {
+        return Failure::new(Reason::Reset, detail);
+    }
+    if e.is_parse() || e.is_parse_status() || e.is_parse_too_large() || e.is_user() {
+        return Failure::new(Reason::Protocol, detail);
+    }
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<io::Error>() {
+            use io::ErrorKind::*;
+            if matches!(
+                io.kind(),
+                ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof
+            ) {
+                return Failure::new(Reason::Reset, detail);
+            }
+        }
+        source = s.source();
+    }
+    Failure::new(Reason::Protocol, detail)
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
+            text.push_str(": ");
+            text.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    text
+}

@@ -1,0 +1,266 @@
+//! Runs every target on its own interval, independently of scrapes.
+//!
+//! One task per target: it sleeps until its next slot, waits for a slot in the global probe
+//! limit, probes, records. A target therefore never has two probes in flight. First slots are
+//! spread across the interval by a hash of the target's name (as Prometheus spreads scrapes), so
+//! ten thousand targets do not fire in the same second, and a restarted tickr keeps the same
+//! phases. Slots missed because a probe or the limit ran late are skipped, never bunched.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::config::{Config, Target};
+use crate::metrics::{Metrics, TargetMetrics};
+use crate::probe::{self, Outcome};
+
+/// A running target: its configuration, its series and its task.
+#[derive(Debug)]
+pub struct Running {
+    pub target: Arc<Target>,
+    pub metrics: Arc<TargetMetrics>,
+    task: JoinHandle<()>,
+}
+
+/// What [`Scheduler::apply`] changed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Applied {
+    pub added: usize,
+    pub removed: usize,
+    pub changed: usize,
+    pub unchanged: usize,
+}
+
+/// Owns the probe tasks; [`apply`](Scheduler::apply) diffs a new configuration against them.
+#[derive(Debug)]
+pub struct Scheduler {
+    metrics: Arc<Metrics>,
+    limit: Arc<Semaphore>,
+    limit_size: usize,
+    running: HashMap<String, Running>,
+}
+
+impl Scheduler {
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        Self {
+            metrics,
+            limit: Arc::new(Semaphore::new(0)),
+            limit_size: 0,
+            running: HashMap::new(),
+        }
+    }
+
+    /// Makes the running set match `config`. Unchanged targets keep their task, schedule and
+    /// counters; removed ones stop and lose their series; changed ones restart from zero.
+    pub async fn apply(&mut self, config: &Config) -> Applied {
+        self.resize_limit(config.max_concurrent_probes);
+        let mut applied = Applied::default();
+        let mut keep = HashMap::with_capacity(config.targets.len());
+        for target in &config.targets {
+            match self.running.remove(&target.name) {
+                Some(old) if old.target == *target => {
+                    applied.unchanged += 1;
+                    keep.insert(target.name.clone(), old);
+                }
+                previous => {
+                    if let Some(old) = previous {
+                        applied.changed += 1;
+                        stop(old).await;
+                    } else {
+                        applied.added += 1;
+                    }
+                    keep.insert(target.name.clone(), self.start(target.clone()));
+                }
+            }
+        }
+        for (_, old) in self.running.drain() {
+            applied.removed += 1;
+            stop(old).await;
+        }
+        self.running = keep;
+        self.metrics.targets.set(self.running.len() as i64);
+        applied
+    }
+
+    /// The running targets, sorted by name.
+    pub fn targets(&self) -> Vec<(Arc<Target>, Arc<TargetMetrics>)> {
+        let mut all: Vec<_> = self
+            .running
+            .values()
+            .map(|r| (r.target.clone(), r.metrics.clone()))
+            .collect();
+        all.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+        all
+    }
+
+    /// Stops every probe task (in-flight probes are cancelled).
+    pub async fn stop_all(&mut self) {
+        for (_, old) in self.running.drain() {
+            stop(old).await;
+        }
+    }
+
+    fn resize_limit(&mut self, size: usize) {
+        if size > self.limit_size {
+            self.limit.add_permits(size - self.limit_size);
+        } else if size < self.limit_size {
+            // Shrinks as probes finish: forgetting permits held by running probes is not possible.
+            let fewer = self.limit.forget_permits(self.limit_size - size);
+            let rest = self.limit_size - size - fewer;
+            if rest > 0 {
+                let limit = self.limit.clone();
+                tokio::spawn(async move {
+                    if let Ok(p) = limit.acquire_many(rest as u32).await {
+                        p.forget();
+                    }
+                });
+            }
+        }
+        self.limit_size = size;
+    }
+
+    fn start(&self, target: Arc<Target>) -> Running {
+        let metrics = Arc::new(self.metrics.register_target(&target));
+        let task = tokio::spawn(run_target(
+            target.clone(),
+            metrics.clone(),
+            self.metrics.clone(),
+            self.limit.clone(),
+        ));
+        Running {
+            target,
+            metrics,
+            task,
+        }
+    }
+}
+
+async fn stop(old: Running) {
+    old.task.abort();
+    let _ = old.task.await;
+    old.metrics.remove();
+}
+
+/// Where in its interval a target's slots fall: a stable hash of its name.
+pub fn offset(name: &str, interval: Duration) -> Duration {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    name.hash(&mut h);
+    let nanos = interval.as_nanos().max(1);
+    Duration::from_nanos((u128::from(h.finish()) % nanos) as u64)
+}
+
+/// The first slot at or after `now` for a schedule anchored at `anchor`.
+pub fn next_slot(anchor: Instant, interval: Duration, now: Instant) -> Instant {
+    if now <= anchor {
+        return anchor;
+    }
+    let behind = now - anchor;
+    let periods = behind.as_nanos().div_ceil(interval.as_nanos().max(1));
+    anchor + interval * u32::try_from(periods).unwrap_or(u32::MAX)
+}
+
+async fn run_target(
+    target: Arc<Target>,
+    tm: Arc<TargetMetrics>,
+    metrics: Arc<Metrics>,
+    limit: Arc<Semaphore>,
+) {
+    let anchor = Instant::now() + offset(&target.name, target.interval);
+    let mut slot = anchor;
+    loop {
+        tokio::time::sleep_until(slot).await;
+        let Ok(_permit) = limit.acquire().await else {
+            return;
+        };
+        metrics
+            .scheduler_lag
+            .observe(Instant::now().saturating_duration_since(slot).as_secs_f64());
+        metrics.in_flight.inc();
+        let in_flight = DecOnDrop(&metrics);
+        let outcome = probe::run(&target).await;
+        drop(in_flight);
+        tm.record(&outcome);
+        log_outcome(&target, &outcome);
+        slot = next_slot(
+            anchor,
+            target.interval,
+            (slot + target.interval).max(Instant::now()),
+        );
+    }
+}
+
+struct DecOnDrop<'a>(&'a Metrics);
+
+impl Drop for DecOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.dec();
+    }
+}
+
+fn ms(d: Option<Duration>) -> f64 {
+    d.map_or(0.0, |d| (d.as_secs_f64() * 1e6).round() / 1e3)
+}
+
+/// Every failed probe is one log line with the evidence; successes only at debug level.
+pub fn log_outcome(target: &Target, o: &Outcome) {
+    let remote = o.remote.map(|a| a.to_string()).unwrap_or_default();
+    let status = o.status.unwrap_or(0);
+    let p = &o.phases;
+    match &o.failure {
+        Some(f) => tracing::warn!(
+            target = %target.name,
+            reason = f.reason.as_str(),
+            status,
+            remote = %remote,
+            error = %f.detail,
+            resolve_ms = ms(p.resolve),
+            connect_ms = ms(p.connect),
+            tls_ms = ms(p.tls),
+            processing_ms = ms(p.processing),
+            transfer_ms = ms(p.transfer),
+            total_ms = ms(Some(p.total)),
+            "probe failed"
+        ),
+        None => {
+            tracing::debug!(target = %target.name, status, remote = %remote, total_ms = ms(Some(p.total)), "probe succeeded")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets_stay_within_the_interval_and_spread() {
+        let interval = Duration::from_secs(60);
+        let mut seconds = std::collections::HashSet::new();
+        for i in 0..1000 {
+            let o = offset(&format!("target-{i}"), interval);
+            assert!(o < interval);
+            seconds.insert(o.as_secs());
+        }
+        // 1000 names over 60 one-second buckets: every second is used.
+        assert_eq!(seconds.len(), 60);
+    }
+
+    #[test]
+    fn missed_slots_are_skipped_not_bunched() {
+        let anchor = Instant::now();
+        let i = Duration::from_secs(10);
+        assert_eq!(next_slot(anchor, i, anchor), anchor);
+        assert_eq!(
+            next_slot(anchor, i, anchor + Duration::from_secs(10)),
+            anchor + i
+        );
+        assert_eq!(
+            next_slot(anchor, i, anchor + Duration::from_secs(35)),
+            anchor + i * 4
+        );
+    }
+}

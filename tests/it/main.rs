@@ -1,0 +1,11 @@
+//! tickr's integration tests, in one binary so the suite links once.
+//!
+//! Everything runs on 127.0.0.1 with ports the OS picks; servers a test starts, it stops.
+
+mod common;
+
+mod config_errors;
+mod exposition;
+mod probes;
+mod prometheus;
+mod reload;

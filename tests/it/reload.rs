@@ -1,0 +1,260 @@
+//! Reload is diff-and-apply: unchanged targets keep their schedule and counters, removed ones
+//! lose their series, changed ones restart, and a bad file changes nothing but the reload gauge.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::common::exposition::{http, Exposition};
+use crate::common::server::{Step, TestServer};
+use crate::common::tickr::Tickr;
+
+fn config(targets: &[(&str, &str)]) -> String {
+    let mut text = String::from("defaults:\n  interval: 100ms\n  timeout: 80ms\ntargets:\n");
+    for (name, url) in targets {
+        text.push_str(&format!("  - name: {name}\n    url: {url}\n"));
+    }
+    text
+}
+
+fn runs(m: &Exposition, target: &str) -> f64 {
+    m.find("tickr_probe_runs_total", &[("target", target)])
+        .map(|s| s.value)
+        .sum()
+}
+
+#[tokio::test]
+async fn reload_keeps_unchanged_targets_and_drops_removed_ones() {
+    let server = TestServer::plain(Step::statuses(&[200])).await;
+    let url = server.url("/");
+    let tickr = Tickr::start(&config(&[("keep", &url), ("drop", &url), ("change", &url)])).await;
+    let before = tickr
+        .wait_for(Duration::from_secs(10), "3 probes each", |m| {
+            ["keep", "drop", "change"].iter().all(|t| runs(m, t) >= 3.0)
+        })
+        .await;
+
+    let changed_url = server.url("/other");
+    tickr.write_config(&config(&[
+        ("keep", &url),
+        ("change", &changed_url),
+        ("new", &url),
+    ]));
+    let reply = tickr.post("/-/reload").await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+
+    let after = tickr.metrics().await;
+    assert!(
+        runs(&after, "keep") >= runs(&before, "keep"),
+        "an unchanged target keeps its counters"
+    );
+    assert_eq!(
+        after.series_of("drop"),
+        0,
+        "a removed target leaves no series"
+    );
+    assert!(
+        runs(&after, "change") < runs(&before, "change"),
+        "a changed target restarts from zero"
+    );
+    assert_eq!(after.get("tickr_targets", &[]), Some(3.0));
+    assert_eq!(
+        after.get("tickr_config_last_reload_successful", &[]),
+        Some(1.0)
+    );
+    let info = after.get("tickr_target_info", &[("target", "change")]);
+    assert_eq!(info, Some(1.0));
+    assert!(after
+        .find("tickr_target_info", &[("url", &changed_url)])
+        .next()
+        .is_some());
+    tickr
+        .wait_for(Duration::from_secs(10), "the new target probing", |m| {
+            runs(m, "new") >= 2.0
+        })
+        .await;
+    tickr.stop().await;
+}
+
+#[tokio::test]
+async fn a_bad_reload_keeps_the_old_config_running() {
+    let server = TestServer::plain(Step::statuses(&[200])).await;
+    let url = server.url("/");
+    let good = config(&[("a", &url)]);
+    let tickr = Tickr::start(&good).await;
+    tickr
+        .wait_for(Duration::from_secs(10), "first probes", |m| {
+            runs(m, "a") >= 2.0
+        })
+        .await;
+
+    tickr.write_config(
+        "defaults:\n  interval: 100ms\ntargets:\n  - name: a\n    url: [not, a, url]\n",
+    );
+    let reply = tickr.post("/-/reload").await;
+    assert_eq!(reply.status, 500);
+    let text = reply.text();
+    assert!(
+        text.contains("config.yml:5:10: "),
+        "error names file, line and column: {text}"
+    );
+
+    let m = tickr.metrics().await;
+    assert_eq!(m.get("tickr_config_last_reload_successful", &[]), Some(0.0));
+    let count = runs(&m, "a");
+    tickr
+        .wait_for(
+            Duration::from_secs(10),
+            "the old target still probing",
+            |m| runs(m, "a") > count,
+        )
+        .await;
+
+    tickr.write_config(&good);
+    assert_eq!(tickr.post("/-/reload").await.status, 200);
+    let m = tickr.metrics().await;
+    assert_eq!(m.get("tickr_config_last_reload_successful", &[]), Some(1.0));
+    assert!(
+        runs(&m, "a") > count,
+        "a reload to the same config keeps the counters"
+    );
+    tickr.stop().await;
+}
+
+#[tokio::test]
+async fn endpoints_answer_as_documented() {
+    let server = TestServer::plain(Step::statuses(&[502])).await;
+    let tickr = Tickr::start(&config(&[("page <&>", &server.url("/"))])).await;
+    tickr
+        .wait_for(Duration::from_secs(10), "a probe", |m| {
+            runs(m, "page <&>") >= 1.0
+        })
+        .await;
+    assert_eq!(tickr.get("/-/healthy").await.status, 200);
+    assert_eq!(tickr.get("/-/ready").await.status, 200);
+    assert_eq!(tickr.get("/-/reload").await.status, 405);
+    assert_eq!(tickr.get("/nope").await.status, 404);
+    let metrics = tickr.get("/metrics").await;
+    assert_eq!(
+        metrics.headers["content-type"],
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    let landing = tickr.get("/").await;
+    assert_eq!(landing.status, 200);
+    let html = landing.text();
+    assert!(
+        html.contains("page &lt;&amp;&gt;"),
+        "target names are escaped"
+    );
+    assert!(html.contains("failing"), "the current state is shown");
+    assert!(html.contains("<td>502</td>"), "the last status is shown");
+    tickr.stop().await;
+}
+
+#[tokio::test]
+async fn a_global_probe_limit_delays_probes_visibly() {
+    let server = TestServer::plain(vec![Step::slow(200, Duration::from_millis(150))]).await;
+    let url = server.url("/");
+    let mut text = config(&[("a", &url), ("b", &url), ("c", &url)]).replace(
+        "interval: 100ms\n  timeout: 80ms",
+        "interval: 400ms\n  timeout: 300ms",
+    );
+    text = format!("global:\n  max_concurrent_probes: 1\n{text}");
+    let tickr = Tickr::start(&text).await;
+    let mut max_in_flight = 0.0f64;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    while tokio::time::Instant::now() < deadline {
+        let m = tickr.metrics().await;
+        max_in_flight = max_in_flight.max(m.value("tickr_probes_in_flight", &[]));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let m = tickr.metrics().await;
+    assert_eq!(
+        max_in_flight, 1.0,
+        "never more probes at once than the limit"
+    );
+    let late = m.value("tickr_scheduler_lag_seconds_count", &[])
+        - m.value("tickr_scheduler_lag_seconds_bucket", &[("le", "0.1")]);
+    assert!(
+        late > 0.0,
+        "waiting for the limit shows up as lag:\n{}",
+        m.text
+    );
+    tickr.stop().await;
+}
+
+/// The binary itself: SIGHUP reloads, SIGTERM stops cleanly with exit code 0.
+#[tokio::test]
+async fn binary_reloads_on_sighup_and_exits_zero_on_sigterm() {
+    let server = TestServer::plain(Step::statuses(&[200])).await;
+    let url = server.url("/");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yml");
+    std::fs::write(&path, config(&[("first", &url)])).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tickr"))
+        .args([
+            "--config.file",
+            path.to_str().unwrap(),
+            "--web.listen-address",
+            "127.0.0.1:0",
+            "--log.format",
+            "json",
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    let addr = loop {
+        line.clear();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "tickr exited before listening"
+        );
+        if let Some(rest) = line.split("\"address\":\"").nth(1) {
+            break rest
+                .split('"')
+                .next()
+                .unwrap()
+                .parse::<std::net::SocketAddr>()
+                .unwrap();
+        }
+    };
+    std::thread::spawn(move || for _ in stderr.lines() {});
+
+    std::fs::write(&path, config(&[("first", &url), ("second", &url)])).unwrap();
+    let status = Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let m = Exposition::parse(&http(addr, "GET", "/metrics", &[]).await.text());
+        if runs(&m, "second") >= 1.0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "SIGHUP did not add the second target"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let code = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "tickr did not stop within 10s of SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(code.success(), "exit status {code:?}");
+}
