@@ -38,10 +38,11 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let bound = listener.local_addr().map_or(address, |a| a.to_string());
-    tracing::info!(address = %bound, version = env!("CARGO_PKG_VERSION"), "listening");
     let exporter = Exporter::start(config).await;
     signals::reload_on_sighup(exporter.handle());
-    exporter.run(listener, signals::shutdown()).await;
+    let shutdown = signals::shutdown();
+    let bound = listener.local_addr().map_or(address, |a| a.to_string());
+    tracing::info!(address = %bound, version = env!("CARGO_PKG_VERSION"), "listening");
+    exporter.run(listener, shutdown).await;
     ExitCode::SUCCESS
 }
