@@ -71,6 +71,8 @@ struct Server {
     child: Child,
     port: u16,
     ca_pem: String,
+    // Held open for the child's lifetime: a closed pipe would kill it on its next write.
+    _stdout: BufReader<std::process::ChildStdout>,
 }
 
 impl Drop for Server {
@@ -91,7 +93,7 @@ fn start_server(kind: &str) -> Server {
     out.read_line(&mut line).unwrap();
     let port = line.trim().parse().unwrap();
     let mut ca_pem = String::new();
-    while out.read_line(&mut line).unwrap() > 0 {
+    while kind == "https" && out.read_line(&mut line).unwrap() > 0 {
         ca_pem.push_str(&line);
         line.clear();
         if ca_pem.contains("END CERTIFICATE") {
@@ -108,6 +110,7 @@ fn start_server(kind: &str) -> Server {
         child,
         port,
         ca_pem,
+        _stdout: out,
     }
 }
 
@@ -159,6 +162,8 @@ fn serve(kind: &str) {
             let Ok((tcp, _)) = listener.accept().await else {
                 continue;
             };
+            // Without it, Nagle and delayed ACKs add ~40 ms to every exchange.
+            let _ = tcp.set_nodelay(true);
             let (acceptor, page) = (acceptor.clone(), page.clone());
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |_| {

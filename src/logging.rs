@@ -37,11 +37,13 @@ pub fn init(format: Format, level: Level) {
         .with_max_level(level);
     use tracing_subscriber::layer::SubscriberExt as _;
     let result = match format {
+        // Without `with_target(false)`, the module path would overwrite tickr's `target` field.
         Format::Json => tracing::subscriber::set_global_default(
             builder
                 .json()
                 .flatten_event(true)
                 .with_current_span(false)
+                .with_target(false)
                 .finish()
                 .with(filter),
         ),

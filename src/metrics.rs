@@ -78,6 +78,7 @@ pub struct Metrics {
     body_mismatches: Family<With<1>, Counter>,
     state_changes: Family<TargetLabels, Counter>,
     last_probe: Family<TargetLabels, FloatGauge>,
+    interval: Family<TargetLabels, FloatGauge>,
     cert_not_after: Family<TargetLabels, Gauge>,
     target_info: Arc<TargetInfo>,
     pub reload_successful: Gauge,
@@ -160,9 +161,16 @@ impl Metrics {
         let last_probe = Family::default();
         r.register_with_unit(
             "tickr_last_probe_timestamp",
-            "When the last probe finished",
+            "When the last probe finished (before the first: when the target was loaded)",
             Unit::Seconds,
             last_probe.clone(),
+        );
+        let interval = Family::default();
+        r.register_with_unit(
+            "tickr_probe_interval",
+            "Configured time between the starts of two probes",
+            Unit::Seconds,
+            interval.clone(),
         );
         let cert_not_after = Family::default();
         r.register_with_unit(
@@ -221,6 +229,7 @@ impl Metrics {
             body_mismatches,
             state_changes,
             last_probe,
+            interval,
             cert_not_after,
             target_info,
             reload_successful,
@@ -287,6 +296,12 @@ impl Metrics {
         for code in PRECREATED_CODES {
             tm.response_counter(code);
         }
+        // Until the first probe, "last probe" is when the target was loaded: a target whose
+        // probes never start then ages like one whose probes stopped, and alerts can see both.
+        tm.last_probe.set(unix_now());
+        self.interval
+            .get_or_create(&labels)
+            .set(target.interval.as_secs_f64());
         self.target_info.insert(target, labels);
         tm
     }
@@ -445,6 +460,7 @@ impl TargetMetrics {
         }
         m.state_changes.remove(&self.labels);
         m.last_probe.remove(&self.labels);
+        m.interval.remove(&self.labels);
         m.target_info.remove(&self.labels);
     }
 }

@@ -115,8 +115,12 @@ fn series_per_target_and_removal() {
     let e = Exposition::parse(&metrics.encode());
     let per_target = e.series_of("one");
     // 2 runs + 1 success + 6 phases × 14 (11 buckets, +Inf, sum, count) + 4 gateway codes
-    // + 1 status code + 10 reasons + 2 per matcher + 1 state changes + 1 last probe + 1 cert + 1 info.
-    assert_eq!(per_target, 2 + 1 + 6 * 14 + 4 + 1 + 10 + 2 + 1 + 1 + 1 + 1);
+    // + 1 status code + 10 reasons + 2 per matcher + 1 state changes + 1 last probe + 1 interval
+    // + 1 cert + 1 info.
+    assert_eq!(
+        per_target,
+        2 + 1 + 6 * 14 + 4 + 1 + 10 + 2 + 1 + 1 + 1 + 1 + 1
+    );
     tm.remove();
     let e = Exposition::parse(&metrics.encode());
     assert_eq!(

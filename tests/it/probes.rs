@@ -4,6 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use rustls::pki_types::pem::PemObject;
+
 use tickr::config::Target;
 use tickr::metrics::Metrics;
 use tickr::probe::{self, Outcome, Reason};
@@ -189,21 +191,62 @@ async fn tls_with_a_trusted_ca_succeeds_over_h2_and_reports_expiry() {
 
 #[tokio::test]
 async fn every_probe_is_a_full_handshake() {
-    // With resumption, the server would see resumed sessions; here each probe must be new. The
-    // observable part: each probe opens its own connection and completes its own TLS phase.
     let tls = Tls::new();
     let leaf = tls.ca.leaf(&["127.0.0.1"], Validity::Valid);
     let server = TestServer::tls(Step::statuses(&[200]), ServerTls::new(&leaf)).await;
+
+    // Control: a client that keeps its session cache does resume against this server, so the
+    // server can tell the difference.
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::CertificateDer::from_pem_slice(tls.ca.pem.as_bytes()).unwrap())
+        .unwrap();
+    let resuming = Arc::new(
+        rustls::ClientConfig::builder_with_provider(tickr::tls::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    );
+    for _ in 0..2 {
+        let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+        let mut stream = tokio_rustls::TlsConnector::from(resuming.clone())
+            .connect(name, tcp)
+            .await
+            .unwrap();
+        // Read the server's session tickets, which arrive after the handshake.
+        tokio::io::AsyncWriteExt::write_all(
+            &mut stream,
+            b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        let mut sink = Vec::new();
+        let _ = tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut sink).await;
+    }
+    assert_eq!(
+        server.handshakes().last(),
+        Some(&rustls::HandshakeKind::Resumed),
+        "control client must resume"
+    );
+
     let t = target(&format!(
         "name: fresh\nurl: {}\ntls: {{ca_file: {}}}",
         server.url("/"),
         tls.ca_file()
     ));
+    let before = server.handshakes().len();
     let (outcomes, _) = probe_n(&t, 3).await;
-    assert_eq!(server.connections(), 3);
     assert!(outcomes
         .iter()
         .all(|o| o.success() && o.phases.tls.is_some()));
+    let probes = &server.handshakes()[before..];
+    assert_eq!(probes.len(), 3);
+    assert!(
+        probes.iter().all(|k| *k == rustls::HandshakeKind::Full),
+        "probes must never resume: {probes:?}"
+    );
 }
 
 #[tokio::test]

@@ -17,7 +17,8 @@ const SCRIPT: [u16; 10] = [200, 502, 200, 200, 502, 200, 200, 200, 502, 200];
 /// Probes of the flaky target to wait for before freezing its counts.
 const PROBES: f64 = 12.0;
 
-/// Every family of SPEC §4 as Prometheus stores it (the two later diagnosis additions, not yet
+/// Every family of SPEC §4 (and `tickr_probe_interval_seconds`, which the stall alert needs) as
+/// Prometheus stores it (the two later diagnosis additions, not yet
 /// implemented, are allowed but not required).
 const FAMILIES: &[&str] = &[
     "tickr_probe_runs_total",
@@ -32,6 +33,7 @@ const FAMILIES: &[&str] = &[
     "tickr_body_mismatches_total",
     "tickr_probe_state_changes_total",
     "tickr_last_probe_timestamp_seconds",
+    "tickr_probe_interval_seconds",
     "tickr_tls_cert_not_after_timestamp_seconds",
     "tickr_target_info",
     "tickr_build_info",

@@ -258,3 +258,89 @@ async fn binary_reloads_on_sighup_and_exits_zero_on_sigterm() {
     };
     assert!(code.success(), "exit status {code:?}");
 }
+
+/// Reads the binary's stderr until a line contains `needle`, or panics after 10 s.
+fn stderr_line(stderr: &mut impl BufRead, needle: &str, seen: &mut String) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut line = String::new();
+    while std::time::Instant::now() < deadline {
+        line.clear();
+        if stderr.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        seen.push_str(&line);
+        if line.contains(needle) {
+            return line;
+        }
+    }
+    panic!("no log line with {needle:?}; got:\n{seen}");
+}
+
+/// A failed probe is one log line with its evidence, in both formats, and secrets stay out.
+#[test]
+fn a_failed_probe_logs_one_line_with_its_evidence() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yml");
+    let secret = "Bearer s3cr3t-log-token";
+    std::fs::write(
+        &path,
+        format!("targets:\n  - name: down\n    url: http://127.0.0.1:{port}/\n    interval: 200ms\n    headers: {{Authorization: {secret}}}\n"),
+    )
+    .unwrap();
+    for format in ["logfmt", "json"] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tickr"))
+            .args([
+                "--config.file",
+                path.to_str().unwrap(),
+                "--web.listen-address",
+                "127.0.0.1:0",
+                "--log.format",
+                format,
+                "--log.level",
+                "debug",
+            ])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut seen = String::new();
+        let line = stderr_line(&mut stderr, "probe failed", &mut seen);
+        let _ = stderr_line(&mut stderr, "probe failed", &mut seen);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let remote = format!("127.0.0.1:{port}");
+        match format {
+            "logfmt" => {
+                for field in [
+                    "level=warn",
+                    "target=down",
+                    "reason=connect",
+                    "status=0",
+                    &format!("remote={remote}"),
+                    "connect_ms=",
+                    "total_ms=",
+                    "error=",
+                ] {
+                    assert!(line.contains(field), "{field} missing from: {line}");
+                }
+            }
+            _ => {
+                let v: serde_json::Value =
+                    serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+                assert_eq!(v["target"], "down");
+                assert_eq!(v["reason"], "connect");
+                assert_eq!(v["remote"], remote.as_str());
+                assert!(v["total_ms"].as_f64().is_some(), "{line}");
+            }
+        }
+        assert!(
+            !seen.contains("s3cr3t"),
+            "a header value reached the log:\n{seen}"
+        );
+    }
+}

@@ -173,6 +173,7 @@ pub struct TestServer {
     pub addr: SocketAddr,
     tls: bool,
     connections: Arc<AtomicUsize>,
+    handshakes: Handshakes,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
 }
@@ -197,6 +198,8 @@ impl TestServer {
         let script = Arc::new(script);
         let is_tls = tls.is_some();
         let counter = connections.clone();
+        let handshakes = Handshakes::default();
+        let seen = handshakes.clone();
         let task = tokio::spawn(async move {
             let mut conns = tokio::task::JoinSet::new();
             loop {
@@ -204,10 +207,11 @@ impl TestServer {
                     _ = &mut stopped => break,
                     accepted = listener.accept() => {
                         let Ok((stream, _)) = accepted else { continue };
+                        let _ = stream.set_nodelay(true);
                         let n = counter.fetch_add(1, Ordering::SeqCst);
                         let step = script[n % script.len()].clone();
                         let tls = tls.clone();
-                        conns.spawn(handle(stream, step, tls));
+                        conns.spawn(handle(stream, step, tls, seen.clone()));
                     }
                 }
             }
@@ -217,9 +221,15 @@ impl TestServer {
             addr,
             tls: is_tls,
             connections,
+            handshakes,
             stop: Some(stop),
             task,
         }
+    }
+
+    /// The kind of every completed TLS handshake so far (full or resumed), in order.
+    pub fn handshakes(&self) -> Vec<rustls::HandshakeKind> {
+        self.handshakes.0.lock().unwrap().clone()
     }
 
     /// A URL on this server, e.g. `url("/health")`.
@@ -243,13 +253,19 @@ impl Drop for TestServer {
     }
 }
 
-async fn handle(tcp: TcpStream, step: Step, tls: Option<ServerTls>) {
+#[derive(Clone, Default)]
+struct Handshakes(Arc<std::sync::Mutex<Vec<rustls::HandshakeKind>>>);
+
+async fn handle(tcp: TcpStream, step: Step, tls: Option<ServerTls>, handshakes: Handshakes) {
     match tls {
         None => serve(tcp, step, |s| s).await,
         Some(ServerTls(config)) => {
             let Ok(stream) = tokio_rustls::TlsAcceptor::from(config).accept(tcp).await else {
                 return;
             };
+            if let Some(kind) = stream.get_ref().1.handshake_kind() {
+                handshakes.0.lock().unwrap().push(kind);
+            }
             serve(stream, step, |s| s.into_inner().0).await;
         }
     }
