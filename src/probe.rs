@@ -305,7 +305,7 @@ impl Drop for AbortOnDrop {
 /// A response whose connection is kept alive for as long as its body is being read.
 struct Response {
     inner: http::Response<Incoming>,
-    _driver: AbortOnDrop,
+    driver: AbortOnDrop,
 }
 
 impl Response {
@@ -319,7 +319,7 @@ impl Response {
         self.inner.headers()
     }
     fn into_body(self) -> (Incoming, AbortOnDrop) {
-        (self.inner.into_body(), self._driver)
+        (self.inner.into_body(), self.driver)
     }
 }
 
@@ -457,7 +457,7 @@ where
     out.phases.add(Phase::Processing, started.elapsed());
     Ok(Response {
         inner: response,
-        _driver: driver,
+        driver,
     })
 }
 

@@ -5,6 +5,8 @@
 mod common;
 
 mod config_errors;
+mod dashboards;
+mod e2e;
 mod exposition;
 mod probes;
 mod prometheus;

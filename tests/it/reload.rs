@@ -191,35 +191,18 @@ async fn binary_reloads_on_sighup_and_exits_zero_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config.yml");
     std::fs::write(&path, config(&[("first", &url)])).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tickr"))
-        .args([
-            "--config.file",
-            path.to_str().unwrap(),
-            "--web.listen-address",
-            "127.0.0.1:0",
-            "--log.format",
-            "json",
-        ])
-        .stderr(Stdio::piped())
-        .spawn()
+    let (mut child, mut stderr) = spawn_tickr(&path, "json", "info");
+    let mut seen = String::new();
+    let line = stderr_line(&mut stderr, "\"address\":\"", &mut seen);
+    let addr: std::net::SocketAddr = line
+        .split("\"address\":\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .parse()
         .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    let addr = loop {
-        line.clear();
-        assert!(
-            stderr.read_line(&mut line).unwrap() > 0,
-            "tickr exited before listening"
-        );
-        if let Some(rest) = line.split("\"address\":\"").nth(1) {
-            break rest
-                .split('"')
-                .next()
-                .unwrap()
-                .parse::<std::net::SocketAddr>()
-                .unwrap();
-        }
-    };
     std::thread::spawn(move || for _ in stderr.lines() {});
 
     std::fs::write(&path, config(&[("first", &url), ("second", &url)])).unwrap();
@@ -259,6 +242,27 @@ async fn binary_reloads_on_sighup_and_exits_zero_on_sigterm() {
     assert!(code.success(), "exit status {code:?}");
 }
 
+/// Starts the tickr binary on `config` with an OS-chosen port, its stderr piped.
+fn spawn_tickr(
+    config: &std::path::Path,
+    format: &str,
+    level: &str,
+) -> (std::process::Child, BufReader<std::process::ChildStderr>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tickr"))
+        .args([
+            "--config.file",
+            config.to_str().unwrap(),
+            "--web.listen-address",
+            "127.0.0.1:0",
+        ])
+        .args(["--log.format", format, "--log.level", level])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    (child, stderr)
+}
+
 /// Reads the binary's stderr until a line contains `needle`, or panics after 10 s.
 fn stderr_line(stderr: &mut impl BufRead, needle: &str, seen: &mut String) -> String {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -293,21 +297,7 @@ fn a_failed_probe_logs_one_line_with_its_evidence() {
     )
     .unwrap();
     for format in ["logfmt", "json"] {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tickr"))
-            .args([
-                "--config.file",
-                path.to_str().unwrap(),
-                "--web.listen-address",
-                "127.0.0.1:0",
-                "--log.format",
-                format,
-                "--log.level",
-                "debug",
-            ])
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let (mut child, mut stderr) = spawn_tickr(&path, format, "debug");
         let mut seen = String::new();
         let line = stderr_line(&mut stderr, "probe failed", &mut seen);
         let _ = stderr_line(&mut stderr, "probe failed", &mut seen);
