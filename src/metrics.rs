@@ -15,6 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, LabelSetEncoder};
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::exemplar::{CounterWithExemplar, HistogramWithExemplars};
 use prometheus_client::metrics::family::{Family, MetricConstructor};
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
@@ -55,25 +56,30 @@ impl EncodeLabelSet for TargetLabels {
 type Extra<const N: usize> = [(&'static str, Cow<'static, str>); N];
 type With<const N: usize> = (TargetLabels, Extra<N>);
 type FloatGauge = Gauge<f64, AtomicU64>;
+/// The exemplar of a failure observation: the id of its event in the failure recorder.
+type EventLabel = [(&'static str, String); 1];
+type ExCounter = CounterWithExemplar<EventLabel>;
+type ExHistogram = HistogramWithExemplars<EventLabel>;
 
 #[derive(Clone)]
 struct Buckets(&'static [f64]);
 
-impl MetricConstructor<Histogram> for Buckets {
-    fn new_metric(&self) -> Histogram {
-        Histogram::new(self.0.iter().copied())
+impl MetricConstructor<ExHistogram> for Buckets {
+    fn new_metric(&self) -> ExHistogram {
+        ExHistogram::new(self.0.iter().copied())
     }
 }
 
 /// Every family tickr exposes, and the registry that encodes them.
 pub struct Metrics {
     registry: Registry,
-    runs: Family<With<1>, Counter>,
+    runs: Family<With<1>, ExCounter>,
     success: Family<TargetLabels, Gauge>,
-    duration: Family<With<1>, Histogram, Buckets>,
-    responses: Family<With<2>, Counter>,
+    duration: Family<With<1>, ExHistogram, Buckets>,
+    responses: Family<With<2>, ExCounter>,
+    server_errors: Family<With<2>, ExCounter>,
     status_code: Family<TargetLabels, Gauge>,
-    failures: Family<With<1>, Counter>,
+    failures: Family<With<1>, ExCounter>,
     body_match: Family<With<1>, Gauge>,
     body_mismatches: Family<With<1>, Counter>,
     state_changes: Family<TargetLabels, Counter>,
@@ -127,6 +133,12 @@ impl Metrics {
             "tickr_http_responses",
             "Final HTTP responses received, by status code and class",
             responses.clone(),
+        );
+        let server_errors = Family::default();
+        r.register(
+            "tickr_http_server_errors",
+            "Final 5xx responses, by status code and the layer that most likely generated them",
+            server_errors.clone(),
         );
         let status_code = Family::default();
         r.register(
@@ -223,6 +235,7 @@ impl Metrics {
             success,
             duration,
             responses,
+            server_errors,
             status_code,
             failures,
             body_match,
@@ -291,6 +304,7 @@ impl Metrics {
             state_changes: self.state_changes.get_or_create_owned(&labels),
             last_probe: self.last_probe.get_or_create_owned(&labels),
             codes: Mutex::new(HashMap::new()),
+            server_errors: Mutex::new(HashMap::new()),
             last_result: AtomicU8::new(UNKNOWN),
         };
         for code in PRECREATED_CODES {
@@ -316,16 +330,17 @@ pub struct TargetMetrics {
     labels: TargetLabels,
     metrics: Arc<Metrics>,
     matcher_labels: Vec<String>,
-    runs_success: Counter,
-    runs_failure: Counter,
+    runs_success: ExCounter,
+    runs_failure: ExCounter,
     success: Gauge,
     status_code: Gauge,
-    phases: [Histogram; 6],
-    failures: [Counter; 10],
+    phases: [ExHistogram; 6],
+    failures: [ExCounter; 10],
     matchers: Vec<(Gauge, Counter)>,
     state_changes: Counter,
     last_probe: FloatGauge,
-    codes: Mutex<HashMap<u16, Counter>>,
+    codes: Mutex<HashMap<u16, ExCounter>>,
+    server_errors: Mutex<HashMap<(u16, String), ExCounter>>,
     last_result: AtomicU8,
 }
 
@@ -348,7 +363,7 @@ pub struct Summary {
 }
 
 impl TargetMetrics {
-    fn response_counter(&self, code: u16) -> Counter {
+    fn response_counter(&self, code: u16) -> ExCounter {
         let mut codes = self.codes.lock().unwrap_or_else(|e| e.into_inner());
         codes
             .entry(code)
@@ -363,23 +378,52 @@ impl TargetMetrics {
             .clone()
     }
 
-    /// Records one finished probe.
-    pub fn record(&self, outcome: &Outcome) {
+    fn server_error_counter(&self, code: u16, layer: &str) -> ExCounter {
+        let mut all = self.server_errors.lock().unwrap_or_else(|e| e.into_inner());
+        all.entry((code, layer.to_owned()))
+            .or_insert_with(|| {
+                let labels = (
+                    self.labels.clone(),
+                    [
+                        ("code", code.to_string().into()),
+                        ("layer", layer.to_owned().into()),
+                    ],
+                );
+                self.metrics.server_errors.get_or_create_owned(&labels)
+            })
+            .clone()
+    }
+
+    /// Records one finished probe. `event` is the failure recorder's id for it, attached as an
+    /// exemplar to the failure observations; `layer` is the attributed layer of a 5xx.
+    pub fn record(&self, outcome: &Outcome, event: Option<u64>, layer: Option<&str>) {
         let ok = outcome.success();
+        let exemplar = || {
+            if ok {
+                None
+            } else {
+                event.map(|id| [("event_id", id.to_string())])
+            }
+        };
         if ok {
             &self.runs_success
         } else {
             &self.runs_failure
         }
-        .inc();
+        .inc_by(1, exemplar(), None);
         self.success.set(i64::from(ok));
         for (phase, histogram) in Phase::ALL.iter().zip(&self.phases) {
             if let Some(d) = outcome.phases.get(*phase) {
-                histogram.observe(d.as_secs_f64());
+                histogram.observe(d.as_secs_f64(), exemplar(), None);
             }
         }
         if let Some(code) = outcome.status {
-            self.response_counter(code).inc();
+            self.response_counter(code).inc_by(1, exemplar(), None);
+            if code >= 500 {
+                let id = event.map(|id| [("event_id", id.to_string())]);
+                self.server_error_counter(code, layer.unwrap_or(crate::layer::UNKNOWN))
+                    .inc_by(1, id, None);
+            }
         }
         self.status_code.set(outcome.status.map_or(0, i64::from));
         if let Some(failure) = &outcome.failure {
@@ -387,7 +431,7 @@ impl TargetMetrics {
                 .iter()
                 .position(|r| *r == failure.reason)
                 .expect("every reason is listed");
-            self.failures[i].inc();
+            self.failures[i].inc_by(1, exemplar(), None);
         }
         for (i, (gauge, mismatches)) in self.matchers.iter().enumerate() {
             match outcome.matches.get(i) {
@@ -426,8 +470,8 @@ impl TargetMetrics {
             },
             last_status: self.status_code.get(),
             last_probe_timestamp: self.last_probe.get(),
-            successes: self.runs_success.get(),
-            failures: self.runs_failure.get(),
+            successes: self.runs_success.get().0,
+            failures: self.runs_failure.get().0,
         }
     }
 
@@ -453,6 +497,20 @@ impl TargetMetrics {
             m.responses.remove(&(
                 self.labels.clone(),
                 [("code", code.to_string().into()), ("class", class.into())],
+            ));
+        }
+        for (code, layer) in self
+            .server_errors
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+        {
+            m.server_errors.remove(&(
+                self.labels.clone(),
+                [
+                    ("code", code.to_string().into()),
+                    ("layer", layer.clone().into()),
+                ],
             ));
         }
         for family in [&m.success, &m.status_code, &m.cert_not_after] {

@@ -25,6 +25,9 @@ use crate::config::{HttpVersion, IpProtocol, Target};
 
 /// Redirects a probe follows before failing with [`Reason::Redirects`].
 pub const MAX_REDIRECTS: u8 = 10;
+/// How much of the final body an [`Outcome`] keeps for diagnosis. CDN error pages put their
+/// signatures near the end, so this is more than a glance.
+pub const BODY_HEAD: usize = 64 << 10;
 
 /// Why a probe failed: exactly one per failed probe. The strings are label values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -177,6 +180,11 @@ pub struct Outcome {
     /// an expected status and a body within `max_body_bytes`.
     pub matches: Vec<bool>,
     pub redirects: u8,
+    /// Headers of the final response, if one arrived.
+    pub headers: Option<http::HeaderMap>,
+    /// The start of the final response's body (at most [`BODY_HEAD`] bytes): enough to recognise
+    /// an error page, bounded whatever `max_body_bytes` allows.
+    pub body_head: Bytes,
 }
 
 impl Outcome {
@@ -248,11 +256,13 @@ async fn probe(target: &Target, out: &mut Outcome, step: &mut &'static str) -> R
             out.redirects += 1;
             continue;
         }
+        out.headers = Some(response.headers().clone());
         *step = "transfer";
         let started = Instant::now();
         let read = read_body(response.into_body(), target.max_body_bytes).await;
         out.phases.add(Phase::Transfer, started.elapsed());
         let (bytes, truncated) = read?;
+        out.body_head = bytes.slice(..bytes.len().min(BODY_HEAD));
         break (code, bytes, truncated);
     };
 

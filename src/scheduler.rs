@@ -8,14 +8,16 @@
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::config::{Config, Target};
+use crate::config::{Config, Diagnosis, Target};
+use crate::events::Recorder;
+use crate::layer::{Attribution, UNKNOWN};
 use crate::metrics::{Metrics, TargetMetrics};
 use crate::probe::{self, Outcome};
 
@@ -39,17 +41,40 @@ pub struct Applied {
 /// Owns the probe tasks; [`apply`](Scheduler::apply) diffs a new configuration against them.
 #[derive(Debug)]
 pub struct Scheduler {
-    metrics: Arc<Metrics>,
-    limit: Arc<Semaphore>,
+    ctx: Arc<Context>,
     limit_size: usize,
     running: HashMap<String, Running>,
 }
 
+/// What every probe task shares: where outcomes go, the global limit, and the diagnosis
+/// settings (replaced on reload without restarting the tasks).
+#[derive(Debug)]
+struct Context {
+    metrics: Arc<Metrics>,
+    recorder: Arc<Recorder>,
+    limit: Arc<Semaphore>,
+    diagnosis: RwLock<Arc<Diagnosis>>,
+}
+
+impl Context {
+    fn diagnosis(&self) -> Arc<Diagnosis> {
+        self.diagnosis
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
 impl Scheduler {
-    pub fn new(metrics: Arc<Metrics>) -> Self {
-        Self {
+    pub fn new(metrics: Arc<Metrics>, recorder: Arc<Recorder>, diagnosis: &Diagnosis) -> Self {
+        let ctx = Context {
             metrics,
+            recorder,
             limit: Arc::new(Semaphore::new(0)),
+            diagnosis: RwLock::new(Arc::new(diagnosis.clone())),
+        };
+        Self {
+            ctx: Arc::new(ctx),
             limit_size: 0,
             running: HashMap::new(),
         }
@@ -59,6 +84,12 @@ impl Scheduler {
     /// counters; removed ones stop and lose their series; changed ones restart from zero.
     pub async fn apply(&mut self, config: &Config) -> Applied {
         self.resize_limit(config.max_concurrent_probes);
+        *self
+            .ctx
+            .diagnosis
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Arc::new(config.diagnosis.clone());
+        self.ctx.recorder.set_capacity(config.diagnosis.events);
         let mut applied = Applied::default();
         let mut keep = HashMap::with_capacity(config.targets.len());
         for target in &config.targets {
@@ -78,12 +109,13 @@ impl Scheduler {
                 }
             }
         }
-        for (_, old) in self.running.drain() {
+        for (name, old) in self.running.drain() {
             applied.removed += 1;
             stop(old).await;
+            self.ctx.recorder.forget(&name);
         }
         self.running = keep;
-        self.metrics.targets.set(self.running.len() as i64);
+        self.ctx.metrics.targets.set(self.running.len() as i64);
         applied
     }
 
@@ -107,13 +139,13 @@ impl Scheduler {
 
     fn resize_limit(&mut self, size: usize) {
         if size > self.limit_size {
-            self.limit.add_permits(size - self.limit_size);
+            self.ctx.limit.add_permits(size - self.limit_size);
         } else if size < self.limit_size {
             // Shrinks as probes finish: forgetting permits held by running probes is not possible.
-            let fewer = self.limit.forget_permits(self.limit_size - size);
+            let fewer = self.ctx.limit.forget_permits(self.limit_size - size);
             let rest = self.limit_size - size - fewer;
             if rest > 0 {
-                let limit = self.limit.clone();
+                let limit = self.ctx.limit.clone();
                 tokio::spawn(async move {
                     if let Ok(p) = limit.acquire_many(rest as u32).await {
                         p.forget();
@@ -125,12 +157,11 @@ impl Scheduler {
     }
 
     fn start(&self, target: Arc<Target>) -> Running {
-        let metrics = Arc::new(self.metrics.register_target(&target));
+        let metrics = Arc::new(self.ctx.metrics.register_target(&target));
         let task = tokio::spawn(run_target(
             target.clone(),
             metrics.clone(),
-            self.metrics.clone(),
-            self.limit.clone(),
+            self.ctx.clone(),
         ));
         Running {
             target,
@@ -164,34 +195,68 @@ pub fn next_slot(anchor: Instant, interval: Duration, now: Instant) -> Instant {
     anchor + interval * u32::try_from(periods).unwrap_or(u32::MAX)
 }
 
-async fn run_target(
-    target: Arc<Target>,
-    tm: Arc<TargetMetrics>,
-    metrics: Arc<Metrics>,
-    limit: Arc<Semaphore>,
-) {
+async fn run_target(target: Arc<Target>, tm: Arc<TargetMetrics>, ctx: Arc<Context>) {
     let anchor = Instant::now() + offset(&target.name, target.interval);
     let mut slot = anchor;
+    // The product tickr connects to, as last seen in a response: blamed for failures that
+    // never got one.
+    let mut edge = None;
     loop {
         tokio::time::sleep_until(slot).await;
-        let Ok(_permit) = limit.acquire().await else {
+        let Ok(_permit) = ctx.limit.acquire().await else {
             return;
         };
+        let metrics = &ctx.metrics;
         metrics
             .scheduler_lag
             .observe(Instant::now().saturating_duration_since(slot).as_secs_f64());
         metrics.in_flight.inc();
-        let in_flight = DecOnDrop(&metrics);
+        let in_flight = DecOnDrop(metrics);
         let outcome = probe::run(&target).await;
         drop(in_flight);
-        tm.record(&outcome);
-        log_outcome(&target, &outcome);
+        let diagnosis = ctx.diagnosis();
+        let attribution = attribute(&outcome, &diagnosis, &mut edge);
+        let event = ctx
+            .recorder
+            .record(&target, &outcome, attribution.as_ref(), &diagnosis);
+        tm.record(
+            &outcome,
+            Some(event.id),
+            attribution.as_ref().map(|a| a.layer.as_str()),
+        );
+        log_outcome(&target, &outcome, event.id, attribution.as_ref());
         slot = next_slot(
             anchor,
             target.interval,
             (slot + target.interval).max(Instant::now()),
         );
     }
+}
+
+/// Which layer to blame: for a 5xx, the one whose fingerprint the response carries; for a
+/// failure without any response, the first hop as last seen. `edge` is updated from every
+/// response.
+fn attribute(o: &Outcome, d: &Diagnosis, edge: &mut Option<String>) -> Option<Attribution> {
+    if let Some(headers) = &o.headers {
+        if let Some(seen) = d.attributor.edge(headers) {
+            *edge = Some(seen);
+        }
+        return o
+            .status
+            .filter(|s| *s >= 500)
+            .map(|_| d.attributor.attribute(headers, &o.body_head));
+    }
+    o.failure.as_ref()?;
+    Some(match edge {
+        Some(layer) => Attribution {
+            layer: layer.clone(),
+            evidence: format!("no response; the first hop last answered as {layer}"),
+        },
+        None => Attribution {
+            layer: UNKNOWN.to_owned(),
+            evidence: "no response, and no earlier answer to judge the first hop by".into(),
+        },
+    })
 }
 
 struct DecOnDrop<'a>(&'a Metrics);
@@ -207,16 +272,19 @@ fn ms(d: Option<Duration>) -> f64 {
 }
 
 /// Every failed probe is one log line with the evidence; successes only at debug level.
-pub fn log_outcome(target: &Target, o: &Outcome) {
+pub fn log_outcome(target: &Target, o: &Outcome, event: u64, attribution: Option<&Attribution>) {
     let remote = o.remote.map(|a| a.to_string()).unwrap_or_default();
     let status = o.status.unwrap_or(0);
+    let layer = attribution.map_or("", |a| a.layer.as_str());
     let p = &o.phases;
     match &o.failure {
         Some(f) => tracing::warn!(
             target = %target.name,
             reason = f.reason.as_str(),
             status,
+            layer,
             remote = %remote,
+            event,
             error = %f.detail,
             resolve_ms = ms(p.resolve),
             connect_ms = ms(p.connect),

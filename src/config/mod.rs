@@ -21,6 +21,7 @@ use file::Settings;
 pub use file::{ByteSize, HttpVersion, HumanDuration, IpProtocol, StatusPattern};
 use locate::{locate, parse_path, Seg};
 
+use crate::layer::{self, Attributor, Fingerprint, Signal};
 use crate::tls::{ClientTls, TlsSettings};
 
 /// Shortest accepted probe interval; shorter ones are almost always a typo for seconds.
@@ -41,7 +42,36 @@ pub struct Config {
     pub path: PathBuf,
     pub max_concurrent_probes: usize,
     pub targets: Vec<Arc<Target>>,
+    pub diagnosis: Diagnosis,
 }
+
+/// How failures are explained: the event recorder's bounds and the layer fingerprints.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Diagnosis {
+    /// Failed probes kept in memory (successes never evict them).
+    pub events: usize,
+    /// Bytes of the body kept with each event.
+    pub body_excerpt: usize,
+    /// Response headers whose values events never keep (lowercase names).
+    pub redact_headers: Vec<String>,
+    pub attributor: Arc<Attributor>,
+}
+
+/// Default number of failed probes the event recorder keeps.
+pub const DEFAULT_EVENTS: usize = 1000;
+/// Most failed probes the event recorder may keep.
+pub const MAX_EVENTS: usize = 100_000;
+/// Response headers redacted from events whatever the configuration says, and name fragments
+/// that mark a header as secret.
+pub const REDACTED_HEADERS: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+];
+pub const REDACTED_FRAGMENTS: &[&str] = &[
+    "token", "secret", "password", "session", "cookie", "api-key", "apikey", "auth",
+];
 
 /// One target, with every default applied.
 #[derive(Debug, Clone, PartialEq)]
@@ -207,11 +237,97 @@ fn validate(file: file::File, dir: &Path, path: &Path) -> Result<Config, Invalid
         }
         targets.push(Arc::new(t));
     }
+    let diagnosis = validate_diagnosis(file.diagnosis)?;
     Ok(Config {
         path: path.to_owned(),
         max_concurrent_probes,
         targets,
+        diagnosis,
     })
+}
+
+fn validate_diagnosis(d: file::Diagnosis) -> Result<Diagnosis, Invalid> {
+    let at = |key| vec![Seg::Key("diagnosis"), Seg::Key(key)];
+    let events = d.events.unwrap_or(DEFAULT_EVENTS);
+    if events == 0 || events > MAX_EVENTS {
+        return Err(Invalid(
+            at("events"),
+            format!("events must be between 1 and {MAX_EVENTS}"),
+        ));
+    }
+    let body_excerpt = d.body_excerpt.map_or(1024, |b| b.0);
+    if body_excerpt > crate::probe::BODY_HEAD as u64 {
+        let max = crate::probe::BODY_HEAD;
+        return Err(Invalid(
+            at("body_excerpt"),
+            format!("body_excerpt must be at most {max} bytes"),
+        ));
+    }
+    let mut redact_headers: Vec<String> =
+        REDACTED_HEADERS.iter().map(|h| (*h).to_owned()).collect();
+    for name in d.redact_headers.unwrap_or_default() {
+        HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+            Invalid(
+                at("redact_headers"),
+                format!("invalid header name {name:?}"),
+            )
+        })?;
+        redact_headers.push(name.to_ascii_lowercase());
+    }
+    let mut user = Vec::new();
+    for (i, spec) in d.fingerprints.unwrap_or_default().into_iter().enumerate() {
+        let here = [at("fingerprints"), vec![Seg::Index(i)]].concat();
+        let valid = !spec.layer.is_empty()
+            && spec
+                .layer
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if !valid || [layer::ORIGIN, layer::UNKNOWN].contains(&spec.layer.as_str()) {
+            let msg = format!(
+                "invalid layer name {:?}: expected [a-z0-9_]+, not origin or unknown",
+                spec.layer
+            );
+            return Err(Invalid([here, vec![Seg::Key("layer")]].concat(), msg));
+        }
+        let signals = signals(&spec.headers, &spec.body).map_err(|m| Invalid(here, m))?;
+        user.push(Fingerprint {
+            layer: spec.layer,
+            any_of: vec![signals],
+        });
+    }
+    let mut origin = Vec::new();
+    for (i, spec) in d.origin.unwrap_or_default().into_iter().enumerate() {
+        let here = [at("origin"), vec![Seg::Index(i)]].concat();
+        origin.push(signals(&spec.headers, &spec.body).map_err(|m| Invalid(here, m))?);
+    }
+    Ok(Diagnosis {
+        events,
+        body_excerpt: body_excerpt as usize,
+        redact_headers,
+        attributor: Arc::new(Attributor::new(user, origin)),
+    })
+}
+
+fn signals(
+    headers: &std::collections::BTreeMap<String, String>,
+    body: &[String],
+) -> Result<Vec<Signal>, String> {
+    let mut all = Vec::new();
+    for (name, value) in headers {
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| format!("invalid header name {name:?}"))?;
+        all.push(Signal::Header(name, value.to_ascii_lowercase()));
+    }
+    for text in body {
+        if text.is_empty() {
+            return Err("a body signal must not be empty".into());
+        }
+        all.push(Signal::Body(text.clone()));
+    }
+    if all.is_empty() {
+        return Err("a fingerprint needs at least one header or body signal".into());
+    }
+    Ok(all)
 }
 
 fn at(base: &[Seg], key: &'static str) -> Vec<Seg> {
