@@ -82,6 +82,10 @@ pub struct Settings {
     pub ip_protocol: Option<IpProtocol>,
     pub http_version: Option<HttpVersion>,
     pub tls: Option<Tls>,
+    pub confirm: Option<usize>,
+    pub confirm_delay: Option<HumanDuration>,
+    pub per_address: Option<bool>,
+    pub addresses: Option<Vec<String>>,
     pub expect: Option<Expect>,
 }
 

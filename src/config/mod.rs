@@ -8,6 +8,7 @@ mod locate;
 
 use std::collections::HashSet;
 use std::fmt;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +29,10 @@ use crate::tls::{ClientTls, TlsSettings};
 pub const MIN_INTERVAL: Duration = Duration::from_millis(100);
 /// Largest accepted `max_body_bytes`: a probe reads at most this much per response.
 pub const MAX_BODY_LIMIT: u64 = 64 << 20;
+/// Most follow-up probes after a failure.
+pub const MAX_CONFIRM: usize = 10;
+/// Most addresses probed per target with `per_address`.
+pub const MAX_ADDRESSES: usize = 16;
 /// Default cap on probes running at once, across all targets.
 pub const DEFAULT_MAX_CONCURRENT_PROBES: usize = 1024;
 /// Label names tickr uses itself, which a target's `labels` must not shadow.
@@ -93,6 +98,13 @@ pub struct Target {
     pub tls: Arc<ClientTls>,
     pub expect_status: Vec<StatusPattern>,
     pub matchers: Vec<Matcher>,
+    /// Follow-up probes after a failure (0: none), and the pause before each.
+    pub confirm: usize,
+    pub confirm_delay: Duration,
+    /// Probe every resolved address (at most [`MAX_ADDRESSES`]), each with an `address` label.
+    pub per_address: bool,
+    /// Static addresses for the URL's host instead of DNS (like curl's `--resolve`).
+    pub addresses: Vec<IpAddr>,
 }
 
 /// A body matcher. `label` is what the `matcher` label shows: the text, or the configured name.
@@ -465,6 +477,47 @@ fn validate_target(
 
     let tls = validate_tls(d, t, dir, base)?;
 
+    let mut addresses = Vec::new();
+    for (i, text) in t.addresses.iter().flatten().enumerate() {
+        let at = [at(base, "addresses"), vec![Seg::Index(i)]].concat();
+        let ip = text
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>();
+        addresses.push(ip.map_err(|_| Invalid(at, format!("invalid IP address {text:?}")))?);
+    }
+    if addresses.len() > MAX_ADDRESSES {
+        return Err(Invalid(
+            at(base, "addresses"),
+            format!("at most {MAX_ADDRESSES} addresses"),
+        ));
+    }
+
+    let confirm = t.confirm.or(d.confirm).unwrap_or(0);
+    let confirm_delay = t
+        .confirm_delay
+        .or(d.confirm_delay)
+        .map_or(Duration::from_millis(500), |h| h.0);
+    if confirm > MAX_CONFIRM {
+        let at = origin(base, t.confirm.is_some(), "confirm");
+        return Err(Invalid(
+            at,
+            format!("confirm must be at most {MAX_CONFIRM}"),
+        ));
+    }
+    // The follow-ups must fit before the next probe, or they would push it back.
+    let burst = (timeout + confirm_delay) * confirm as u32 + timeout;
+    if confirm > 0 && burst > interval {
+        let at = origin(base, t.confirm.is_some(), "confirm");
+        let msg = format!(
+            "{confirm} confirmations of up to {} each, after a probe of up to {}, do not fit in the interval ({})",
+            HumanDuration(timeout + confirm_delay),
+            HumanDuration(timeout),
+            HumanDuration(interval)
+        );
+        return Err(Invalid(at, msg));
+    }
+
     let te = t.expect.clone().unwrap_or_default();
     let de = d.expect.clone().unwrap_or_default();
     let expect_at = |key| {
@@ -538,6 +591,10 @@ fn validate_target(
         tls,
         expect_status,
         matchers,
+        confirm,
+        confirm_delay,
+        per_address: t.per_address.or(d.per_address).unwrap_or(false),
+        addresses,
     })
 }
 

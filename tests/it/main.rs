@@ -5,6 +5,7 @@
 mod common;
 
 mod config_errors;
+mod diagnosis;
 mod exposition;
 mod probes;
 mod prometheus;
