@@ -364,7 +364,13 @@ fn hints_for(target: &str, failures: &[&Event], success: Option<&Event>) -> Vec<
     }
 
     // One layer generating most error responses.
-    if let Some((layer, count)) = mode(failures.iter().filter_map(|e| e.layer.as_deref())) {
+    let known_layer = |l: &&str| *l != crate::layer::UNKNOWN;
+    if let Some((layer, count)) = mode(
+        failures
+            .iter()
+            .filter_map(|e| e.layer.as_deref())
+            .filter(known_layer),
+    ) {
         if share(count) >= HINT_SHARE {
             out.push(hint(format!(
                 "{count} of {n} failures were attributed to the {layer} layer."

@@ -15,12 +15,14 @@
 //! - [`server`]: `/metrics`, health, readiness and reload over HTTP; [`pages`] renders the
 //!   landing page and `/events`.
 //! - [`cli`], [`logging`], [`signals`]: the edges `main.rs` wires together.
+//! - [`demo`]: `tickr demo`, an embedded misbehaving HTTPS gateway and an exporter probing it.
 //!
 //! [`Exporter`] ties them together: [`Exporter::start`] begins probing, [`Exporter::run`] serves
 //! a bound listener until a shutdown future completes, and a [`Handle`] reloads from anywhere.
 
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod events;
 pub mod layer;
 pub mod logging;

@@ -1,7 +1,9 @@
 //! The pages a person reads: the landing page and the failure events (as HTML and JSON).
 //!
 //! Server-rendered and script-free: events expand with `<details>`, and each has an anchor
-//! (`#event-<id>`), which is what exemplars and dashboard links point at.
+//! (`#event-<id>`), which is what exemplars and dashboard links point at. The anchor is on the
+//! event's content, not on its `<details>`: browsers open a closed `<details>` to reveal a
+//! fragment target inside it, but not one that is the `<details>` itself.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -35,15 +37,22 @@ const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em;color:#1f2
 table{border-collapse:collapse}td,th{padding:.3em .8em;border-bottom:1px solid #ddd;text-align:left;vertical-align:top}\
 .ok{color:#1a7f37}.fail{color:#cf222e;font-weight:bold}.none{color:#888}\
 details{border:1px solid #ddd;border-radius:6px;margin:.4em 0;padding:.3em .8em}\
-details:target{border-color:#cf222e;box-shadow:0 0 0 2px #ffd7d5}summary{cursor:pointer}\
-pre{background:#f6f8fa;padding:.6em;overflow-x:auto;white-space:pre-wrap;max-height:20em}\
+details:has(>.event:target){border-color:#cf222e;box-shadow:0 0 0 2px #ffd7d5}\
+.event{scroll-margin-top:3em}.event table{width:100%}.event th{width:9em}\
+.event td{overflow-wrap:anywhere}summary{cursor:pointer}\
+pre{background:#f6f8fa;padding:.6em;overflow:auto;white-space:pre-wrap;overflow-wrap:anywhere;max-height:20em}\
 .hint{background:#fff8c5;border:1px solid #d4a72c;border-radius:6px;padding:.5em .8em;margin:.3em 0}\
-nav a{margin-right:1em}svg{background:#f6f8fa;border-radius:4px}";
+nav a{margin-right:1em}code{background:#0000000f;border-radius:4px;padding:0 .3em}svg{background:#f6f8fa;border-radius:4px}\
+th{white-space:nowrap}.url{overflow-wrap:anywhere;min-width:12em}.nowrap{white-space:nowrap}\
+.legend span{margin-right:1.2em;white-space:nowrap}\
+.legend i{display:inline-block;width:.7em;height:.7em;border-radius:2px;margin-right:.35em}";
 
+/// The `data:,` icon stops browsers asking for `/favicon.ico`, whose 404 each would log as a
+/// console error.
 fn page(title: &str, body: &str) -> String {
     format!(
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title>\
-         <style>{STYLE}</style></head><body><nav><a href=\"/\">tickr</a><a href=\"/events\">Events</a>\
+         <link rel=\"icon\" href=\"data:,\"><style>{STYLE}</style></head><body><nav><a href=\"/\">tickr</a><a href=\"/events\">Events</a>\
          <a href=\"/metrics\">Metrics</a></nav>{body}</body></html>\n",
         title = escape(title)
     )
@@ -73,8 +82,8 @@ pub fn landing(handle: &Handle) -> String {
         let name = escape(&target.name);
         let _ = write!(
             html,
-            "<tr><td><a href=\"/events?target={link}\">{name}</a></td><td>{url}</td><td class=\"{class}\">{state}</td>\
-             <td>{status}</td><td>{ok}</td><td>{failed}</td><td>{interval:?}</td><td>{last}</td></tr>",
+            "<tr><td><a href=\"/events?target={link}\">{name}</a></td><td class=\"url\">{url}</td><td class=\"{class}\">{state}</td>\
+             <td>{status}</td><td>{ok}</td><td>{failed}</td><td>{interval:?}</td><td class=\"nowrap\">{last}</td></tr>",
             link = escape(&url::form_urlencoded::byte_serialize(target.name.as_bytes()).collect::<String>()),
             url = escape(target.url.as_str()),
             status = s.last_status,
@@ -167,6 +176,36 @@ pub fn events_json(handle: &Handle, q: &EventsQuery) -> Value {
     })
 }
 
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+/// Hints write names as `reason`, as in logs; on a page those become `<code>`.
+fn code_spans(escaped: &str) -> String {
+    let mut out = String::with_capacity(escaped.len() + 32);
+    let mut parts = escaped.split('`');
+    out.push_str(parts.next().unwrap_or_default());
+    let rest: Vec<&str> = parts.collect();
+    for (i, part) in rest.iter().enumerate() {
+        match (i % 2, i + 1 == rest.len()) {
+            // An unmatched last backtick stays as it was.
+            (0, true) => {
+                out.push('`');
+                out.push_str(part);
+            }
+            (0, false) => {
+                let _ = write!(out, "<code>{part}</code>");
+            }
+            _ => out.push_str(part),
+        }
+    }
+    out
+}
+
 /// Colours of the reasons on the timeline.
 fn reason_colour(reason: Option<&str>) -> &'static str {
     match reason {
@@ -175,7 +214,7 @@ fn reason_colour(reason: Option<&str>) -> &'static str {
         Some("reset") => "#8250df",
         Some("connect") => "#0969da",
         Some("tls") => "#1b7c83",
-        Some("body_mismatch") => "#d1242f",
+        Some("body_mismatch") => "#bf3989",
         _ => "#57606a",
     }
 }
@@ -194,9 +233,10 @@ pub fn events_html(handle: &Handle, q: &EventsQuery) -> String {
     let _ = write!(html, "<h1>Failed probes{scope}</h1>");
     let _ = write!(
         html,
-        "<p>The last {} failed probes tickr kept in memory (successes never push them out), newest first. \
+        "<p>The last {} failed probe{} tickr kept in memory (successes never push them out), newest first. \
          <a href=\"?{}format=json\">JSON</a></p>",
         failures.len(),
+        plural(failures.len()),
         q.target.as_deref().map_or(String::new(), |t| format!(
             "target={}&amp;",
             escape(&url::form_urlencoded::byte_serialize(t.as_bytes()).collect::<String>())
@@ -215,18 +255,19 @@ pub fn events_html(handle: &Handle, q: &EventsQuery) -> String {
                 html,
                 "<div class=\"hint\"><b>{}</b>: {}</div>",
                 escape(&h.target),
-                escape(&h.text)
+                code_spans(&escape(&h.text))
             );
         }
     }
 
-    // A timeline per target, over the span of its failures (at least the last hour).
+    // A timeline per target, over the span of the failures shown (at least the last five
+    // minutes: with a whole hour, the first minutes' marks piled up into one bar at the end).
     let mut by_target: BTreeMap<&str, Vec<&Event>> = BTreeMap::new();
     for e in &failures {
         by_target.entry(e.target.as_str()).or_default().push(e);
     }
     if !by_target.is_empty() {
-        let start = failures.iter().map(|e| e.time).fold(now - 3600.0, f64::min);
+        let start = failures.iter().map(|e| e.time).fold(now - 300.0, f64::min);
         let span = (now - start).max(1.0);
         let _ = write!(
             html,
@@ -253,9 +294,24 @@ pub fn events_html(handle: &Handle, q: &EventsQuery) -> String {
                     status = e.status.map_or(String::new(), |s| s.to_string()),
                 );
             }
-            let _ = write!(html, "</svg></td><td>{} failures</td></tr>", events.len());
+            let n = events.len();
+            let _ = write!(html, "</svg></td><td>{n} failure{}</td></tr>", plural(n));
         }
-        html.push_str("</table>");
+        html.push_str("</table><p class=\"legend\">");
+        let mut reasons: Vec<&str> = failures
+            .iter()
+            .map(|e| e.reason.unwrap_or("other"))
+            .collect();
+        reasons.sort_unstable();
+        reasons.dedup();
+        for reason in reasons {
+            let _ = write!(
+                html,
+                "<span><i style=\"background:{}\"></i>{reason}</span>",
+                reason_colour(Some(reason))
+            );
+        }
+        html.push_str("</p>");
     }
 
     html.push_str("<h2>Events</h2>");
@@ -263,7 +319,7 @@ pub fn events_html(handle: &Handle, q: &EventsQuery) -> String {
         html.push_str("<p class=\"none\">No failed probes recorded.</p>");
     }
     for e in &failures {
-        event_html(&mut html, e, true);
+        event_html(&mut html, e, true, q.id == Some(e.id));
     }
 
     let mut shown: Vec<String> = by_target.keys().map(|t| (*t).to_owned()).collect();
@@ -279,13 +335,14 @@ pub fn events_html(handle: &Handle, q: &EventsQuery) -> String {
     if !successes.is_empty() {
         html.push_str("<h2>Last success, for comparison</h2>");
         for e in &successes {
-            event_html(&mut html, e, false);
+            event_html(&mut html, e, false, false);
         }
     }
     page("tickr: failed probes", &html)
 }
 
-fn event_html(html: &mut String, e: &Event, failure: bool) {
+/// `open` expands the event: the one an exemplar link (`?id=`) asked for.
+fn event_html(html: &mut String, e: &Event, failure: bool, open: bool) {
     let confirmation = e
         .confirmation
         .lock()
@@ -300,8 +357,8 @@ fn event_html(html: &mut String, e: &Event, failure: bool) {
         });
     let _ = write!(
         html,
-        "<details id=\"event-{id}\"><summary><span class=\"{class}\">{what}</span> · {when} · <b>{target}</b>{status}{layer}{remote}{confirmation}</summary>",
-        id = e.id,
+        "<details{open}><summary><span class=\"{class}\">{what}</span> · {when} · <b>{target}</b>{status}{layer}{remote}{confirmation}</summary>",
+        open = if open { " open" } else { "" },
         class = if failure { "fail" } else { "ok" },
         what = e.reason.unwrap_or("success"),
         when = rfc3339(e.time),
@@ -313,7 +370,8 @@ fn event_html(html: &mut String, e: &Event, failure: bool) {
     );
     let _ = write!(
         html,
-        "<table><tr><th>Event</th><td>{}</td></tr><tr><th>URL</th><td>{}</td></tr>",
+        "<div class=\"event\" id=\"event-{}\"><table><tr><th>Event</th><td>{}</td></tr><tr><th>URL</th><td>{}</td></tr>",
+        e.id,
         e.id,
         escape(&e.url)
     );
@@ -356,5 +414,20 @@ fn event_html(html: &mut String, e: &Event, failure: bool) {
             escape(&e.body_excerpt)
         );
     }
-    html.push_str("</details>");
+    html.push_str("</div></details>");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backticks_become_code_and_a_lone_one_stays() {
+        assert_eq!(
+            code_spans("3 of 3 are `reset`: cut"),
+            "3 of 3 are <code>reset</code>: cut"
+        );
+        assert_eq!(code_spans("a `b` c `d"), "a <code>b</code> c `d");
+        assert_eq!(code_spans("plain"), "plain");
+    }
 }

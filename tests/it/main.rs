@@ -4,9 +4,12 @@
 
 mod common;
 
+mod browser;
 mod config_errors;
+mod demo;
 mod diagnosis;
 mod exposition;
+mod layers;
 mod probes;
 mod prometheus;
 mod reload;
