@@ -263,7 +263,7 @@ async fn probe_cost() {
         for _ in 0..per_round {
             let o = tickr::probe::run(&target).await;
             assert!(o.success(), "{:?}", o.failure);
-            tm.record(&o);
+            tm.record(&o, None, None);
         }
         cpu_tickr += cpu_seconds() - c;
     }

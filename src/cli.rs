@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::Parser;
+use clap::{Args, Parser, Subcommand};
 
 use crate::logging::{Format, Level};
 
@@ -16,6 +16,10 @@ pub const DEFAULT_PORT: u16 = 10216;
     about = "Scheduled HTTP(S) probes for Prometheus: every outcome counted, so intermittent 502s are never missed"
 )]
 pub struct Cli {
+    /// Without a subcommand, tickr runs as the exporter configured by `--config.file`.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Configuration file.
     #[arg(
         long = "config.file",
@@ -41,12 +45,45 @@ pub struct Cli {
     pub web_config_file: Option<PathBuf>,
 
     /// Only log messages at this level or above.
-    #[arg(long = "log.level", value_enum, default_value_t = Level::Info)]
+    #[arg(long = "log.level", value_enum, default_value_t = Level::Info, global = true)]
     pub log_level: Level,
 
     /// Log line format.
-    #[arg(long = "log.format", value_enum, default_value_t = Format::Logfmt)]
+    #[arg(long = "log.format", value_enum, default_value_t = Format::Logfmt, global = true)]
     pub log_format: Format,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Probe an embedded, misbehaving HTTPS gateway on 127.0.0.1 and serve what tickr sees.
+    Demo(DemoArgs),
+}
+
+/// Flags of `tickr demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Address to serve metrics and the web pages on (port 0: one the OS picks).
+    #[arg(
+        long = "web.listen-address",
+        default_value = "127.0.0.1:10216",
+        value_name = "[HOST]:PORT"
+    )]
+    pub listen_address: String,
+
+    /// Time between two probes of each demo target.
+    #[arg(long, default_value = "2s", value_parser = parse_duration, value_name = "DURATION")]
+    pub interval: std::time::Duration,
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let d = crate::config::HumanDuration::parse(s)?.0;
+    if d < crate::config::MIN_INTERVAL {
+        return Err(format!(
+            "must be at least {:?}",
+            crate::config::MIN_INTERVAL
+        ));
+    }
+    Ok(d)
 }
 
 /// `:9100` means every interface, as in Go; Rust wants an explicit host.

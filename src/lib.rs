@@ -3,23 +3,31 @@
 //!
 //! # Layout
 //!
-//! Data flows one way, `config → scheduler → probe → metrics → server`:
+//! Data flows one way, `config → scheduler → probe → (layer, events, metrics) → server`:
 //!
 //! - [`config`]: the YAML file in two stages, a strict mirror and validated [`config::Target`]s.
 //! - [`tls`]: trust roots, client certificates, and a verifier that records certificate expiry.
 //! - [`scheduler`]: one task per target on its own interval; diff-and-apply on reload.
 //! - [`probe`]: one request on a fresh connection, timed per phase, into an [`probe::Outcome`].
 //! - [`metrics`]: outcomes into counters, histograms and gauges; the OpenMetrics exposition.
-//! - [`server`]: `/metrics`, the landing page, health, readiness and reload over HTTP.
+//! - [`layer`]: which layer (CDN, load balancer, proxy, application) generated an error.
+//! - [`events`]: the failure recorder (the last failed probes, with their evidence) and hints.
+//! - [`server`]: `/metrics`, health, readiness and reload over HTTP; [`pages`] renders the
+//!   landing page and `/events`.
 //! - [`cli`], [`logging`], [`signals`]: the edges `main.rs` wires together.
+//! - [`demo`]: `tickr demo`, an embedded misbehaving HTTPS gateway and an exporter probing it.
 //!
 //! [`Exporter`] ties them together: [`Exporter::start`] begins probing, [`Exporter::run`] serves
 //! a bound listener until a shutdown future completes, and a [`Handle`] reloads from anywhere.
 
 pub mod cli;
 pub mod config;
+pub mod demo;
+pub mod events;
+pub mod layer;
 pub mod logging;
 pub mod metrics;
+pub mod pages;
 pub mod probe;
 pub mod scheduler;
 pub mod server;
@@ -44,6 +52,7 @@ type ReloadReply = oneshot::Sender<Result<(), String>>;
 #[derive(Clone, Debug)]
 pub struct Handle {
     pub metrics: Arc<Metrics>,
+    pub recorder: Arc<events::Recorder>,
     shared: Arc<Shared>,
 }
 
@@ -100,11 +109,13 @@ impl Exporter {
             targets: RwLock::default(),
             reloads: tx,
         });
+        let recorder = Arc::new(events::Recorder::new(config.diagnosis.events));
         let handle = Handle {
             metrics: metrics.clone(),
+            recorder: recorder.clone(),
             shared,
         };
-        let mut scheduler = Scheduler::new(metrics.clone());
+        let mut scheduler = Scheduler::new(metrics.clone(), recorder.clone(), &config.diagnosis);
         let applied = scheduler.apply(&config).await;
         tracing::info!(targets = applied.added, file = %config.path.display(), "configuration loaded");
         let exporter = Self {

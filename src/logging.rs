@@ -127,7 +127,13 @@ fn humanize_now() -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
-    let secs = now.as_secs() as i64;
+    rfc3339(now.as_secs_f64())
+}
+
+/// Unix seconds as RFC 3339 UTC with milliseconds, e.g. `2026-11-21T04:47:09.019Z`.
+pub fn rfc3339(unix: f64) -> String {
+    let millis = (unix * 1000.0).round() as i64;
+    let (secs, ms) = (millis.div_euclid(1000), millis.rem_euclid(1000));
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     // Civil-from-days (Howard Hinnant's algorithm).
     let z = days + 719_468;
@@ -140,17 +146,23 @@ fn humanize_now() -> String {
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
     format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{ms:03}Z",
         rem / 3600,
         rem % 3600 / 60,
-        rem % 60,
-        now.subsec_millis()
+        rem % 60
     )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dates() {
+        assert_eq!(rfc3339(0.0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(1_795_236_429.019), "2026-11-21T04:47:09.019Z");
+        assert_eq!(rfc3339(951_782_400.5), "2000-02-29T00:00:00.500Z");
+    }
 
     #[test]
     fn quoting() {

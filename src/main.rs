@@ -3,12 +3,22 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use tickr::cli::{self, Cli};
-use tickr::{config, logging, signals, Exporter};
+use tickr::cli::{self, Cli, Command};
+use tickr::{config, demo, logging, signals, Exporter};
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Demo(args)) = &cli.command {
+        logging::init(cli.log_format, cli.log_level);
+        return match demo::run(args).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("tickr demo: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let config = match config::load(&cli.config_file) {
         Ok(c) => c,
         Err(e) => {

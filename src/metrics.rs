@@ -8,6 +8,7 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -15,6 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, LabelSetEncoder};
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::exemplar::{CounterWithExemplar, HistogramWithExemplars};
 use prometheus_client::metrics::family::{Family, MetricConstructor};
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
@@ -40,8 +42,16 @@ pub struct TargetLabels(Arc<[(String, String)]>);
 
 impl TargetLabels {
     pub fn new(target: &Target) -> Self {
+        Self::with_address(target, None)
+    }
+
+    /// With per-address probing, each address's series also carry `address`.
+    pub fn with_address(target: &Target, address: Option<IpAddr>) -> Self {
         let mut labels = vec![("target".to_owned(), target.name.clone())];
         labels.extend(target.labels.iter().cloned());
+        if let Some(ip) = address {
+            labels.push(("address".to_owned(), ip.to_string()));
+        }
         Self(labels.into())
     }
 }
@@ -55,28 +65,34 @@ impl EncodeLabelSet for TargetLabels {
 type Extra<const N: usize> = [(&'static str, Cow<'static, str>); N];
 type With<const N: usize> = (TargetLabels, Extra<N>);
 type FloatGauge = Gauge<f64, AtomicU64>;
+/// The exemplar of a failure observation: the id of its event in the failure recorder.
+type EventLabel = [(&'static str, String); 1];
+type ExCounter = CounterWithExemplar<EventLabel>;
+type ExHistogram = HistogramWithExemplars<EventLabel>;
 
 #[derive(Clone)]
 struct Buckets(&'static [f64]);
 
-impl MetricConstructor<Histogram> for Buckets {
-    fn new_metric(&self) -> Histogram {
-        Histogram::new(self.0.iter().copied())
+impl MetricConstructor<ExHistogram> for Buckets {
+    fn new_metric(&self) -> ExHistogram {
+        ExHistogram::new(self.0.iter().copied())
     }
 }
 
 /// Every family tickr exposes, and the registry that encodes them.
 pub struct Metrics {
     registry: Registry,
-    runs: Family<With<1>, Counter>,
+    runs: Family<With<1>, ExCounter>,
     success: Family<TargetLabels, Gauge>,
-    duration: Family<With<1>, Histogram, Buckets>,
-    responses: Family<With<2>, Counter>,
+    duration: Family<With<1>, ExHistogram, Buckets>,
+    responses: Family<With<2>, ExCounter>,
+    server_errors: Family<With<2>, ExCounter>,
     status_code: Family<TargetLabels, Gauge>,
-    failures: Family<With<1>, Counter>,
+    failures: Family<With<1>, ExCounter>,
     body_match: Family<With<1>, Gauge>,
     body_mismatches: Family<With<1>, Counter>,
     state_changes: Family<TargetLabels, Counter>,
+    confirmations: Family<With<1>, Counter>,
     last_probe: Family<TargetLabels, FloatGauge>,
     interval: Family<TargetLabels, FloatGauge>,
     cert_not_after: Family<TargetLabels, Gauge>,
@@ -128,6 +144,12 @@ impl Metrics {
             "Final HTTP responses received, by status code and class",
             responses.clone(),
         );
+        let server_errors = Family::default();
+        r.register(
+            "tickr_http_server_errors",
+            "Final 5xx responses, by status code and the layer that most likely generated them",
+            server_errors.clone(),
+        );
         let status_code = Family::default();
         r.register(
             "tickr_http_status_code",
@@ -157,6 +179,12 @@ impl Metrics {
             "tickr_probe_state_changes",
             "Transitions between success and failure",
             state_changes.clone(),
+        );
+        let confirmations = Family::default();
+        r.register(
+            "tickr_confirmations",
+            "Follow-up probes after a failure, by result; not counted in tickr_probe_runs_total",
+            confirmations.clone(),
         );
         let last_probe = Family::default();
         r.register_with_unit(
@@ -223,11 +251,13 @@ impl Metrics {
             success,
             duration,
             responses,
+            server_errors,
             status_code,
             failures,
             body_match,
             body_mismatches,
             state_changes,
+            confirmations,
             last_probe,
             interval,
             cert_not_after,
@@ -250,7 +280,45 @@ impl Metrics {
 
     /// Creates the series of `target` (at zero) and returns the handles to record its outcomes.
     pub fn register_target(self: &Arc<Self>, target: &Target) -> TargetMetrics {
-        let labels = TargetLabels::new(target);
+        let tm = self.register_series(target, TargetLabels::new(target));
+        self.interval
+            .get_or_create(&tm.labels)
+            .set(target.interval.as_secs_f64());
+        self.target_info.insert(target, tm.labels.clone());
+        tm
+    }
+
+    /// The series of one address of a per-address target; they belong to `parent`, which
+    /// removes them with its own and sums them in its summary.
+    pub fn register_address(
+        self: &Arc<Self>,
+        parent: &TargetMetrics,
+        target: &Target,
+        ip: IpAddr,
+    ) -> Arc<TargetMetrics> {
+        let tm =
+            Arc::new(self.register_series(target, TargetLabels::with_address(target, Some(ip))));
+        parent
+            .children
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(ip, tm.clone());
+        tm
+    }
+
+    /// Forgets an address that no longer resolves, with its series.
+    pub fn remove_address(&self, parent: &TargetMetrics, ip: IpAddr) {
+        if let Some(tm) = parent
+            .children
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&ip)
+        {
+            tm.remove();
+        }
+    }
+
+    fn register_series(self: &Arc<Self>, target: &Target, labels: TargetLabels) -> TargetMetrics {
         let with = |k: &'static str, v: Cow<'static, str>| (labels.clone(), [(k, v)]);
         let runs_success = self
             .runs
@@ -289,9 +357,18 @@ impl Metrics {
             failures,
             matchers,
             state_changes: self.state_changes.get_or_create_owned(&labels),
+            // Only targets that confirm failures have these series.
+            confirmations: (target.confirm > 0).then(|| {
+                ["success", "failure"].map(|r| {
+                    self.confirmations
+                        .get_or_create_owned(&with("result", r.into()))
+                })
+            }),
             last_probe: self.last_probe.get_or_create_owned(&labels),
             codes: Mutex::new(HashMap::new()),
+            server_errors: Mutex::new(HashMap::new()),
             last_result: AtomicU8::new(UNKNOWN),
+            children: Mutex::new(BTreeMap::new()),
         };
         for code in PRECREATED_CODES {
             tm.response_counter(code);
@@ -299,10 +376,6 @@ impl Metrics {
         // Until the first probe, "last probe" is when the target was loaded: a target whose
         // probes never start then ages like one whose probes stopped, and alerts can see both.
         tm.last_probe.set(unix_now());
-        self.interval
-            .get_or_create(&labels)
-            .set(target.interval.as_secs_f64());
-        self.target_info.insert(target, labels);
         tm
     }
 }
@@ -316,17 +389,21 @@ pub struct TargetMetrics {
     labels: TargetLabels,
     metrics: Arc<Metrics>,
     matcher_labels: Vec<String>,
-    runs_success: Counter,
-    runs_failure: Counter,
+    runs_success: ExCounter,
+    runs_failure: ExCounter,
     success: Gauge,
     status_code: Gauge,
-    phases: [Histogram; 6],
-    failures: [Counter; 10],
+    phases: [ExHistogram; 6],
+    failures: [ExCounter; 10],
     matchers: Vec<(Gauge, Counter)>,
     state_changes: Counter,
+    confirmations: Option<[Counter; 2]>,
     last_probe: FloatGauge,
-    codes: Mutex<HashMap<u16, Counter>>,
+    codes: Mutex<HashMap<u16, ExCounter>>,
+    server_errors: Mutex<HashMap<(u16, String), ExCounter>>,
     last_result: AtomicU8,
+    /// Per-address series of a target probed at every address.
+    children: Mutex<BTreeMap<IpAddr, Arc<TargetMetrics>>>,
 }
 
 impl std::fmt::Debug for TargetMetrics {
@@ -348,7 +425,7 @@ pub struct Summary {
 }
 
 impl TargetMetrics {
-    fn response_counter(&self, code: u16) -> Counter {
+    fn response_counter(&self, code: u16) -> ExCounter {
         let mut codes = self.codes.lock().unwrap_or_else(|e| e.into_inner());
         codes
             .entry(code)
@@ -363,23 +440,52 @@ impl TargetMetrics {
             .clone()
     }
 
-    /// Records one finished probe.
-    pub fn record(&self, outcome: &Outcome) {
+    fn server_error_counter(&self, code: u16, layer: &str) -> ExCounter {
+        let mut all = self.server_errors.lock().unwrap_or_else(|e| e.into_inner());
+        all.entry((code, layer.to_owned()))
+            .or_insert_with(|| {
+                let labels = (
+                    self.labels.clone(),
+                    [
+                        ("code", code.to_string().into()),
+                        ("layer", layer.to_owned().into()),
+                    ],
+                );
+                self.metrics.server_errors.get_or_create_owned(&labels)
+            })
+            .clone()
+    }
+
+    /// Records one finished probe. `event` is the failure recorder's id for it, attached as an
+    /// exemplar to the failure observations; `layer` is the attributed layer of a 5xx.
+    pub fn record(&self, outcome: &Outcome, event: Option<u64>, layer: Option<&str>) {
         let ok = outcome.success();
+        let exemplar = || {
+            if ok {
+                None
+            } else {
+                event.map(|id| [("event_id", id.to_string())])
+            }
+        };
         if ok {
             &self.runs_success
         } else {
             &self.runs_failure
         }
-        .inc();
+        .inc_by(1, exemplar(), None);
         self.success.set(i64::from(ok));
         for (phase, histogram) in Phase::ALL.iter().zip(&self.phases) {
             if let Some(d) = outcome.phases.get(*phase) {
-                histogram.observe(d.as_secs_f64());
+                histogram.observe(d.as_secs_f64(), exemplar(), None);
             }
         }
         if let Some(code) = outcome.status {
-            self.response_counter(code).inc();
+            self.response_counter(code).inc_by(1, exemplar(), None);
+            if code >= 500 {
+                let id = event.map(|id| [("event_id", id.to_string())]);
+                self.server_error_counter(code, layer.unwrap_or(crate::layer::UNKNOWN))
+                    .inc_by(1, id, None);
+            }
         }
         self.status_code.set(outcome.status.map_or(0, i64::from));
         if let Some(failure) = &outcome.failure {
@@ -387,7 +493,7 @@ impl TargetMetrics {
                 .iter()
                 .position(|r| *r == failure.reason)
                 .expect("every reason is listed");
-            self.failures[i].inc();
+            self.failures[i].inc_by(1, exemplar(), None);
         }
         for (i, (gauge, mismatches)) in self.matchers.iter().enumerate() {
             match outcome.matches.get(i) {
@@ -417,8 +523,22 @@ impl TargetMetrics {
         }
     }
 
+    /// Counts one follow-up probe after a failure.
+    pub fn record_confirmation(&self, success: bool) {
+        if let Some([ok, failed]) = &self.confirmations {
+            if success { ok } else { failed }.inc();
+        }
+    }
+
+    /// Marks a round of per-address probes as done, for the stall alert.
+    pub fn touch(&self) {
+        self.last_probe.set(unix_now());
+    }
+
+    /// The target at a glance; for a per-address target, its addresses together: failing when
+    /// any address failed last, counts summed, status of the most recent probe.
     pub fn summary(&self) -> Summary {
-        Summary {
+        let own = Summary {
             last_success: match self.last_result.load(Ordering::Relaxed) {
                 SUCCEEDED => Some(true),
                 FAILED => Some(false),
@@ -426,13 +546,53 @@ impl TargetMetrics {
             },
             last_status: self.status_code.get(),
             last_probe_timestamp: self.last_probe.get(),
-            successes: self.runs_success.get(),
-            failures: self.runs_failure.get(),
+            successes: self.runs_success.get().0,
+            failures: self.runs_failure.get().0,
+        };
+        let children = self.children.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(mut all) = children
+            .values()
+            .map(|c| c.summary())
+            .reduce(|a, b| Summary {
+                last_success: match (a.last_success, b.last_success) {
+                    (Some(false), _) | (_, Some(false)) => Some(false),
+                    (Some(true), _) | (_, Some(true)) => Some(true),
+                    _ => None,
+                },
+                last_status: if b.last_probe_timestamp >= a.last_probe_timestamp {
+                    b.last_status
+                } else {
+                    a.last_status
+                },
+                last_probe_timestamp: a.last_probe_timestamp.max(b.last_probe_timestamp),
+                successes: a.successes + b.successes,
+                failures: a.failures + b.failures,
+            })
+        else {
+            return own;
+        };
+        // The target's own series count the rounds whose lookup failed.
+        all.successes += own.successes;
+        all.failures += own.failures;
+        if own.last_success == Some(false) {
+            all.last_success = Some(false);
+            all.last_status = 0;
         }
+        all
     }
 
-    /// Removes every series of this target from the exposition.
+    /// A per-address round resolved: the last lookup failure, if any, is over.
+    pub fn resolved(&self) {
+        self.last_result.store(UNKNOWN, Ordering::Relaxed);
+    }
+
+    /// Removes every series of this target (and of its addresses) from the exposition.
     pub fn remove(&self) {
+        for (_, child) in
+            std::mem::take(&mut *self.children.lock().unwrap_or_else(|e| e.into_inner()))
+        {
+            child.remove();
+        }
         let m = &self.metrics;
         let with = |k: &'static str, v: Cow<'static, str>| (self.labels.clone(), [(k, v)]);
         m.runs.remove(&with("result", "success".into()));
@@ -455,10 +615,27 @@ impl TargetMetrics {
                 [("code", code.to_string().into()), ("class", class.into())],
             ));
         }
+        for (code, layer) in self
+            .server_errors
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+        {
+            m.server_errors.remove(&(
+                self.labels.clone(),
+                [
+                    ("code", code.to_string().into()),
+                    ("layer", layer.clone().into()),
+                ],
+            ));
+        }
         for family in [&m.success, &m.status_code, &m.cert_not_after] {
             family.remove(&self.labels);
         }
         m.state_changes.remove(&self.labels);
+        for r in ["success", "failure"] {
+            m.confirmations.remove(&with("result", r.into()));
+        }
         m.last_probe.remove(&self.labels);
         m.interval.remove(&self.labels);
         m.target_info.remove(&self.labels);

@@ -25,6 +25,9 @@ use crate::config::{HttpVersion, IpProtocol, Target};
 
 /// Redirects a probe follows before failing with [`Reason::Redirects`].
 pub const MAX_REDIRECTS: u8 = 10;
+/// How much of the final body an [`Outcome`] keeps for diagnosis. CDN error pages put their
+/// signatures near the end, so this is more than a glance.
+pub const BODY_HEAD: usize = 64 << 10;
 
 /// Why a probe failed: exactly one per failed probe. The strings are label values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -177,6 +180,11 @@ pub struct Outcome {
     /// an expected status and a body within `max_body_bytes`.
     pub matches: Vec<bool>,
     pub redirects: u8,
+    /// Headers of the final response, if one arrived.
+    pub headers: Option<http::HeaderMap>,
+    /// The start of the final response's body (at most [`BODY_HEAD`] bytes): enough to recognise
+    /// an error page, bounded whatever `max_body_bytes` allows.
+    pub body_head: Bytes,
 }
 
 impl Outcome {
@@ -187,10 +195,24 @@ impl Outcome {
 
 /// Runs one probe of `target`, entirely under its timeout.
 pub async fn run(target: &Target) -> Outcome {
+    run_pinned(target, None).await
+}
+
+/// A first hop decided before the probe: per-address probing resolves once, then probes every
+/// address, each timed as if it had done the lookup itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pinned {
+    pub addr: SocketAddr,
+    pub resolve: Duration,
+}
+
+/// Like [`run`], with the first connection going to `pinned` (Host and SNI stay the URL's).
+pub async fn run_pinned(target: &Target, pinned: Option<Pinned>) -> Outcome {
     let start = Instant::now();
     let mut out = Outcome::default();
     let mut step = "resolve";
-    let result = tokio::time::timeout(target.timeout, probe(target, &mut out, &mut step)).await;
+    let result =
+        tokio::time::timeout(target.timeout, probe(target, pinned, &mut out, &mut step)).await;
     out.failure = match result {
         Ok(Ok(())) => None,
         Ok(Err(failure)) => Some(failure),
@@ -206,12 +228,18 @@ pub async fn run(target: &Target) -> Outcome {
     out
 }
 
-async fn probe(target: &Target, out: &mut Outcome, step: &mut &'static str) -> Result<(), Failure> {
+async fn probe(
+    target: &Target,
+    pinned: Option<Pinned>,
+    out: &mut Outcome,
+    step: &mut &'static str,
+) -> Result<(), Failure> {
     let mut url = target.url.clone();
     let mut method = target.method.clone();
     let mut body = target.body.clone();
     let (status, body_read, truncated) = loop {
-        let response = exchange(target, &url, &method, body.clone(), out, step).await?;
+        let pin = pinned.filter(|_| out.redirects == 0);
+        let response = exchange(target, &url, pin, &method, body.clone(), out, step).await?;
         let code = response.status().as_u16();
         out.status = Some(code);
         out.http_version = Some(response.version());
@@ -248,11 +276,13 @@ async fn probe(target: &Target, out: &mut Outcome, step: &mut &'static str) -> R
             out.redirects += 1;
             continue;
         }
+        out.headers = Some(response.headers().clone());
         *step = "transfer";
         let started = Instant::now();
         let read = read_body(response.into_body(), target.max_body_bytes).await;
         out.phases.add(Phase::Transfer, started.elapsed());
         let (bytes, truncated) = read?;
+        out.body_head = bytes.slice(..bytes.len().min(BODY_HEAD));
         break (code, bytes, truncated);
     };
 
@@ -327,6 +357,7 @@ impl Response {
 async fn exchange(
     target: &Target,
     url: &Url,
+    pinned: Option<Pinned>,
     method: &Method,
     body: Bytes,
     out: &mut Outcome,
@@ -335,13 +366,21 @@ async fn exchange(
     let host = url
         .host_str()
         .ok_or_else(|| Failure::new(Reason::Protocol, "URL without host"))?;
-    let port = url.port_or_known_default().unwrap_or(80);
 
     *step = "resolve";
-    let started = Instant::now();
-    let addr = resolve(host, port, target.ip_protocol).await;
-    out.phases.add(Phase::Resolve, started.elapsed());
-    let addr = addr?;
+    let addr = match pinned {
+        Some(p) => {
+            out.phases.add(Phase::Resolve, p.resolve);
+            p.addr
+        }
+        None => {
+            let started = Instant::now();
+            let addrs = resolve_for(target, url).await;
+            out.phases.add(Phase::Resolve, started.elapsed());
+            // The resolver's order (RFC 6724 preference) decides under `auto`.
+            addrs?[0]
+        }
+    };
     out.remote = Some(addr);
 
     *step = "connect";
@@ -493,7 +532,37 @@ async fn read_body(
     Ok((buf.freeze(), false))
 }
 
-async fn resolve(host: &str, port: u16, protocol: IpProtocol) -> Result<SocketAddr, Failure> {
+/// Every address of the target's host (of the configured family), at most `limit`, in the
+/// resolver's order; and how long the lookup took.
+pub async fn resolve_target(
+    target: &Target,
+    limit: usize,
+) -> Result<(Vec<SocketAddr>, Duration), Failure> {
+    let started = Instant::now();
+    let mut addrs = resolve_for(target, &target.url).await?;
+    let mut seen = std::collections::HashSet::new();
+    addrs.retain(|a| seen.insert(*a));
+    addrs.truncate(limit);
+    Ok((addrs, started.elapsed()))
+}
+
+/// The addresses for `url`'s host: the target's static `addresses` when the host is the
+/// target's own, else DNS.
+async fn resolve_for(target: &Target, url: &Url) -> Result<Vec<SocketAddr>, Failure> {
+    let host = url.host_str().unwrap_or_default();
+    let port = url.port_or_known_default().unwrap_or(80);
+    if !target.addresses.is_empty() && url.host_str() == target.url.host_str() {
+        return Ok(target
+            .addresses
+            .iter()
+            .map(|ip| SocketAddr::new(*ip, port))
+            .collect());
+    }
+    resolve(host, port, target.ip_protocol).await
+}
+
+/// The addresses of `host` of the wanted family: never empty.
+async fn resolve(host: &str, port: u16, protocol: IpProtocol) -> Result<Vec<SocketAddr>, Failure> {
     let wanted = |ip: &IpAddr| match protocol {
         IpProtocol::Auto => true,
         IpProtocol::Ipv4 => ip.is_ipv4(),
@@ -502,7 +571,7 @@ async fn resolve(host: &str, port: u16, protocol: IpProtocol) -> Result<SocketAd
     let literal = host.trim_start_matches('[').trim_end_matches(']');
     if let Ok(ip) = literal.parse::<IpAddr>() {
         return if wanted(&ip) {
-            Ok(SocketAddr::new(ip, port))
+            Ok(vec![SocketAddr::new(ip, port)])
         } else {
             Err(Failure::new(
                 Reason::Dns,
@@ -518,16 +587,16 @@ async fn resolve(host: &str, port: u16, protocol: IpProtocol) -> Result<SocketAd
             format!("resolve {host}: reserved name that never resolves (RFC 6761)"),
         ));
     }
-    // The resolver's order (RFC 6724 preference) decides under `auto`.
-    let addrs = tokio::net::lookup_host((host, port))
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
         .await
-        .map_err(|e| Failure::new(Reason::Dns, format!("resolve {host}: {e}")))?;
-    addrs.into_iter().find(|a| wanted(&a.ip())).ok_or_else(|| {
-        Failure::new(
-            Reason::Dns,
-            format!("resolve {host}: no address for ip_protocol {protocol:?}"),
-        )
-    })
+        .map_err(|e| Failure::new(Reason::Dns, format!("resolve {host}: {e}")))?
+        .filter(|a| wanted(&a.ip()))
+        .collect();
+    if addrs.is_empty() {
+        let msg = format!("resolve {host}: no address for ip_protocol {protocol:?}");
+        return Err(Failure::new(Reason::Dns, msg));
+    }
+    Ok(addrs)
 }
 
 /// Maps a hyper error to exactly one reason: connection-level breakage is `reset`, anything the

@@ -4,7 +4,6 @@
 //! it stops accepting and gives open connections a bounded grace period.
 
 use std::convert::Infallible;
-use std::fmt::Write as _;
 use std::future::Future;
 use std::io::Write as _;
 use std::time::Duration;
@@ -82,7 +81,8 @@ fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
 async fn route(handle: &Handle, req: Request<Incoming>) -> Response<Body> {
     match (req.method(), req.uri().path()) {
         (&Method::GET | &Method::HEAD, "/metrics") => metrics(handle, &req),
-        (&Method::GET | &Method::HEAD, "/") => landing(handle),
+        (&Method::GET | &Method::HEAD, "/") => html(crate::pages::landing(handle)),
+        (&Method::GET | &Method::HEAD, "/events") => events(handle, &req),
         (&Method::GET | &Method::HEAD, "/-/healthy") => text(StatusCode::OK, "Healthy\n"),
         (&Method::GET | &Method::HEAD, "/-/ready") => {
             if handle.is_ready() {
@@ -98,7 +98,7 @@ async fn route(handle: &Handle, req: Request<Incoming>) -> Response<Body> {
                 format!("Configuration rejected, previous one kept: {e}\n"),
             ),
         },
-        (_, "/metrics" | "/" | "/-/healthy" | "/-/ready" | "/-/reload") => {
+        (_, "/metrics" | "/" | "/events" | "/-/healthy" | "/-/ready" | "/-/reload") => {
             text(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed\n")
         }
         _ => text(StatusCode::NOT_FOUND, "Not found\n"),
@@ -145,61 +145,30 @@ fn metrics(handle: &Handle, req: &Request<Incoming>) -> Response<Body> {
     r
 }
 
-pub(crate) fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '&' => out.push_str("&amp;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-fn landing(handle: &Handle) -> Response<Body> {
-    let targets = handle.targets();
-    let mut html = String::with_capacity(4096 + targets.len() * 256);
-    let _ = write!(
-        html,
-        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>tickr</title>\
-         <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}\
-         td,th{{padding:.3em .8em;border-bottom:1px solid #ddd;text-align:left}}\
-         .ok{{color:#1a7f37}}.fail{{color:#cf222e;font-weight:bold}}.none{{color:#888}}</style></head><body>\
-         <h1>tickr {version}</h1><p>Scheduled HTTP(S) probes; every outcome is counted.</p>\
-         <p><a href=\"/metrics\">Metrics</a> · <a href=\"/-/healthy\">Health</a> · <a href=\"/-/ready\">Readiness</a></p>\
-         <h2>Targets ({count})</h2><table><tr><th>Target</th><th>URL</th><th>State</th><th>Last status</th>\
-         <th>Successes</th><th>Failures</th><th>Interval</th><th>Last probe (Unix time)</th></tr>",
-        version = env!("CARGO_PKG_VERSION"),
-        count = targets.len()
-    );
-    for (target, tm) in &targets {
-        let s = tm.summary();
-        let (class, state) = match s.last_success {
-            Some(true) => ("ok", "up"),
-            Some(false) => ("fail", "failing"),
-            None => ("none", "not probed yet"),
-        };
-        let _ = write!(
-            html,
-            "<tr><td>{}</td><td>{}</td><td class=\"{class}\">{state}</td><td>{}</td><td>{}</td><td>{}</td><td>{:?}</td><td>{:.0}</td></tr>",
-            escape(&target.name),
-            escape(target.url.as_str()),
-            s.last_status,
-            s.successes,
-            s.failures,
-            target.interval,
-            s.last_probe_timestamp
-        );
-    }
-    html.push_str("</table></body></html>\n");
-    let mut r = Response::new(Full::new(Bytes::from(html)));
+fn html(body: String) -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
     r.headers_mut().insert(
         CONTENT_TYPE,
         "text/html; charset=utf-8".parse().expect("static"),
     );
+    r
+}
+
+fn events(handle: &Handle, req: &Request<Incoming>) -> Response<Body> {
+    let accept = req
+        .headers()
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let query =
+        crate::pages::EventsQuery::parse(req.uri().query(), accept.contains("application/json"));
+    if !query.json {
+        return html(crate::pages::events_html(handle, &query));
+    }
+    let body = serde_json::to_vec(&crate::pages::events_json(handle, &query))
+        .expect("JSON values serialize");
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    r.headers_mut()
+        .insert(CONTENT_TYPE, "application/json".parse().expect("static"));
     r
 }

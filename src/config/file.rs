@@ -21,6 +21,41 @@ pub struct File {
     pub defaults: Settings,
     #[serde(default)]
     pub targets: Vec<Settings>,
+    #[serde(default)]
+    pub diagnosis: Diagnosis,
+}
+
+/// How tickr explains failures: the event recorder and the layer fingerprints.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Diagnosis {
+    pub events: Option<usize>,
+    pub body_excerpt: Option<ByteSize>,
+    pub redact_headers: Option<Vec<String>>,
+    pub fingerprints: Option<Vec<FingerprintSpec>>,
+    pub origin: Option<Vec<SignalsSpec>>,
+}
+
+/// A user fingerprint: the layer it names and the signals that identify it (all must match:
+/// headers containing a text, `""` meaning present, and body texts).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FingerprintSpec {
+    pub layer: String,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub body: Vec<String>,
+}
+
+/// An application signature: signals that all match the user's own error responses.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignalsSpec {
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub body: Vec<String>,
 }
 
 /// Settings of the exporter itself, not of any one target.
@@ -47,6 +82,10 @@ pub struct Settings {
     pub ip_protocol: Option<IpProtocol>,
     pub http_version: Option<HttpVersion>,
     pub tls: Option<Tls>,
+    pub confirm: Option<usize>,
+    pub confirm_delay: Option<HumanDuration>,
+    pub per_address: Option<bool>,
+    pub addresses: Option<Vec<String>>,
     pub expect: Option<Expect>,
 }
 

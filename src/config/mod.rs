@@ -8,6 +8,7 @@ mod locate;
 
 use std::collections::HashSet;
 use std::fmt;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,12 +22,17 @@ use file::Settings;
 pub use file::{ByteSize, HttpVersion, HumanDuration, IpProtocol, StatusPattern};
 use locate::{locate, parse_path, Seg};
 
+use crate::layer::{self, Attributor, Fingerprint, Signal};
 use crate::tls::{ClientTls, TlsSettings};
 
 /// Shortest accepted probe interval; shorter ones are almost always a typo for seconds.
 pub const MIN_INTERVAL: Duration = Duration::from_millis(100);
 /// Largest accepted `max_body_bytes`: a probe reads at most this much per response.
 pub const MAX_BODY_LIMIT: u64 = 64 << 20;
+/// Most follow-up probes after a failure.
+pub const MAX_CONFIRM: usize = 10;
+/// Most addresses probed per target with `per_address`.
+pub const MAX_ADDRESSES: usize = 16;
 /// Default cap on probes running at once, across all targets.
 pub const DEFAULT_MAX_CONCURRENT_PROBES: usize = 1024;
 /// Label names tickr uses itself, which a target's `labels` must not shadow.
@@ -41,7 +47,36 @@ pub struct Config {
     pub path: PathBuf,
     pub max_concurrent_probes: usize,
     pub targets: Vec<Arc<Target>>,
+    pub diagnosis: Diagnosis,
 }
+
+/// How failures are explained: the event recorder's bounds and the layer fingerprints.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Diagnosis {
+    /// Failed probes kept in memory (successes never evict them).
+    pub events: usize,
+    /// Bytes of the body kept with each event.
+    pub body_excerpt: usize,
+    /// Response headers whose values events never keep (lowercase names).
+    pub redact_headers: Vec<String>,
+    pub attributor: Arc<Attributor>,
+}
+
+/// Default number of failed probes the event recorder keeps.
+pub const DEFAULT_EVENTS: usize = 1000;
+/// Most failed probes the event recorder may keep.
+pub const MAX_EVENTS: usize = 100_000;
+/// Response headers redacted from events whatever the configuration says, and name fragments
+/// that mark a header as secret.
+pub const REDACTED_HEADERS: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+];
+pub const REDACTED_FRAGMENTS: &[&str] = &[
+    "token", "secret", "password", "session", "cookie", "api-key", "apikey", "auth",
+];
 
 /// One target, with every default applied.
 #[derive(Debug, Clone, PartialEq)]
@@ -63,6 +98,13 @@ pub struct Target {
     pub tls: Arc<ClientTls>,
     pub expect_status: Vec<StatusPattern>,
     pub matchers: Vec<Matcher>,
+    /// Follow-up probes after a failure (0: none), and the pause before each.
+    pub confirm: usize,
+    pub confirm_delay: Duration,
+    /// Probe every resolved address (at most [`MAX_ADDRESSES`]), each with an `address` label.
+    pub per_address: bool,
+    /// Static addresses for the URL's host instead of DNS (like curl's `--resolve`).
+    pub addresses: Vec<IpAddr>,
 }
 
 /// A body matcher. `label` is what the `matcher` label shows: the text, or the configured name.
@@ -207,11 +249,97 @@ fn validate(file: file::File, dir: &Path, path: &Path) -> Result<Config, Invalid
         }
         targets.push(Arc::new(t));
     }
+    let diagnosis = validate_diagnosis(file.diagnosis)?;
     Ok(Config {
         path: path.to_owned(),
         max_concurrent_probes,
         targets,
+        diagnosis,
     })
+}
+
+fn validate_diagnosis(d: file::Diagnosis) -> Result<Diagnosis, Invalid> {
+    let at = |key| vec![Seg::Key("diagnosis"), Seg::Key(key)];
+    let events = d.events.unwrap_or(DEFAULT_EVENTS);
+    if events == 0 || events > MAX_EVENTS {
+        return Err(Invalid(
+            at("events"),
+            format!("events must be between 1 and {MAX_EVENTS}"),
+        ));
+    }
+    let body_excerpt = d.body_excerpt.map_or(1024, |b| b.0);
+    if body_excerpt > crate::probe::BODY_HEAD as u64 {
+        let max = crate::probe::BODY_HEAD;
+        return Err(Invalid(
+            at("body_excerpt"),
+            format!("body_excerpt must be at most {max} bytes"),
+        ));
+    }
+    let mut redact_headers: Vec<String> =
+        REDACTED_HEADERS.iter().map(|h| (*h).to_owned()).collect();
+    for name in d.redact_headers.unwrap_or_default() {
+        HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+            Invalid(
+                at("redact_headers"),
+                format!("invalid header name {name:?}"),
+            )
+        })?;
+        redact_headers.push(name.to_ascii_lowercase());
+    }
+    let mut user = Vec::new();
+    for (i, spec) in d.fingerprints.unwrap_or_default().into_iter().enumerate() {
+        let here = [at("fingerprints"), vec![Seg::Index(i)]].concat();
+        let valid = !spec.layer.is_empty()
+            && spec
+                .layer
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if !valid || [layer::ORIGIN, layer::UNKNOWN].contains(&spec.layer.as_str()) {
+            let msg = format!(
+                "invalid layer name {:?}: expected [a-z0-9_]+, not origin or unknown",
+                spec.layer
+            );
+            return Err(Invalid([here, vec![Seg::Key("layer")]].concat(), msg));
+        }
+        let signals = signals(&spec.headers, &spec.body).map_err(|m| Invalid(here, m))?;
+        user.push(Fingerprint {
+            layer: spec.layer,
+            any_of: vec![signals],
+        });
+    }
+    let mut origin = Vec::new();
+    for (i, spec) in d.origin.unwrap_or_default().into_iter().enumerate() {
+        let here = [at("origin"), vec![Seg::Index(i)]].concat();
+        origin.push(signals(&spec.headers, &spec.body).map_err(|m| Invalid(here, m))?);
+    }
+    Ok(Diagnosis {
+        events,
+        body_excerpt: body_excerpt as usize,
+        redact_headers,
+        attributor: Arc::new(Attributor::new(user, origin)),
+    })
+}
+
+fn signals(
+    headers: &std::collections::BTreeMap<String, String>,
+    body: &[String],
+) -> Result<Vec<Signal>, String> {
+    let mut all = Vec::new();
+    for (name, value) in headers {
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| format!("invalid header name {name:?}"))?;
+        all.push(Signal::Header(name, value.to_ascii_lowercase()));
+    }
+    for text in body {
+        if text.is_empty() {
+            return Err("a body signal must not be empty".into());
+        }
+        all.push(Signal::Body(text.clone()));
+    }
+    if all.is_empty() {
+        return Err("a fingerprint needs at least one header or body signal".into());
+    }
+    Ok(all)
 }
 
 fn at(base: &[Seg], key: &'static str) -> Vec<Seg> {
@@ -349,6 +477,47 @@ fn validate_target(
 
     let tls = validate_tls(d, t, dir, base)?;
 
+    let mut addresses = Vec::new();
+    for (i, text) in t.addresses.iter().flatten().enumerate() {
+        let at = [at(base, "addresses"), vec![Seg::Index(i)]].concat();
+        let ip = text
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>();
+        addresses.push(ip.map_err(|_| Invalid(at, format!("invalid IP address {text:?}")))?);
+    }
+    if addresses.len() > MAX_ADDRESSES {
+        return Err(Invalid(
+            at(base, "addresses"),
+            format!("at most {MAX_ADDRESSES} addresses"),
+        ));
+    }
+
+    let confirm = t.confirm.or(d.confirm).unwrap_or(0);
+    let confirm_delay = t
+        .confirm_delay
+        .or(d.confirm_delay)
+        .map_or(Duration::from_millis(500), |h| h.0);
+    if confirm > MAX_CONFIRM {
+        let at = origin(base, t.confirm.is_some(), "confirm");
+        return Err(Invalid(
+            at,
+            format!("confirm must be at most {MAX_CONFIRM}"),
+        ));
+    }
+    // The follow-ups must fit before the next probe, or they would push it back.
+    let burst = (timeout + confirm_delay) * confirm as u32 + timeout;
+    if confirm > 0 && burst > interval {
+        let at = origin(base, t.confirm.is_some(), "confirm");
+        let msg = format!(
+            "{confirm} confirmations of up to {} each, after a probe of up to {}, do not fit in the interval ({})",
+            HumanDuration(timeout + confirm_delay),
+            HumanDuration(timeout),
+            HumanDuration(interval)
+        );
+        return Err(Invalid(at, msg));
+    }
+
     let te = t.expect.clone().unwrap_or_default();
     let de = d.expect.clone().unwrap_or_default();
     let expect_at = |key| {
@@ -422,6 +591,10 @@ fn validate_target(
         tls,
         expect_status,
         matchers,
+        confirm,
+        confirm_delay,
+        per_address: t.per_address.or(d.per_address).unwrap_or(false),
+        addresses,
     })
 }
 

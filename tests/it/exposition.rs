@@ -80,8 +80,8 @@ fn exposition_matches_the_golden_file() {
     );
     let metrics = Arc::new(Metrics::new());
     let tm = metrics.register_target(&t);
-    tm.record(&outcome_200());
-    tm.record(&outcome_502());
+    tm.record(&outcome_200(), Some(41), None);
+    tm.record(&outcome_502(), Some(42), Some("nginx"));
     metrics.scheduler_lag.observe(0.002);
     metrics.targets.set(1);
     metrics.reload_successful.set(1);
@@ -111,15 +111,15 @@ fn series_per_target_and_removal() {
     let t = target("name: one\nurl: http://127.0.0.1:9/\nexpect: {body_contains: [ok]}");
     let metrics = Arc::new(Metrics::new());
     let tm = metrics.register_target(&t);
-    tm.record(&outcome_502());
+    tm.record(&outcome_502(), Some(42), Some("nginx"));
     let e = Exposition::parse(&metrics.encode());
     let per_target = e.series_of("one");
     // 2 runs + 1 success + 6 phases × 14 (11 buckets, +Inf, sum, count) + 4 gateway codes
     // + 1 status code + 10 reasons + 2 per matcher + 1 state changes + 1 last probe + 1 interval
-    // + 1 cert + 1 info.
+    // + 1 cert + 1 info + 1 server error (502 attributed to nginx).
     assert_eq!(
         per_target,
-        2 + 1 + 6 * 14 + 4 + 1 + 10 + 2 + 1 + 1 + 1 + 1 + 1
+        2 + 1 + 6 * 14 + 4 + 1 + 10 + 2 + 1 + 1 + 1 + 1 + 1 + 1
     );
     tm.remove();
     let e = Exposition::parse(&metrics.encode());

@@ -4,10 +4,14 @@
 
 mod common;
 
+mod browser;
 mod config_errors;
 mod dashboards;
+mod demo;
+mod diagnosis;
 mod e2e;
 mod exposition;
+mod layers;
 mod probes;
 mod prometheus;
 mod reload;

@@ -21,7 +21,7 @@ async fn probe_n(t: &Target, n: usize) -> (Vec<Outcome>, Exposition) {
     let mut outcomes = Vec::new();
     for _ in 0..n {
         let o = probe::run(t).await;
-        tm.record(&o);
+        tm.record(&o, None, None);
         outcomes.push(o);
     }
     (outcomes, Exposition::parse(&metrics.encode()))

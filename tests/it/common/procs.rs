@@ -50,6 +50,8 @@ fn package_of(binary: &str) -> &'static str {
         "prometheus" | "promtool" => "prometheus",
         "prometheus-alertmanager" | "amtool" => "prometheus-alertmanager",
         "prometheus-blackbox-exporter" => "prometheus-blackbox-exporter",
+        "haproxy" => "haproxy",
+        "caddy" => "caddy",
         _ => "(see DEPENDENCIES.md)",
     }
 }
@@ -691,6 +693,193 @@ impl Alertmanager {
                 }
             })
             .collect()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Environment for children that write to `$HOME` (Caddy keeps its data and autosaved config
+// under the XDG directories, which default to paths under `/root`).
+// ---------------------------------------------------------------------------------------------
+
+impl Process {
+    /// Like [`spawn`](Self::spawn), with extra environment variables for the child.
+    pub fn spawn_with_env<S: AsRef<OsStr>>(
+        name: &str,
+        program: &Path,
+        args: &[S],
+        env: &[(&str, &Path)],
+        dir: TempDir,
+    ) -> Self {
+        let stdout =
+            std::fs::File::create(dir.path().join("stdout.log")).expect("create stdout.log");
+        let stderr =
+            std::fs::File::create(dir.path().join("stderr.log")).expect("create stderr.log");
+        let child = Command::new(program)
+            .args(args)
+            .envs(env.iter().map(|(k, v)| (*k, *v)))
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {name} ({}): {e}", program.display()));
+        Self {
+            name: name.to_owned(),
+            child,
+            dir,
+        }
+    }
+}
+
+/// The `127.0.0.1:<port>` after `keyword` on each line of `config` that starts with it, e.g.
+/// HAProxy's `bind 127.0.0.1:8080`. Tests never listen on other interfaces.
+fn addresses_after(config: &str, keyword: &str, what: &str) -> Vec<SocketAddr> {
+    let addrs: Vec<SocketAddr> = config
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix(keyword))
+        .filter(|rest| rest.starts_with(char::is_whitespace))
+        .map(|rest| {
+            let first = rest.split_whitespace().next().unwrap_or_default();
+            let addr: SocketAddr = first.parse().unwrap_or_else(|_| {
+                panic!("{what} `{keyword} {first}`: tests must listen on 127.0.0.1:<port>")
+            });
+            assert!(
+                addr.ip().is_loopback(),
+                "{what} `{keyword} {first}`: tests must listen on 127.0.0.1"
+            );
+            addr
+        })
+        .collect();
+    assert!(
+        !addrs.is_empty(),
+        "the {what} config has no `{keyword} 127.0.0.1:<port>` line"
+    );
+    addrs
+}
+
+// ---------------------------------------------------------------------------------------------
+// HAProxy
+// ---------------------------------------------------------------------------------------------
+
+/// A real HAProxy (foreground, one process) serving the caller's `frontend`/`backend`/`listen`
+/// sections.
+pub struct Haproxy {
+    process: Process,
+}
+
+impl Haproxy {
+    /// Wraps `sections` (each `bind 127.0.0.1:<free_port()>`) in a complete `haproxy.cfg` with
+    /// HTTP mode and `timeout server` set to `server_timeout`, starts HAProxy and waits until
+    /// every `bind` address accepts connections.
+    ///
+    /// - `-db` (and no `daemon`): stays in the foreground as the child we hold, so a SIGKILL on
+    ///   drop leaves nothing behind; warnings and alerts go to `stderr.log`.
+    /// - The pid file and the admin socket live in the temp dir (the packaged ones are in /run).
+    /// - `timeout connect 200ms`: HAProxy waits min(timeout connect, 1s) between its 3 connect
+    ///   retries, so a refused upstream answers 503 after ~0.6s instead of 3s.
+    pub async fn start(server_timeout: Duration, sections: &str) -> Self {
+        let binary = require("haproxy");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let d = dir.path().display();
+        let conf = format!(
+            "global\n    pidfile {d}/haproxy.pid\n    stats socket {d}/admin.sock mode 600 level admin\n\n\
+             defaults\n    mode http\n    timeout connect 200ms\n    timeout client 10s\n    \
+             timeout server {}ms\n\n{sections}\n",
+            server_timeout.as_millis().max(1)
+        );
+        let binds = addresses_after(sections, "bind", "haproxy");
+        let path = dir.path().join("haproxy.cfg");
+        std::fs::write(&path, conf).expect("write haproxy.cfg");
+        let args = [
+            "-f".to_owned(),
+            path.display().to_string(),
+            "-db".to_owned(),
+        ];
+        let mut process = Process::spawn("haproxy", &binary, &args, dir);
+        for addr in binds {
+            process.wait_tcp(addr, READY_LIMIT).await;
+        }
+        Self { process }
+    }
+
+    pub fn logs(&self) -> String {
+        self.process.logs()
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.process.dir()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Caddy
+// ---------------------------------------------------------------------------------------------
+
+/// A real Caddy serving the caller's Caddyfile site blocks over plain HTTP.
+pub struct Caddy {
+    process: Process,
+}
+
+impl Caddy {
+    /// Prepends global options to `sites` (site blocks addressed `http://127.0.0.1:<port> {`),
+    /// runs `caddy run --adapter caddyfile` and waits until every site address accepts
+    /// connections.
+    ///
+    /// - `admin off`: no admin endpoint (it would bind localhost:2019, shared between tests).
+    /// - `auto_https off`: no certificates, no redirects, no attempt to install a local CA.
+    /// - `storage` and `HOME`/`XDG_DATA_HOME`/`XDG_CONFIG_HOME` point into the temp dir, so
+    ///   Caddy writes nothing under /root (it autosaves its config under XDG_CONFIG_HOME).
+    pub async fn start(sites: &str) -> Self {
+        let binary = require("caddy");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let d = dir.path().display();
+        let conf = format!(
+            "{{\n\tadmin off\n\tauto_https off\n\tstorage file_system {d}/data\n}}\n\n{sites}\n"
+        );
+        let listens: Vec<SocketAddr> = sites
+            .lines()
+            .filter_map(|line| line.trim().strip_prefix("http://"))
+            .filter_map(|rest| rest.strip_suffix('{'))
+            .map(|addr| {
+                let addr: SocketAddr = addr.trim().parse().unwrap_or_else(|_| {
+                    panic!("caddy site `http://{addr}`: tests must listen on 127.0.0.1:<port>")
+                });
+                assert!(addr.ip().is_loopback(), "caddy site {addr}: not 127.0.0.1");
+                addr
+            })
+            .collect();
+        assert!(
+            !listens.is_empty(),
+            "the Caddyfile has no `http://127.0.0.1:<port> {{` site"
+        );
+        let path = dir.path().join("Caddyfile");
+        std::fs::write(&path, conf).expect("write Caddyfile");
+        let args = [
+            "run".to_owned(),
+            "--config".to_owned(),
+            path.display().to_string(),
+            "--adapter".to_owned(),
+            "caddyfile".to_owned(),
+        ];
+        let home = dir.path().to_owned();
+        let env = [
+            ("HOME", home.as_path()),
+            ("XDG_DATA_HOME", home.as_path()),
+            ("XDG_CONFIG_HOME", home.as_path()),
+        ];
+        let mut process = Process::spawn_with_env("caddy", &binary, &args, &env, dir);
+        for addr in listens {
+            process.wait_tcp(addr, READY_LIMIT).await;
+        }
+        Self { process }
+    }
+
+    pub fn logs(&self) -> String {
+        self.process.logs()
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.process.dir()
     }
 }
 

@@ -183,15 +183,27 @@ impl TestServer {
         Self::start(script, None).await
     }
 
+    /// A plain server on a given loopback address and port (e.g. 127.0.0.2, to stand for a
+    /// second node of one service).
+    pub async fn plain_on(addr: SocketAddr, script: Vec<Step>) -> Self {
+        Self::start_on(addr, script, None).await
+    }
+
     pub async fn tls(script: Vec<Step>, tls: ServerTls) -> Self {
         Self::start(script, Some(tls)).await
     }
 
     async fn start(script: Vec<Step>, tls: Option<ServerTls>) -> Self {
+        Self::start_on(([127, 0, 0, 1], 0).into(), script, tls).await
+    }
+
+    async fn start_on(addr: SocketAddr, script: Vec<Step>, tls: Option<ServerTls>) -> Self {
         assert!(!script.is_empty(), "a script needs at least one step");
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind test server");
+        assert!(
+            addr.ip().is_loopback(),
+            "test servers listen on loopback only"
+        );
+        let listener = TcpListener::bind(addr).await.expect("bind test server");
         let addr = listener.local_addr().expect("local addr");
         let connections = Arc::new(AtomicUsize::new(0));
         let (stop, mut stopped) = oneshot::channel::<()>();

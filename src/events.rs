@@ -1,0 +1,460 @@
+//! The failure recorder: the evidence that vanishes on refresh, kept in memory. A bounded ring
+//! of the last failed probes (successes never evict them) and each target's last success, for
+//! comparison; and pattern hints computed from the ring in plain words.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::{json, Value};
+
+use crate::config::{Diagnosis, Target};
+use crate::layer::Attribution;
+use crate::probe::{Outcome, Phase};
+
+/// Headers an event keeps at most, and the longest value it keeps of each.
+const MAX_HEADERS: usize = 64;
+const MAX_HEADER_VALUE: usize = 512;
+
+/// One probe as the recorder keeps it.
+#[derive(Debug)]
+pub struct Event {
+    pub id: u64,
+    /// Unix seconds when the probe finished.
+    pub time: f64,
+    pub target: String,
+    pub url: String,
+    pub success: bool,
+    pub remote: Option<String>,
+    pub http_version: Option<String>,
+    pub tls_version: Option<&'static str>,
+    pub status: Option<u16>,
+    pub reason: Option<&'static str>,
+    pub error: Option<String>,
+    /// Milliseconds per phase, for the phases the probe finished.
+    pub phases_ms: Vec<(&'static str, f64)>,
+    pub layer: Option<String>,
+    pub evidence: Option<String>,
+    /// Response headers, secrets redacted.
+    pub headers: Vec<(String, String)>,
+    pub body_excerpt: String,
+    pub redirects: u8,
+    pub confirmation: Mutex<Option<Confirmation>>,
+}
+
+/// What the follow-up probes after a failure found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Confirmation {
+    pub probes: usize,
+    pub failed: usize,
+}
+
+impl Confirmation {
+    /// `transient` (every follow-up succeeded), `persistent` (every one failed) or `mixed`.
+    pub fn verdict(&self) -> &'static str {
+        match self.failed {
+            0 => "transient",
+            n if n == self.probes => "persistent",
+            _ => "mixed",
+        }
+    }
+}
+
+impl Event {
+    pub fn to_json(&self) -> Value {
+        let confirmation = self
+            .confirmation
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .map(|c| json!({"probes": c.probes, "failed": c.failed, "verdict": c.verdict()}));
+        json!({
+            "id": self.id,
+            "time": self.time,
+            "target": self.target,
+            "url": self.url,
+            "success": self.success,
+            "remote": self.remote,
+            "http_version": self.http_version,
+            "tls_version": self.tls_version,
+            "status": self.status,
+            "reason": self.reason,
+            "error": self.error,
+            "phases_ms": self.phases_ms.iter().map(|(p, ms)| (p.to_string(), json!(ms))).collect::<serde_json::Map<_, _>>(),
+            "layer": self.layer,
+            "evidence": self.evidence,
+            "headers": self.headers,
+            "body_excerpt": self.body_excerpt,
+            "redirects": self.redirects,
+            "confirmation": confirmation,
+        })
+    }
+
+    pub fn set_confirmation(&self, c: Confirmation) {
+        *self.confirmation.lock().unwrap_or_else(|e| e.into_inner()) = Some(c);
+    }
+}
+
+/// Whether a response header's value must not be kept.
+pub fn is_secret(name: &str, redact: &[String]) -> bool {
+    let name = name.to_ascii_lowercase();
+    redact.contains(&name)
+        || crate::config::REDACTED_FRAGMENTS
+            .iter()
+            .any(|f| name.contains(f))
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+/// The ring and the last successes.
+#[derive(Debug)]
+pub struct Recorder {
+    next_id: AtomicU64,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    capacity: usize,
+    failures: VecDeque<Arc<Event>>,
+    last_success: HashMap<String, Arc<Event>>,
+}
+
+impl Recorder {
+    pub fn new(capacity: usize) -> Self {
+        // Ids start at the current time in ms, so they stay unique across restarts in exemplars.
+        let start = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(1, |d| d.as_millis() as u64);
+        let inner = Inner {
+            capacity,
+            ..Inner::default()
+        };
+        Self {
+            next_id: AtomicU64::new(start),
+            inner: Mutex::new(inner),
+        }
+    }
+
+    /// Changes how many failures are kept; the oldest go first.
+    pub fn set_capacity(&self, capacity: usize) {
+        let mut inner = self.lock();
+        inner.capacity = capacity;
+        while inner.failures.len() > capacity {
+            inner.failures.pop_front();
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records one probe. Failures enter the ring; a success replaces the target's last one.
+    pub fn record(
+        &self,
+        target: &Target,
+        o: &Outcome,
+        attribution: Option<&Attribution>,
+        d: &Diagnosis,
+    ) -> Arc<Event> {
+        let headers = o
+            .headers
+            .iter()
+            .flatten()
+            .take(MAX_HEADERS)
+            .map(|(name, value)| {
+                let value = if is_secret(name.as_str(), &d.redact_headers) {
+                    "<redacted>".to_owned()
+                } else {
+                    truncate(&String::from_utf8_lossy(value.as_bytes()), MAX_HEADER_VALUE)
+                };
+                (name.as_str().to_owned(), value)
+            })
+            .collect();
+        let excerpt = &o.body_head[..o.body_head.len().min(d.body_excerpt)];
+        let event = Arc::new(Event {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            time: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0.0, |t| t.as_secs_f64()),
+            target: target.name.clone(),
+            url: target.url.to_string(),
+            success: o.success(),
+            remote: o.remote.map(|a| a.to_string()),
+            http_version: o.http_version.map(|v| format!("{v:?}")),
+            tls_version: o.tls_version,
+            status: o.status,
+            reason: o.failure.as_ref().map(|f| f.reason.as_str()),
+            error: o.failure.as_ref().map(|f| f.detail.clone()),
+            phases_ms: Phase::ALL
+                .iter()
+                .filter_map(|p| {
+                    o.phases
+                        .get(*p)
+                        .map(|d| (p.as_str(), (d.as_secs_f64() * 1e6).round() / 1e3))
+                })
+                .collect(),
+            layer: attribution.map(|a| a.layer.clone()),
+            evidence: attribution.map(|a| a.evidence.clone()),
+            headers,
+            body_excerpt: String::from_utf8_lossy(excerpt).into_owned(),
+            redirects: o.redirects,
+            confirmation: Mutex::new(None),
+        });
+        let mut inner = self.lock();
+        if event.success {
+            inner
+                .last_success
+                .insert(target.name.clone(), event.clone());
+        } else {
+            if inner.failures.len() >= inner.capacity {
+                inner.failures.pop_front();
+            }
+            inner.failures.push_back(event.clone());
+        }
+        event
+    }
+
+    /// Failures, newest first, optionally of one target and since a Unix time.
+    pub fn failures(
+        &self,
+        target: Option<&str>,
+        since: Option<f64>,
+        limit: usize,
+    ) -> Vec<Arc<Event>> {
+        let inner = self.lock();
+        inner
+            .failures
+            .iter()
+            .rev()
+            .filter(|e| target.is_none_or(|t| e.target == t) && since.is_none_or(|s| e.time >= s))
+            .take(limit)
+            .cloned()
+            .collect()
+    }
+
+    pub fn last_success(&self, target: &str) -> Option<Arc<Event>> {
+        self.lock().last_success.get(target).cloned()
+    }
+
+    /// Forgets a removed target's last success (its failures stay in the ring: they happened).
+    pub fn forget(&self, target: &str) {
+        self.lock().last_success.remove(target);
+    }
+
+    /// Plain-words observations about the failures in the ring, per target.
+    pub fn hints(&self) -> Vec<Hint> {
+        let inner = self.lock();
+        let mut by_target: HashMap<&str, Vec<&Event>> = HashMap::new();
+        for e in &inner.failures {
+            by_target.entry(e.target.as_str()).or_default().push(e);
+        }
+        let mut hints = Vec::new();
+        let mut targets: Vec<_> = by_target.into_iter().collect();
+        targets.sort_by_key(|(t, _)| *t);
+        for (target, failures) in targets {
+            let success = inner.last_success.get(target);
+            hints.extend(hints_for(target, &failures, success.map(|s| s.as_ref())));
+        }
+        hints
+    }
+}
+
+/// One observation about a target's failures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hint {
+    pub target: String,
+    pub text: String,
+}
+
+/// Failures needed before a pattern is worth mentioning, and the share that makes a cluster.
+const HINT_MIN_FAILURES: usize = 3;
+const HINT_SHARE: f64 = 0.75;
+
+/// The most common value among `values` and how often it occurs.
+fn mode<T: Eq + std::hash::Hash + Clone>(values: impl Iterator<Item = T>) -> Option<(T, usize)> {
+    let mut counts: HashMap<T, usize> = HashMap::new();
+    for v in values {
+        *counts.entry(v).or_default() += 1;
+    }
+    counts.into_iter().max_by_key(|(_, n)| *n)
+}
+
+fn hints_for(target: &str, failures: &[&Event], success: Option<&Event>) -> Vec<Hint> {
+    let n = failures.len();
+    if n < HINT_MIN_FAILURES {
+        return Vec::new();
+    }
+    let share = |count: usize| count as f64 / n as f64;
+    let hint = |text: String| Hint {
+        target: target.to_owned(),
+        text,
+    };
+    let mut out = Vec::new();
+
+    // One remote address behind most failures, while others answer: a bad node.
+    let addresses: std::collections::HashSet<&str> = failures
+        .iter()
+        .filter_map(|e| e.remote.as_deref())
+        .chain(success.and_then(|s| s.remote.as_deref()))
+        .collect();
+    if let Some((addr, count)) = mode(failures.iter().filter_map(|e| e.remote.as_deref())) {
+        if addresses.len() > 1 && share(count) >= HINT_SHARE {
+            out.push(hint(format!(
+                "{count} of {n} failures came from {addr}, while other addresses answered: one bad node or backend?"
+            )));
+        }
+    }
+
+    // The same minute of the hour, across different hours: something scheduled.
+    let hours: std::collections::HashSet<i64> =
+        failures.iter().map(|e| (e.time / 3600.0) as i64).collect();
+    if let Some((minute, count)) = mode(
+        failures
+            .iter()
+            .map(|e| ((e.time / 60.0) as i64).rem_euclid(60)),
+    ) {
+        if hours.len() > 1 && share(count) >= HINT_SHARE {
+            out.push(hint(format!(
+                "{count} of {n} failures happened at minute :{minute:02} of the hour, across {} hours: a cron job, backup or scheduled restart?",
+                hours.len()
+            )));
+        }
+    }
+
+    // One reason dominating says which kind of trouble it is.
+    if let Some((reason, count)) = mode(failures.iter().filter_map(|e| e.reason)) {
+        if share(count) >= HINT_SHARE {
+            let meaning = match reason {
+                "timeout" => "the application is slow or hung, or a proxy waits on it: compare with the proxy's timeouts",
+                "reset" => "connections are cut mid-request: crashes, restarts or a proxy closing them",
+                "connect" => "nothing accepts connections: the service is down, restarting or out of file descriptors",
+                "status" => "a layer answers with an error status: see which layer below",
+                "tls" => "the TLS handshake fails: certificate or protocol configuration",
+                "dns" => "the name does not resolve reliably",
+                _ => "one kind of failure dominates",
+            };
+            out.push(hint(format!(
+                "{count} of {n} failures are `{reason}`: {meaning}."
+            )));
+        }
+    }
+
+    // Timeouts stuck in one step point at the layer that stalls.
+    if let Some((step, count)) = mode(failures.iter().filter_map(|e| {
+        e.error
+            .as_deref()
+            .and_then(|m| m.split("stuck in ").nth(1))
+            .map(|s| s.trim_end_matches(')').to_owned())
+    })) {
+        if count >= HINT_MIN_FAILURES && share(count) >= HINT_SHARE {
+            out.push(hint(format!(
+                "{count} of {n} failures timed out in the {step} phase."
+            )));
+        }
+    }
+
+    // One layer generating most error responses.
+    let known_layer = |l: &&str| *l != crate::layer::UNKNOWN;
+    if let Some((layer, count)) = mode(
+        failures
+            .iter()
+            .filter_map(|e| e.layer.as_deref())
+            .filter(known_layer),
+    ) {
+        if share(count) >= HINT_SHARE {
+            out.push(hint(format!(
+                "{count} of {n} failures were attributed to the {layer} layer."
+            )));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(id: u64, time: f64, remote: &str, reason: &'static str, layer: Option<&str>) -> Event {
+        Event {
+            id,
+            time,
+            target: "shop".into(),
+            url: "https://shop.example/".into(),
+            success: false,
+            remote: Some(remote.into()),
+            http_version: None,
+            tls_version: None,
+            status: Some(502),
+            reason: Some(reason),
+            error: None,
+            phases_ms: vec![],
+            layer: layer.map(str::to_owned),
+            evidence: None,
+            headers: vec![],
+            body_excerpt: String::new(),
+            redirects: 0,
+            confirmation: Mutex::new(None),
+        }
+    }
+
+    #[test]
+    fn hints_name_a_bad_node_a_scheduled_minute_and_a_dominant_reason() {
+        // Four failures at :05 past four different hours, three from one address of two.
+        let f: Vec<Event> = (0..4)
+            .map(|h| {
+                let remote = if h == 3 {
+                    "10.0.0.2:443"
+                } else {
+                    "10.0.0.1:443"
+                };
+                event(
+                    h,
+                    1_800_000_000.0 - 1_800_000_000.0 % 3600.0 + (h as f64) * 3600.0 + 300.0,
+                    remote,
+                    "reset",
+                    Some("nginx"),
+                )
+            })
+            .collect();
+        let refs: Vec<&Event> = f.iter().collect();
+        let text: Vec<String> = hints_for("shop", &refs, None)
+            .into_iter()
+            .map(|h| h.text)
+            .collect();
+        assert!(
+            text.iter().any(|t| t.contains("came from 10.0.0.1:443")),
+            "{text:?}"
+        );
+        assert!(text.iter().any(|t| t.contains("minute :05")), "{text:?}");
+        assert!(text.iter().any(|t| t.contains("`reset`")), "{text:?}");
+        assert!(text.iter().any(|t| t.contains("nginx layer")), "{text:?}");
+        // Two failures are no pattern.
+        assert!(hints_for("shop", &refs[..2], None).is_empty());
+    }
+
+    #[test]
+    fn secrets_are_recognised() {
+        let redact = vec!["x-internal".to_owned()];
+        for name in [
+            "Set-Cookie",
+            "authorization",
+            "X-Auth-Token",
+            "x-api-key",
+            "X-Internal",
+            "x-session-id",
+        ] {
+            assert!(is_secret(name, &redact), "{name}");
+        }
+        assert!(!is_secret("server", &redact));
+    }
+}

@@ -1,0 +1,392 @@
+//! Says which layer (CDN, load balancer, reverse proxy, application) most likely generated an
+//! error response, from what the response carries: headers and the body's default error page.
+//!
+//! A proxy's `Server` header says who relayed a response, not who wrote it: nginx, Envoy and
+//! Caddy stamp their own on everything they pass through. The strong evidence is the body: each
+//! product's built-in error page is distinctive. So a fingerprint matches on a combination of
+//! header and body signals, user fingerprints are tried before the built-in ones (and replace a
+//! built-in of the same name), then the user's own application signatures (`origin`), and
+//! anything else is `unknown`. The label values are therefore a small set fixed by config.
+
+use http::header::{HeaderMap, HeaderName};
+
+/// The layer label of responses that match a user's application signature.
+pub const ORIGIN: &str = "origin";
+/// The layer label when nothing matched.
+pub const UNKNOWN: &str = "unknown";
+
+/// One signal: a header containing a value (case-insensitive; empty means "present"), or a body
+/// containing a text (case-sensitive, as error pages are fixed text).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Signal {
+    Header(HeaderName, String),
+    Body(String),
+    /// The body is empty (or only whitespace).
+    EmptyBody,
+}
+
+impl Signal {
+    fn matches(&self, headers: &HeaderMap, body: &[u8]) -> bool {
+        match self {
+            Signal::Header(name, want) => headers.get_all(name).iter().any(|v| {
+                let v = String::from_utf8_lossy(v.as_bytes()).to_ascii_lowercase();
+                v.contains(want.as_str())
+            }),
+            Signal::Body(text) => contains(body, text.as_bytes()),
+            Signal::EmptyBody => body.iter().all(u8::is_ascii_whitespace),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Signal::Header(name, v) if v.is_empty() => format!("header {name}"),
+            Signal::Header(name, v) => format!("{name}: *{v}*"),
+            Signal::Body(text) => format!("body contains {text:?}"),
+            Signal::EmptyBody => "empty body".to_owned(),
+        }
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    needle.is_empty() || haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// A fingerprint: the layer it names, and one or more alternative sets of signals, each of
+/// which identifies the layer when all of its signals match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fingerprint {
+    pub layer: String,
+    pub any_of: Vec<Vec<Signal>>,
+}
+
+impl Fingerprint {
+    fn matching(&self, headers: &HeaderMap, body: &[u8]) -> Option<&[Signal]> {
+        self.any_of
+            .iter()
+            .find(|all| all.iter().all(|s| s.matches(headers, body)))
+            .map(Vec::as_slice)
+    }
+}
+
+/// The verdict on one response: the layer label and the signals that decided it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attribution {
+    pub layer: String,
+    pub evidence: String,
+}
+
+/// Built-in and user fingerprints, in the order they are tried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attributor {
+    fingerprints: Vec<Fingerprint>,
+    origin: Vec<Vec<Signal>>,
+}
+
+impl Default for Attributor {
+    fn default() -> Self {
+        Self::new(Vec::new(), Vec::new())
+    }
+}
+
+impl Attributor {
+    /// User fingerprints come first and replace any built-in with the same layer name;
+    /// `origin` lists the signal sets of the user's own application's error responses.
+    pub fn new(user: Vec<Fingerprint>, origin: Vec<Vec<Signal>>) -> Self {
+        let mut fingerprints = user;
+        for builtin in builtins() {
+            if !fingerprints.iter().any(|f| f.layer == builtin.layer) {
+                fingerprints.push(builtin);
+            }
+        }
+        Self {
+            fingerprints,
+            origin,
+        }
+    }
+
+    /// Every label value this attributor can return.
+    pub fn layers(&self) -> Vec<&str> {
+        let mut all: Vec<&str> = self.fingerprints.iter().map(|f| f.layer.as_str()).collect();
+        all.extend([ORIGIN, UNKNOWN]);
+        all
+    }
+
+    /// The layer that most likely generated this response.
+    pub fn attribute(&self, headers: &HeaderMap, body: &[u8]) -> Attribution {
+        for f in &self.fingerprints {
+            if let Some(signals) = f.matching(headers, body) {
+                return Attribution {
+                    layer: f.layer.clone(),
+                    evidence: describe(signals),
+                };
+            }
+        }
+        if let Some(signals) = self
+            .origin
+            .iter()
+            .find(|all| all.iter().all(|s| s.matches(headers, body)))
+        {
+            return Attribution {
+                layer: ORIGIN.to_owned(),
+                evidence: describe(signals),
+            };
+        }
+        let relayed = headers
+            .get(http::header::SERVER)
+            .and_then(|v| v.to_str().ok());
+        let evidence = match relayed {
+            Some(server) => format!("no known error page; relayed by server {server:?}"),
+            None => "no known error page or header".to_owned(),
+        };
+        Attribution {
+            layer: UNKNOWN.to_owned(),
+            evidence,
+        }
+    }
+
+    /// The layer tickr talks to first, judged from the headers of a response (any status):
+    /// used for failures without a response, such as a refused or reset connection.
+    pub fn edge(&self, headers: &HeaderMap) -> Option<String> {
+        EDGE_SERVERS
+            .iter()
+            .find(|(_, server)| {
+                Signal::Header(http::header::SERVER, (*server).to_owned()).matches(headers, b"x")
+            })
+            .map(|(layer, _)| (*layer).to_owned())
+    }
+}
+
+fn describe(signals: &[Signal]) -> String {
+    signals
+        .iter()
+        .map(Signal::describe)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `Server` header values that identify the product tickr connects to.
+const EDGE_SERVERS: &[(&str, &str)] = &[
+    ("cloudflare", "cloudflare"),
+    ("akamai", "akamaighost"),
+    ("aws_elb", "awselb"),
+    ("cloudfront", "cloudfront"),
+    ("envoy", "envoy"),
+    ("caddy", "caddy"),
+    ("haproxy", "haproxy"),
+    ("traefik", "traefik"),
+    ("varnish", "varnish"),
+    ("apache", "apache"),
+    ("nginx", "nginx"),
+    ("google_lb", "google frontend"),
+];
+
+fn h(name: &'static str, value: &str) -> Signal {
+    Signal::Header(HeaderName::from_static(name), value.to_ascii_lowercase())
+}
+
+fn b(text: &str) -> Signal {
+    Signal::Body(text.to_owned())
+}
+
+fn fp(layer: &str, any_of: Vec<Vec<Signal>>) -> Fingerprint {
+    Fingerprint {
+        layer: layer.to_owned(),
+        any_of,
+    }
+}
+
+/// The built-in fingerprints, outermost layers first: a CDN's error page wraps nothing, while
+/// an origin's error page may travel through several proxies that each leave headers on it.
+/// Each entry comes from the product's documented or default error responses.
+pub fn builtins() -> Vec<Fingerprint> {
+    vec![
+        fp(
+            "cloudfront",
+            vec![
+                vec![h("x-cache", "error from cloudfront"), b("CloudFront")],
+                vec![b("Generated by cloudfront (CloudFront)")],
+            ],
+        ),
+        // Cloudflare stamps `Server: cloudflare` and `CF-RAY` on every response it relays, so
+        // the body decides. Not "the body mentions cloudflare": an origin's own error page that
+        // loads a script from cdnjs.cloudflare.com does (fixture
+        // origin-via-cloudflare-cdnjs-500.http); every Cloudflare-generated HTML error page
+        // carries "Cloudflare Ray ID", and the plain-text ones read "error code: 502".
+        fp(
+            "cloudflare",
+            vec![
+                vec![h("server", "cloudflare"), b("Cloudflare Ray ID")],
+                vec![h("server", "cloudflare"), b("error code: ")],
+                vec![h("cf-ray", ""), b("Cloudflare Ray ID")],
+            ],
+        ),
+        fp(
+            "fastly",
+            vec![
+                vec![h("x-served-by", "cache-"), b("Guru Mediation")],
+                vec![b("Fastly error: ")],
+            ],
+        ),
+        fp(
+            "akamai",
+            vec![
+                vec![h("server", "akamaighost"), b("Reference&#32;&#35;")],
+                vec![h("server", "akamaighost"), b("Reference #")],
+            ],
+        ),
+        fp(
+            "google_lb",
+            vec![
+                vec![h("via", "google"), b("The server encountered a temporary error and could not complete your request")],
+                vec![h("via", "google"), b("upstream connect error or disconnect/reset before headers")],
+                vec![h("via", "google"), b("no healthy upstream")],
+            ],
+        ),
+        fp(
+            "azure_front_door",
+            vec![
+                vec![h("x-azure-ref", ""), b("Our services aren't available right now")],
+                vec![h("x-azure-ref", ""), b("Azure Front Door")],
+                vec![h("x-azure-ref", ""), Signal::EmptyBody],
+            ],
+        ),
+        // An ALB or ELB writes `Server: awselb/2.0` only on the responses it generates itself.
+        fp("aws_elb", vec![vec![h("server", "awselb")]]),
+        fp(
+            "varnish",
+            vec![
+                vec![b("Guru Meditation"), b("Varnish cache server")],
+                vec![h("via", "varnish"), b("Guru Meditation")],
+            ],
+        ),
+        fp(
+            "envoy",
+            vec![
+                vec![b("upstream connect error or disconnect/reset before headers")],
+                vec![b("no healthy upstream")],
+                vec![h("server", "envoy"), b("upstream request timeout")],
+            ],
+        ),
+        fp(
+            "haproxy",
+            vec![
+                vec![b("The server returned an invalid or incomplete response.")],
+                vec![b("No server is available to handle this request.")],
+                vec![b("The server didn't respond in time.")],
+            ],
+        ),
+        fp(
+            "apache",
+            // The `<address>Apache/...` line is there only with `ServerSignature On` (Debian's
+            // security.conf); httpd's compiled-in default is Off, and then only the canned
+            // texts of http_protocol.c identify it. Apache 2.4.71 (Debian) with mod_proxy_http
+            // and an upstream that refuses, captured with curl -i (fixture apache-503.http):
+            //   HTTP/1.1 503 Service Unavailable
+            //   Server: Apache/2.4.71 (Debian)
+            //   ...
+            //   <h1>Service Unavailable</h1>
+            //   <p>The server is temporarily unable to service your
+            //   request due to maintenance downtime or capacity
+            //   problems. Please try again later.</p>
+            //   </body></html>
+            vec![
+                vec![b("The proxy server received an invalid")],
+                vec![b("<title>502 Proxy Error</title>")],
+                vec![b("<title>503 Service Unavailable</title>"), b("<address>Apache")],
+                vec![b("<address>Apache")],
+                vec![b("<p>The server is temporarily unable to service your\nrequest due to maintenance downtime or capacity\nproblems.")],
+                vec![b("<p>The gateway did not receive a timely response\nfrom the upstream server or application.")],
+            ],
+        ),
+        fp(
+            "nginx",
+            vec![vec![b("<center>nginx</center>")], vec![b("<center>nginx/")], vec![b("<center>openresty")]],
+        ),
+        // Caddy answers a failed reverse_proxy with its status and an empty body.
+        fp("caddy", vec![vec![h("server", "caddy"), Signal::EmptyBody]]),
+        // Traefik writes the bare status text as a plain-text body and no Server header.
+        fp(
+            "traefik",
+            vec![
+                vec![h("content-type", "text/plain"), b("Bad Gateway")],
+                vec![h("content-type", "text/plain"), b("Service Unavailable")],
+                vec![h("content-type", "text/plain"), b("Gateway Timeout")],
+            ],
+        ),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (k, v) in pairs {
+            map.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        map
+    }
+
+    #[test]
+    fn the_body_decides_over_the_relaying_server_header() {
+        let a = Attributor::default();
+        let nginx_page = b"<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center><hr><center>nginx/1.22.1</center></body></html>";
+        assert_eq!(
+            a.attribute(&headers(&[("server", "nginx/1.22.1")]), nginx_page)
+                .layer,
+            "nginx"
+        );
+        // nginx relaying the application's own 502 page: not nginx's doing.
+        let app = b"<h1>Sorry, the shop is down</h1>";
+        let relayed = a.attribute(&headers(&[("server", "nginx/1.22.1")]), app);
+        assert_eq!(relayed.layer, UNKNOWN);
+        assert!(relayed.evidence.contains("nginx"), "{}", relayed.evidence);
+    }
+
+    #[test]
+    fn user_fingerprints_and_origin_signatures() {
+        let shop = Fingerprint {
+            layer: "shop_gateway".into(),
+            any_of: vec![vec![h("x-gateway", "shop")]],
+        };
+        let origin = vec![vec![b("Sorry, the shop is down")]];
+        let a = Attributor::new(vec![shop], origin);
+        assert_eq!(
+            a.attribute(&headers(&[("x-gateway", "Shop-GW/2")]), b"")
+                .layer,
+            "shop_gateway"
+        );
+        assert_eq!(
+            a.attribute(&headers(&[]), b"<h1>Sorry, the shop is down</h1>")
+                .layer,
+            ORIGIN
+        );
+        assert!(a.layers().contains(&"shop_gateway") && a.layers().contains(&"nginx"));
+
+        // A user fingerprint named like a built-in replaces it.
+        let mine = Fingerprint {
+            layer: "nginx".into(),
+            any_of: vec![vec![b("my nginx page")]],
+        };
+        let a = Attributor::new(vec![mine], vec![]);
+        assert_eq!(
+            a.attribute(&headers(&[]), b"<center>nginx</center>").layer,
+            UNKNOWN
+        );
+        assert_eq!(a.layers().iter().filter(|l| **l == "nginx").count(), 1);
+    }
+
+    #[test]
+    fn edge_from_server_header() {
+        let a = Attributor::default();
+        assert_eq!(
+            a.edge(&headers(&[("server", "cloudflare")])).as_deref(),
+            Some("cloudflare")
+        );
+        assert_eq!(a.edge(&headers(&[("server", "gunicorn")])), None);
+    }
+}
