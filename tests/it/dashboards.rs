@@ -347,12 +347,26 @@ fn every_dashboard_is_importable_and_follows_the_conventions() {
     assert!(uids.contains(OVERVIEW), "{uids:?}");
 
     for d in &dashboards {
+        // Exemplars and links lead from a spike to the exact failed probe in tickr's /events.
+        let events_link = d.json["links"].as_array().is_some_and(|ls| {
+            ls.iter().any(|l| {
+                l["url"]
+                    .as_str()
+                    .is_some_and(|u| u.starts_with("${tickr_url}/events"))
+            })
+        });
         let mut problem = |what: String| problems.push(format!("{}: {what}", d.file));
+        if !events_link
+            || d.variable("tickr_url")
+                .is_none_or(|v| v["type"] != "textbox")
+        {
+            problem("no link to ${tickr_url}/events with a `tickr_url` textbox variable".into());
+        }
         if d.uid().is_empty() || d.json["title"].as_str().unwrap_or_default().is_empty() {
             problem("needs a uid and a title".into());
         }
         // Grafana 10 writes 38-39; an older model still imports (Grafana migrates it forward).
-        if !d.json["schemaVersion"].as_u64().is_some_and(|v| v >= 36) {
+        if d.json["schemaVersion"].as_u64().is_none_or(|v| v < 36) {
             problem(format!("schemaVersion {}", d.json["schemaVersion"]));
         }
         if d.json.get("__inputs").is_some() {

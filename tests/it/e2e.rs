@@ -957,7 +957,7 @@ async fn inject(alertmanager: &Alertmanager, labels: &BTreeMap<String, String>, 
     let body = json!([{
         "labels": labels,
         "annotations": {INJECTED: "tests/it/e2e.rs: must be inhibited by TickrTargetDown"},
-        "endsAt": rfc3339(ends),
+        "endsAt": tickr::logging::rfc3339(ends.duration_since(UNIX_EPOCH).expect("after 1970").as_secs_f64()),
     }]);
     let (status, reply) = request(
         alertmanager.addr,
@@ -969,35 +969,6 @@ async fn inject(alertmanager: &Alertmanager, labels: &BTreeMap<String, String>, 
     .await
     .unwrap_or_else(|e| panic!("POST alert to Alertmanager: {e}"));
     assert_eq!(status, 200, "Alertmanager refused {body}: {reply}");
-}
-
-/// UTC, second precision, e.g. `2026-11-21T04:47:09Z` (days to civil date: H. Hinnant's
-/// algorithm).
-fn rfc3339(t: SystemTime) -> String {
-    let secs = t.duration_since(UNIX_EPOCH).expect("after 1970").as_secs() as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3_600,
-        rem % 3_600 / 60,
-        rem % 60
-    )
-}
-
-#[test]
-fn rfc3339_formats_utc() {
-    assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
-    let t = UNIX_EPOCH + Duration::from_secs(1_709_210_096); // leap day
-    assert_eq!(rfc3339(t), "2024-02-29T12:34:56Z");
 }
 
 #[test]
