@@ -40,7 +40,7 @@ pub struct Cli {
     )]
     pub listen_address: String,
 
-    /// Web configuration file (TLS, basic auth), exporter-toolkit format.
+    /// Web configuration file, exporter-toolkit format: TLS, client certificates, basic auth.
     #[arg(long = "web.config.file", value_name = "PATH")]
     pub web_config_file: Option<PathBuf>,
 

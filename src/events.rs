@@ -17,6 +17,9 @@ use crate::probe::{Outcome, Phase};
 const MAX_HEADERS: usize = 64;
 const MAX_HEADER_VALUE: usize = 512;
 
+/// What an event shows instead of a secret.
+const REDACTED: &str = "<redacted>";
+
 /// One probe as the recorder keeps it.
 #[derive(Debug)]
 pub struct Event {
@@ -104,6 +107,55 @@ pub fn is_secret(name: &str, redact: &[String]) -> bool {
             .any(|f| name.contains(f))
 }
 
+/// The target's configured request header values: secrets, as far as tickr knows (the
+/// built-in `User-Agent` is not). Longest first, so that a secret containing another is
+/// redacted whole.
+fn secrets(target: &Target) -> Vec<&[u8]> {
+    let mut all: Vec<&[u8]> = target
+        .headers
+        .values()
+        .filter(|v| v.is_sensitive() && !v.is_empty())
+        .map(|v| v.as_bytes())
+        .collect();
+    all.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    all
+}
+
+/// `text` with every occurrence of a secret replaced. A server may send the request back
+/// (debug endpoints and some error pages echo it), and with it the Authorization header tickr
+/// sent: an event must not keep it. When `cut` (the text stops at tickr's read limit, not at
+/// the end of the body), a trailing start of a secret goes too.
+fn redact(text: &[u8], secrets: &[&[u8]], cut: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len());
+    let mut i = 0;
+    'scan: while i < text.len() {
+        for secret in secrets {
+            if text[i..].starts_with(secret) {
+                out.extend_from_slice(REDACTED.as_bytes());
+                i += secret.len();
+                continue 'scan;
+            }
+        }
+        out.push(text[i]);
+        i += 1;
+    }
+    if cut {
+        let partial = secrets
+            .iter()
+            .filter_map(|s| (1..s.len()).rev().find(|&n| out.ends_with(&s[..n])))
+            .max();
+        if let Some(n) = partial {
+            out.truncate(out.len() - n);
+            out.extend_from_slice(REDACTED.as_bytes());
+        }
+    }
+    out
+}
+
+fn redact_str(text: &str, secrets: &[&[u8]]) -> String {
+    String::from_utf8_lossy(&redact(text.as_bytes(), secrets, false)).into_owned()
+}
+
 fn truncate(s: &str, max: usize) -> String {
     if s.len() <= max {
         return s.to_owned();
@@ -166,6 +218,7 @@ impl Recorder {
         attribution: Option<&Attribution>,
         d: &Diagnosis,
     ) -> Arc<Event> {
+        let secrets = secrets(target);
         let headers = o
             .headers
             .iter()
@@ -173,14 +226,19 @@ impl Recorder {
             .take(MAX_HEADERS)
             .map(|(name, value)| {
                 let value = if is_secret(name.as_str(), &d.redact_headers) {
-                    "<redacted>".to_owned()
+                    REDACTED.to_owned()
                 } else {
-                    truncate(&String::from_utf8_lossy(value.as_bytes()), MAX_HEADER_VALUE)
+                    let value = redact(value.as_bytes(), &secrets, false);
+                    truncate(&String::from_utf8_lossy(&value), MAX_HEADER_VALUE)
                 };
                 (name.as_str().to_owned(), value)
             })
             .collect();
-        let excerpt = &o.body_head[..o.body_head.len().min(d.body_excerpt)];
+        // Redacted before the excerpt is cut, so that the cut cannot split a secret.
+        let read_limit = crate::probe::BODY_HEAD
+            .min(usize::try_from(target.max_body_bytes).unwrap_or(usize::MAX));
+        let body = redact(&o.body_head, &secrets, o.body_head.len() >= read_limit);
+        let excerpt = &body[..body.len().min(d.body_excerpt)];
         let event = Arc::new(Event {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             time: SystemTime::now()
@@ -194,7 +252,7 @@ impl Recorder {
             tls_version: o.tls_version,
             status: o.status,
             reason: o.failure.as_ref().map(|f| f.reason.as_str()),
-            error: o.failure.as_ref().map(|f| f.detail.clone()),
+            error: o.failure.as_ref().map(|f| redact_str(&f.detail, &secrets)),
             phases_ms: Phase::ALL
                 .iter()
                 .filter_map(|p| {
@@ -204,7 +262,7 @@ impl Recorder {
                 })
                 .collect(),
             layer: attribution.map(|a| a.layer.clone()),
-            evidence: attribution.map(|a| a.evidence.clone()),
+            evidence: attribution.map(|a| redact_str(&a.evidence, &secrets)),
             headers,
             body_excerpt: String::from_utf8_lossy(excerpt).into_owned(),
             redirects: o.redirects,
@@ -440,6 +498,20 @@ mod tests {
         assert!(text.iter().any(|t| t.contains("nginx layer")), "{text:?}");
         // Two failures are no pattern.
         assert!(hints_for("shop", &refs[..2], None).is_empty());
+    }
+
+    #[test]
+    fn configured_header_values_are_redacted_wherever_a_server_echoes_them() {
+        let secrets: Vec<&[u8]> = vec![b"Bearer tok-123", b"tok"];
+        let echoed = b"authorization: Bearer tok-123\nx-key: tok\n";
+        assert_eq!(
+            redact(echoed, &secrets, false),
+            b"authorization: <redacted>\nx-key: <redacted>\n"
+        );
+        // Cut at the read limit in the middle of a secret: its start goes too.
+        assert_eq!(redact(b"a: Bearer to", &secrets, true), b"a: <redacted>");
+        assert_eq!(redact(b"a: Bearer to", &secrets, false), b"a: Bearer to");
+        assert_eq!(redact(b"plain", &[], true), b"plain");
     }
 
     #[test]

@@ -14,6 +14,8 @@
 //! - [`events`]: the failure recorder (the last failed probes, with their evidence) and hints.
 //! - [`server`]: `/metrics`, health, readiness and reload over HTTP; [`pages`] renders the
 //!   landing page and `/events`.
+//! - [`webconfig`]: `--web.config.file` (exporter-toolkit format): TLS, client certificates and
+//!   bcrypt basic auth for every endpoint.
 //! - [`cli`], [`logging`], [`signals`]: the edges `main.rs` wires together.
 //! - [`demo`]: `tickr demo`, an embedded misbehaving HTTPS gateway and an exporter probing it.
 //!
@@ -33,13 +35,13 @@ pub mod scheduler;
 pub mod server;
 pub mod signals;
 pub mod tls;
+pub mod webconfig;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 
 use config::{Config, Target};
@@ -170,11 +172,16 @@ impl Exporter {
         }
     }
 
-    /// Serves `listener` and handles reloads until `shutdown` completes; then stops accepting,
+    /// Serves `listener` (a `TcpListener`, or a [`server::Listener`] carrying a web
+    /// configuration) and handles reloads until `shutdown` completes; then stops accepting,
     /// drains HTTP connections under a grace period and cancels in-flight probes.
-    pub async fn run(mut self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+    pub async fn run(
+        mut self,
+        listener: impl Into<server::Listener>,
+        shutdown: impl Future<Output = ()>,
+    ) {
         let (stop_server, server_stopped) = oneshot::channel::<()>();
-        let server = tokio::spawn(server::serve(listener, self.handle.clone(), async {
+        let server = tokio::spawn(server::serve(listener.into(), self.handle.clone(), async {
             let _ = server_stopped.await;
         }));
         tokio::pin!(shutdown);

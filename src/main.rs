@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use tickr::cli::{self, Cli, Command};
-use tickr::{config, demo, logging, signals, Exporter};
+use tickr::{config, demo, logging, server, signals, webconfig, Exporter};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -26,6 +26,18 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let web = match cli
+        .web_config_file
+        .as_deref()
+        .map(webconfig::load)
+        .transpose()
+    {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
     if cli.config_check {
         let n = config.targets.len();
         println!(
@@ -33,13 +45,12 @@ async fn main() -> ExitCode {
             cli.config_file.display(),
             if n == 1 { "" } else { "s" }
         );
+        if let Some(web) = &web {
+            println!("{}: OK, {}", web.path().display(), web.summary());
+        }
         return ExitCode::SUCCESS;
     }
     logging::init(cli.log_format, cli.log_level);
-    if cli.web_config_file.is_some() {
-        eprintln!("--web.config.file is not supported yet");
-        return ExitCode::FAILURE;
-    }
     let address = cli::listen_address(&cli.listen_address);
     let listener = match tokio::net::TcpListener::bind(&address).await {
         Ok(l) => l,
@@ -52,7 +63,10 @@ async fn main() -> ExitCode {
     signals::reload_on_sighup(exporter.handle());
     let shutdown = signals::shutdown();
     let bound = listener.local_addr().map_or(address, |a| a.to_string());
-    tracing::info!(address = %bound, version = env!("CARGO_PKG_VERSION"), "listening");
-    exporter.run(listener, shutdown).await;
+    let web_summary = web.as_ref().map(|w| w.summary());
+    tracing::info!(address = %bound, version = env!("CARGO_PKG_VERSION"), web = web_summary, "listening");
+    exporter
+        .run(server::Listener::new(listener, web), shutdown)
+        .await;
     ExitCode::SUCCESS
 }

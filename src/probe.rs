@@ -7,7 +7,12 @@
 
 use std::future::Future;
 use std::io;
+use std::mem::MaybeUninit;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -16,7 +21,7 @@ use http::{Method, Request, Version};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use url::Url;
@@ -239,7 +244,8 @@ async fn probe(
     let mut body = target.body.clone();
     let (status, body_read, truncated) = loop {
         let pin = pinned.filter(|_| out.redirects == 0);
-        let response = exchange(target, &url, pin, &method, body.clone(), out, step).await?;
+        let (response, budget) =
+            exchange(target, &url, pin, &method, body.clone(), out, step).await?;
         let code = response.status().as_u16();
         out.status = Some(code);
         out.http_version = Some(response.version());
@@ -281,7 +287,7 @@ async fn probe(
         let started = Instant::now();
         let read = read_body(response.into_body(), target.max_body_bytes).await;
         out.phases.add(Phase::Transfer, started.elapsed());
-        let (bytes, truncated) = read?;
+        let (bytes, truncated) = read.map_err(|f| budget.explain(f))?;
         out.body_head = bytes.slice(..bytes.len().min(BODY_HEAD));
         break (code, bytes, truncated);
     };
@@ -324,7 +330,14 @@ async fn probe(
 }
 
 /// Aborts the spawned connection driver when the probe is done with it (or is cancelled).
-struct AbortOnDrop(JoinHandle<()>);
+struct AbortOnDrop(JoinHandle<Result<(), hyper::Error>>);
+
+impl AbortOnDrop {
+    /// Waits for the connection to end, and returns its error, if it had one.
+    async fn error(mut self) -> Option<hyper::Error> {
+        (&mut self.0).await.ok()?.err()
+    }
+}
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
@@ -353,7 +366,7 @@ impl Response {
     }
 }
 
-/// One request on one fresh connection.
+/// One request on one fresh connection, and the budget its reads draw on.
 async fn exchange(
     target: &Target,
     url: &Url,
@@ -362,7 +375,7 @@ async fn exchange(
     body: Bytes,
     out: &mut Outcome,
     step: &mut &'static str,
-) -> Result<Response, Failure> {
+) -> Result<(Response, ReadBudget), Failure> {
     let host = url
         .host_str()
         .ok_or_else(|| Failure::new(Reason::Protocol, "URL without host"))?;
@@ -390,8 +403,22 @@ async fn exchange(
         .map_err(|e| Failure::new(Reason::Connect, format!("connect to {addr}: {e}")))?;
     out.phases.add(Phase::Connect, started.elapsed());
     let _ = tcp.set_nodelay(true);
-
+    let budget = ReadBudget::new(target.max_body_bytes);
     let request = build_request(target, url, method, body);
+    let response = secure_and_send(target, url, host, budget.wrap(tcp), request, out, step).await;
+    Ok((response.map_err(|f| budget.explain(f))?, budget))
+}
+
+/// The TLS handshake if the URL asks for one, then the request.
+async fn secure_and_send(
+    target: &Target,
+    url: &Url,
+    host: &str,
+    tcp: Metered<TcpStream>,
+    request: Request<Full<Bytes>>,
+    out: &mut Outcome,
+    step: &mut &'static str,
+) -> Result<Response, Failure> {
     if url.scheme() == "https" {
         *step = "tls";
         let started = Instant::now();
@@ -492,7 +519,16 @@ where
         let driver = spawn_driver(conn);
         (sender.send_request(request).await, driver)
     };
-    let response = response.map_err(classify_hyper)?;
+    let response = match response {
+        Ok(response) => response,
+        // hyper cancels a request that a dying connection never took up, whatever killed it: a
+        // server answering h2 with HTTP/1.1 lands here or on the request, depending on timing.
+        // The connection's own error says why, and keeps the reason from flipping to `reset`.
+        Err(e) if e.is_canceled() => {
+            return Err(classify_hyper(driver.error().await.unwrap_or(e)));
+        }
+        Err(e) => return Err(classify_hyper(e)),
+    };
     out.phases.add(Phase::Processing, started.elapsed());
     Ok(Response {
         inner: response,
@@ -500,14 +536,122 @@ where
     })
 }
 
-fn spawn_driver<F, E>(conn: F) -> AbortOnDrop
+/// Runs a hyper connection; its error, if any, is the task's output (see [`AbortOnDrop::error`]).
+fn spawn_driver<F>(conn: F) -> AbortOnDrop
 where
-    F: Future<Output = Result<(), E>> + Send + 'static,
+    F: Future<Output = Result<(), hyper::Error>> + Send + 'static,
 {
-    AbortOnDrop(tokio::spawn(async move {
-        // Errors surface through the request and body futures; nothing to do here.
-        let _ = conn.await;
-    }))
+    AbortOnDrop(tokio::spawn(conn))
+}
+
+/// How much one connection may read. What a probe keeps is bounded by `max_body_bytes`, but
+/// hyper and h2 also read and discard on their own, without limit: an endless run of 1xx
+/// interim responses (HTTP/1.1), or of frames without a body (HTTP/2). Such a server kept a
+/// worker thread parsing for the probe's whole timeout, and two at once held up every other
+/// probe's timers for seconds (found by `tests/it/hostile.rs`). Twice `max_body_bytes` plus
+/// 1 MiB leaves room for any head, the TLS handshake and framing (even padded) around a body that
+/// fits.
+#[derive(Debug)]
+struct ReadBudget {
+    limit: u64,
+    exceeded: Arc<AtomicBool>,
+}
+
+impl ReadBudget {
+    fn new(max_body_bytes: u64) -> Self {
+        Self {
+            limit: max_body_bytes.saturating_mul(2).saturating_add(1 << 20),
+            exceeded: Arc::default(),
+        }
+    }
+
+    fn wrap<S>(&self, inner: S) -> Metered<S> {
+        Metered {
+            inner,
+            left: self.limit,
+            exceeded: self.exceeded.clone(),
+        }
+    }
+
+    /// Whatever error a layer above made of a spent budget, it is `too_large`.
+    fn explain(&self, failure: Failure) -> Failure {
+        if !self.exceeded.load(Ordering::Relaxed) {
+            return failure;
+        }
+        Failure::new(
+            Reason::TooLarge,
+            format!(
+                "the server sent more than {} bytes without completing a response",
+                self.limit
+            ),
+        )
+    }
+}
+
+/// Most a [`Metered`] stream reads at once. hyper asks for up to ~400 KB per read and parses all
+/// of it in one go; in small reads, each charged to the task's cooperative budget, a flood is
+/// parsed in slices and the worker thread gets back to other probes' timers in between.
+const READ_SLICE: usize = 4 << 10;
+
+/// A stream that reads in slices, cooperatively, and fails reads once its [`ReadBudget`] is
+/// spent.
+struct Metered<S> {
+    inner: S,
+    left: u64,
+    exceeded: Arc<AtomicBool>,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Metered<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if self.left == 0 {
+            self.exceeded.store(true, Ordering::Relaxed);
+            return Poll::Ready(Err(io::Error::other("read budget spent")));
+        }
+        let coop = ready!(tokio::task::coop::poll_proceed(cx));
+        let mut slice = [MaybeUninit::uninit(); READ_SLICE];
+        let room = buf.remaining().min(READ_SLICE);
+        let mut slice = ReadBuf::uninit(&mut slice[..room]);
+        ready!(Pin::new(&mut self.inner).poll_read(cx, &mut slice))?;
+        coop.made_progress();
+        buf.put_slice(slice.filled());
+        let read = slice.filled().len() as u64;
+        self.left = self.left.saturating_sub(read);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Metered<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
 }
 
 /// Reads at most `limit` bytes of the body; the flag says whether there was more.
@@ -599,6 +743,14 @@ async fn resolve(host: &str, port: u16, protocol: IpProtocol) -> Result<Vec<Sock
     Ok(addrs)
 }
 
+/// I/O errors that mean the server (or something between) dropped the connection.
+const RESET_KINDS: [io::ErrorKind; 4] = [
+    io::ErrorKind::ConnectionReset,
+    io::ErrorKind::ConnectionAborted,
+    io::ErrorKind::BrokenPipe,
+    io::ErrorKind::UnexpectedEof,
+];
+
 /// Maps a hyper error to exactly one reason: connection-level breakage is `reset`, anything the
 /// server said that is not valid HTTP is `protocol`.
 fn classify_hyper(e: hyper::Error) -> Failure {
@@ -612,17 +764,35 @@ fn classify_hyper(e: hyper::Error) -> Failure {
     let mut source = std::error::Error::source(&e);
     while let Some(s) = source {
         if let Some(io) = s.downcast_ref::<io::Error>() {
-            use io::ErrorKind::*;
-            if matches!(
-                io.kind(),
-                ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof
-            ) {
+            if RESET_KINDS.contains(&io.kind()) {
                 return Failure::new(Reason::Reset, detail);
             }
+        } else if h2_abandoned(s) {
+            return Failure::new(Reason::Reset, detail);
         }
         source = s.source();
     }
     Failure::new(Reason::Protocol, detail)
+}
+
+/// Whether an HTTP/2 error says the server abandoned the response: it sent RST_STREAM or GOAWAY
+/// with an error, or the connection ended under the stream. Over HTTP/1.1 the same crash or
+/// restart shows as a closed connection, so this is `reset` too, not `protocol` (which stays for
+/// frames h2 *detected* as malformed).
+///
+/// h2's error type is opaque here: hyper does not re-export it, tickr does not name h2 as a
+/// dependency, it has no `source()`, and it keeps only the kind and message of an I/O error.
+/// So its `Display` is the one handle: "… received: …" is its word for a frame the peer sent,
+/// and an I/O error keeps its own text. `tests/it/hostile.rs` pins each form. Depending on
+/// `h2` directly would allow `is_remote()` and `get_io()` instead.
+fn h2_abandoned(e: &(dyn std::error::Error + 'static)) -> bool {
+    let text = e.to_string();
+    text.starts_with("stream error received: ")
+        || text.starts_with("connection error received: ")
+        || text.ends_with("closed because of a broken pipe")
+        || RESET_KINDS
+            .iter()
+            .any(|kind| text == io::Error::from(*kind).to_string())
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

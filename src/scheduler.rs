@@ -110,7 +110,9 @@ impl Scheduler {
                 }
             }
         }
-        for (name, old) in self.running.drain() {
+        let removed: Vec<_> = self.running.drain().collect();
+        abort_all(removed.iter().map(|(_, old)| old));
+        for (name, old) in removed {
             applied.removed += 1;
             stop(old).await;
             self.ctx.recorder.forget(&name);
@@ -133,7 +135,9 @@ impl Scheduler {
 
     /// Stops every probe task (in-flight probes are cancelled).
     pub async fn stop_all(&mut self) {
-        for (_, old) in self.running.drain() {
+        let all: Vec<_> = self.running.drain().map(|(_, old)| old).collect();
+        abort_all(&all);
+        for old in all {
             stop(old).await;
         }
     }
@@ -172,6 +176,17 @@ impl Scheduler {
     }
 }
 
+/// Cancels every task before waiting for any: the runtime then drops them all in one pass,
+/// where aborting and awaiting one at a time costs a trip through the scheduler per target
+/// (seconds, for thousands of targets on a busy machine, while the reload or shutdown waits).
+fn abort_all<'a>(all: impl IntoIterator<Item = &'a Running>) {
+    for old in all {
+        old.task.abort();
+    }
+}
+
+/// Stops a target's task (in-flight probe included) and then removes its series, in that
+/// order: a probe finishing in between would otherwise create them again.
 async fn stop(old: Running) {
     old.task.abort();
     let _ = old.task.await;

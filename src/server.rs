@@ -1,4 +1,5 @@
-//! The HTTP side: `/metrics`, the landing page, health and readiness, and `POST /-/reload`.
+//! The HTTP side: `/metrics`, the landing page, health and readiness, and `POST /-/reload`, over
+//! plain HTTP or, with a web configuration, TLS and basic auth on every endpoint.
 //!
 //! [`serve`] takes an already bound listener and any future as its shutdown trigger; on shutdown
 //! it stops accepting and gives open connections a bounded grace period.
@@ -6,32 +7,70 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::io::Write as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE, VARY};
+use http::header::{ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE, VARY, WWW_AUTHENTICATE};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
 
+use crate::webconfig::{Web, WebConfig};
 use crate::Handle;
 
 pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 /// How long open connections get to finish after shutdown starts.
 pub const DRAIN_GRACE: Duration = Duration::from_secs(5);
 
+/// How long a client gets to complete the TLS handshake, so slow or silent clients cannot pile
+/// up connections.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A bound TCP listener, and the web configuration (TLS, basic auth, headers) to serve it with.
+#[derive(Debug)]
+pub struct Listener {
+    tcp: TcpListener,
+    web: Option<Arc<Web>>,
+}
+
+impl Listener {
+    /// Serves `tcp` as `web` says, or as plain HTTP without one.
+    pub fn new(tcp: TcpListener, web: Option<WebConfig>) -> Self {
+        Self {
+            tcp,
+            web: web.map(|w| Arc::new(Web::new(w))),
+        }
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.tcp.local_addr()
+    }
+}
+
+impl From<TcpListener> for Listener {
+    fn from(tcp: TcpListener) -> Self {
+        Self::new(tcp, None)
+    }
+}
+
 /// Serves until `shutdown` completes, then drains connections for at most [`DRAIN_GRACE`].
-pub async fn serve(listener: TcpListener, handle: Handle, shutdown: impl Future<Output = ()>) {
+pub async fn serve(listener: Listener, handle: Handle, shutdown: impl Future<Output = ()>) {
     let graceful = GracefulShutdown::new();
+    // Tells connections still in their TLS handshake to give up: they are not watched yet.
+    let (stopping, stopped) = watch::channel(false);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, _) = match accepted {
+            accepted = listener.tcp.accept() => {
+                let (stream, peer) = match accepted {
                     Ok(a) => a,
                     Err(e) => {
                         // Typically EMFILE: back off instead of spinning.
@@ -40,30 +79,99 @@ pub async fn serve(listener: TcpListener, handle: Handle, shutdown: impl Future<
                         continue;
                     }
                 };
-                let handle = handle.clone();
-                let service = service_fn(move |req| {
-                    let handle = handle.clone();
-                    async move { Ok::<_, Infallible>(route(&handle, req).await) }
-                });
-                let conn = hyper::server::conn::http1::Builder::new()
-                    .timer(hyper_util::rt::TokioTimer::new())
-                    .header_read_timeout(Duration::from_secs(10))
-                    .serve_connection(TokioIo::new(stream), service);
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    let _ = conn.await;
-                });
+                let connection = Connection {
+                    handle: handle.clone(),
+                    web: listener.web.clone(),
+                    peer,
+                };
+                tokio::spawn(connection.serve(stream, graceful.watcher(), stopped.clone()));
             }
             () = &mut shutdown => break,
         }
     }
     drop(listener);
+    let _ = stopping.send(true);
     if tokio::time::timeout(DRAIN_GRACE, graceful.shutdown())
         .await
         .is_err()
     {
         tracing::warn!(grace = ?DRAIN_GRACE, "gave up waiting for HTTP connections to close");
     }
+}
+
+/// One accepted connection, before and after its TLS handshake.
+struct Connection {
+    handle: Handle,
+    web: Option<Arc<Web>>,
+    peer: SocketAddr,
+}
+
+impl Connection {
+    async fn serve(self, stream: TcpStream, watcher: Watcher, mut stopped: watch::Receiver<bool>) {
+        // Read per connection: a renewed certificate or changed user list applies from here on.
+        let config = self.web.as_ref().map(|w| w.current());
+        let Some(tls) = config.as_ref().and_then(|c| c.tls()) else {
+            return self.http(TokioIo::new(stream), config, watcher).await;
+        };
+        let handshake =
+            tokio::time::timeout(HANDSHAKE_TIMEOUT, TlsAcceptor::from(tls).accept(stream));
+        tokio::select! {
+            done = handshake => match done {
+                Ok(Ok(stream)) => self.http(TokioIo::new(stream), config, watcher).await,
+                // Scanners, plain HTTP on the TLS port, unknown client certificates: routine,
+                // and nothing an operator can act on, so debug.
+                Ok(Err(e)) => tracing::debug!(peer = %self.peer, error = %e, "TLS handshake failed"),
+                Err(_) => tracing::debug!(peer = %self.peer, timeout = ?HANDSHAKE_TIMEOUT, "TLS handshake timed out"),
+            },
+            () = async { let _ = stopped.wait_for(|s| *s).await; } => {}
+        }
+    }
+
+    async fn http<I>(self, io: TokioIo<I>, config: Option<Arc<WebConfig>>, watcher: Watcher)
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let Connection { handle, web, peer } = self;
+        let service = service_fn(move |req: Request<Incoming>| {
+            let handle = handle.clone();
+            let web = web.clone();
+            let config = config.clone();
+            async move {
+                let mut response = match (&web, &config) {
+                    (Some(web), Some(config)) => {
+                        if web.authorize(config, req.headers()).await {
+                            route(&handle, req).await
+                        } else {
+                            // Never the credentials: a mistyped password is still a password.
+                            tracing::debug!(%peer, path = req.uri().path(), "basic auth failed");
+                            unauthorized()
+                        }
+                    }
+                    _ => route(&handle, req).await,
+                };
+                if let Some(config) = &config {
+                    for (name, value) in config.headers() {
+                        response.headers_mut().insert(name, value.clone());
+                    }
+                }
+                Ok::<_, Infallible>(response)
+            }
+        });
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(10))
+            .serve_connection(io, service);
+        let _ = watcher.watch(conn).await;
+    }
+}
+
+fn unauthorized() -> Response<Body> {
+    let mut r = text(StatusCode::UNAUTHORIZED, "Unauthorized\n");
+    r.headers_mut().insert(
+        WWW_AUTHENTICATE,
+        r#"Basic realm="tickr", charset="UTF-8""#.parse().expect("static"),
+    );
+    r
 }
 
 type Body = Full<Bytes>;

@@ -4,34 +4,70 @@
 //! polled: until then a signal would take its default action, and SIGHUP's is to terminate.
 
 use std::future::Future;
+use std::time::Duration;
 
 use tokio::signal::unix::{signal, Signal, SignalKind};
+use tokio::sync::oneshot;
 
+use crate::server::DRAIN_GRACE;
 use crate::Handle;
+
+/// How long shutdown may run past the HTTP drain's grace period before the process exits
+/// anyway: the drain and the cancelling of probes take that much at most, so only something
+/// stuck (see [`shutdown`]) reaches it.
+pub const SHUTDOWN_MARGIN: Duration = Duration::from_secs(2);
 
 fn install(kind: SignalKind) -> Signal {
     signal(kind).expect("installing a signal handler")
 }
 
-/// Completes on the first SIGTERM or SIGINT; a second one then exits the process at once.
+/// Completes on the first SIGTERM or SIGINT. From then on a second one exits the process at
+/// once (status 1), and so does shutdown still running [`DRAIN_GRACE`] + [`SHUTDOWN_MARGIN`]
+/// after the first.
+///
+/// Both are watched from a thread with a runtime of its own, not from a task of the exporter's
+/// runtime: once the exporter returns, that runtime's tasks are gone, and dropping it waits for
+/// its blocking threads. A DNS lookup stuck in `getaddrinfo` (a black-holed resolver) holds one
+/// for as long as the resolver's timeouts, which a timed-out probe does not shorten; a task
+/// watching for the second signal would not be there when it is needed most.
 pub fn shutdown() -> impl Future<Output = ()> {
-    let (mut term, mut int) = (
-        install(SignalKind::terminate()),
-        install(SignalKind::interrupt()),
-    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("building the signal thread's runtime");
+    let (mut term, mut int) = {
+        // Installed now, in that runtime, so that no signal falls between two listeners.
+        let _in = runtime.enter();
+        (
+            install(SignalKind::terminate()),
+            install(SignalKind::interrupt()),
+        )
+    };
+    let (first, first_seen) = oneshot::channel::<()>();
+    std::thread::Builder::new()
+        .name("tickr-signals".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+                let _ = first.send(());
+                let limit = DRAIN_GRACE + SHUTDOWN_MARGIN;
+                tokio::select! {
+                    _ = term.recv() => tracing::warn!("second signal: exiting without waiting"),
+                    _ = int.recv() => tracing::warn!("second signal: exiting without waiting"),
+                    () = tokio::time::sleep(limit) => tracing::warn!(
+                        limit = ?limit,
+                        "shutdown did not finish in time: exiting without waiting"
+                    ),
+                }
+                std::process::exit(1);
+            })
+        })
+        .expect("starting the signal thread");
     async move {
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-        }
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-            tracing::warn!("second signal: exiting without waiting");
-            std::process::exit(1);
-        });
+        let _ = first_seen.await;
     }
 }
 

@@ -231,7 +231,11 @@ impl<'de> Visitor<'de> for HeadersVisitor {
     }
 }
 
-/// A scalar read as text, whose errors never echo it.
+/// A scalar read as text, exactly as written, whose errors never echo it.
+///
+/// `deserialize_str`, not `deserialize_any`: YAML reads `X-Api-Key: 0x1F` as the number 31 (a
+/// different key would be sent), and `1.50` or `12345678901234567890123` as numbers that a type
+/// error would quote. As text, any scalar is the header value written in the file.
 struct SecretText(String);
 
 impl<'de> Deserialize<'de> for SecretText {
@@ -245,21 +249,16 @@ impl<'de> Deserialize<'de> for SecretText {
             fn visit_str<E: de::Error>(self, v: &str) -> Result<SecretText, E> {
                 Ok(SecretText(v.to_owned()))
             }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<SecretText, E> {
-                Ok(SecretText(v.to_string()))
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<SecretText, E> {
-                Ok(SecretText(v.to_string()))
-            }
-            fn visit_bool<E: de::Error>(self, v: bool) -> Result<SecretText, E> {
-                Ok(SecretText(v.to_string()))
-            }
         }
-        d.deserialize_any(V)
+        d.deserialize_str(V)
     }
 }
 
 /// A duration written the Prometheus way: `500ms`, `30s`, `1m30s`, `2h`, `1d`.
+///
+/// Counted in milliseconds in a `u64` (up to 584 million years), like Prometheus's own: the sum
+/// of the parts must fit, and so the factors validation multiplies durations by (timeout ×
+/// confirmations, …) cannot overflow a [`Duration`]. Anything [`fmt::Display`] prints parses back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HumanDuration(pub Duration);
 
@@ -270,7 +269,7 @@ impl HumanDuration {
         if rest.is_empty() {
             return Err(invalid());
         }
-        let mut total = Duration::ZERO;
+        let mut total_ms: u64 = 0;
         while !rest.is_empty() {
             let digits = rest
                 .find(|c: char| !c.is_ascii_digit())
@@ -283,22 +282,22 @@ impl HumanDuration {
             let unit_len = rest
                 .find(|c: char| c.is_ascii_digit())
                 .unwrap_or(rest.len());
-            let unit = match &rest[..unit_len] {
-                "ms" => Duration::from_millis(1),
-                "s" => Duration::from_secs(1),
-                "m" => Duration::from_secs(60),
-                "h" => Duration::from_secs(3600),
-                "d" => Duration::from_secs(86_400),
-                "w" => Duration::from_secs(7 * 86_400),
+            let unit_ms: u64 = match &rest[..unit_len] {
+                "ms" => 1,
+                "s" => 1_000,
+                "m" => 60_000,
+                "h" => 3_600_000,
+                "d" => 86_400_000,
+                "w" => 7 * 86_400_000,
                 _ => return Err(invalid()),
             };
             rest = &rest[unit_len..];
-            let part = unit.checked_mul(u32::try_from(n).map_err(|_| invalid())?);
-            total = part
-                .and_then(|p| total.checked_add(p))
+            total_ms = n
+                .checked_mul(unit_ms)
+                .and_then(|part| total_ms.checked_add(part))
                 .ok_or_else(invalid)?;
         }
-        Ok(Self(total))
+        Ok(Self(Duration::from_millis(total_ms)))
     }
 }
 

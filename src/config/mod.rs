@@ -8,6 +8,7 @@ mod locate;
 
 use std::collections::HashSet;
 use std::fmt;
+use std::io::Read;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -35,6 +36,13 @@ pub const MAX_CONFIRM: usize = 10;
 pub const MAX_ADDRESSES: usize = 16;
 /// Default cap on probes running at once, across all targets.
 pub const DEFAULT_MAX_CONCURRENT_PROBES: usize = 1024;
+/// Largest accepted `max_concurrent_probes`: far beyond what file descriptors allow, and within
+/// what a semaphore can count.
+pub const MAX_CONCURRENT_PROBES: usize = 1_000_000;
+/// Most targets in one file: ten times what the performance figures measure.
+pub const MAX_TARGETS: usize = 100_000;
+/// Largest configuration file read: every other count in it is bounded by its size first.
+pub const MAX_CONFIG_BYTES: u64 = 16 << 20;
 /// Label names tickr uses itself, which a target's `labels` must not shadow.
 pub const RESERVED_LABELS: &[&str] = &[
     "target", "result", "phase", "code", "class", "reason", "matcher", "layer", "address", "url",
@@ -151,20 +159,30 @@ impl std::error::Error for ConfigError {}
 
 /// Reads and validates the configuration file at `path`.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+    let unreadable = |message| ConfigError {
         file: path.to_owned(),
         position: None,
-        message: format!("cannot read configuration: {e}"),
-    })?;
+        message,
+    };
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_CONFIG_BYTES + 1).read_to_string(&mut text))
+        .map_err(|e| unreadable(format!("cannot read configuration: {e}")))?;
+    if text.len() as u64 > MAX_CONFIG_BYTES {
+        let max = MAX_CONFIG_BYTES >> 20;
+        return Err(unreadable(format!(
+            "cannot read configuration: larger than {max} MiB"
+        )));
+    }
     parse(path, &text)
 }
 
 /// Validates configuration `text`; `path` names it in errors and anchors relative file paths.
 pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
-    let error = |position, message| ConfigError {
+    let error = |position, message: String| ConfigError {
         file: path.to_owned(),
         position,
-        message,
+        message: one_line(&message),
     };
     let file: file::File = serde_yaml::from_str(text).map_err(|e| {
         let message = strip_positions(&e.to_string());
@@ -181,6 +199,20 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     validate(file, dir, path)
         .map_err(|Invalid(at, message)| error(Some(locate(text, &at).unwrap_or((1, 1))), message))
+}
+
+/// An error is one line (`file:line:col: message`, in logs too), but serde quotes keys as they
+/// are: escape line breaks and other control characters.
+fn one_line(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    for c in message.chars() {
+        if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// serde_yaml writes " at line L column C" into its messages; tickr puts the position in front.
@@ -230,12 +262,20 @@ fn validate(file: file::File, dir: &Path, path: &Path) -> Result<Config, Invalid
         .global
         .max_concurrent_probes
         .unwrap_or(DEFAULT_MAX_CONCURRENT_PROBES);
+    let limit_at = || vec![Seg::Key("global"), Seg::Key("max_concurrent_probes")];
     if max_concurrent_probes == 0 {
-        let at = vec![Seg::Key("global"), Seg::Key("max_concurrent_probes")];
         return Err(Invalid(
-            at,
+            limit_at(),
             "max_concurrent_probes must be at least 1".into(),
         ));
+    }
+    if max_concurrent_probes > MAX_CONCURRENT_PROBES {
+        let msg = format!("max_concurrent_probes must be at most {MAX_CONCURRENT_PROBES}");
+        return Err(Invalid(limit_at(), msg));
+    }
+    if file.targets.len() > MAX_TARGETS {
+        let at = vec![Seg::Key("targets"), Seg::Index(MAX_TARGETS)];
+        return Err(Invalid(at, format!("at most {MAX_TARGETS} targets")));
     }
 
     let mut names = HashSet::new();
@@ -620,6 +660,13 @@ fn validate_url(raw: &str) -> Result<Url, String> {
     if !url.username().is_empty() || url.password().is_some() {
         // The URL is exposed as a label; credentials belong in `headers` (Authorization).
         return Err("URL must not carry credentials: put them in `headers` (Authorization)".into());
+    }
+    // The probe builds its request from an `http::Uri`, which is stricter than the URL
+    // standard: `url` keeps `"`, `` ` ``, `{` and `}` in a host name.
+    if let Err(e) = url.as_str().parse::<http::Uri>() {
+        return Err(format!(
+            "invalid URL {raw:?}: an HTTP request cannot carry it ({e})"
+        ));
     }
     Ok(url)
 }

@@ -119,10 +119,46 @@ pub enum Step {
     Reset,
     /// Accept and never answer.
     Hang,
+    /// Read the request and never answer, but let go of the connection once the client closes
+    /// it (a [`Hang`](Step::Hang) holds it until the server stops): for long runs, where the
+    /// server must not pile up the sockets of probes that timed out long ago.
+    Stall,
     /// Answer 200 with the request's method, target, headers and body as the body.
     Echo,
     /// Read the request, write these bytes, close.
     Raw(&'static [u8]),
+    /// Like [`Step::Raw`], with bytes built at run time (e.g. a gzip bomb behind a head).
+    Blob(Bytes),
+    /// Read the request, write these bytes, then hold the connection open without a word.
+    RawThenHang(&'static [u8]),
+    /// Read the request, write these bytes, then reset the connection (RST), e.g. mid-body.
+    RawThenReset(&'static [u8]),
+    /// Read the request, then send `HTTP/1.1 200 OK` and its headers one byte per `every`.
+    TrickleHeaders { every: Duration },
+    /// Read the request, send a 200 head, then body bytes until the client goes away: chunked,
+    /// or delimited by the connection's end.
+    EndlessBody { chunked: bool },
+    /// Read the request, send a status line and then one header `bytes` long.
+    HugeHeaders { bytes: usize },
+    /// Read the request, then send interim responses with this 1xx status until the client goes
+    /// away, never a final response.
+    Informational(u16),
+    /// HTTP/2 with prior knowledge (h2c): settings, then for stream 1 a 200 head and part of a
+    /// body, then the abort.
+    H2Abort(H2Abort),
+}
+
+/// How [`Step::H2Abort`] ends the response it started.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum H2Abort {
+    /// RST_STREAM(INTERNAL_ERROR) on stream 1; the connection stays open.
+    RstStream,
+    /// GOAWAY(last stream 1, INTERNAL_ERROR), then the connection closes.
+    GoAway,
+    /// The connection closes (FIN) without a frame to say why.
+    Close,
+    /// The connection is reset (RST) without a frame to say why.
+    TcpReset,
 }
 
 impl Step {
@@ -173,9 +209,34 @@ pub struct TestServer {
     pub addr: SocketAddr,
     tls: bool,
     connections: Arc<AtomicUsize>,
+    open: Arc<OpenConnections>,
     handshakes: Handshakes,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
+}
+
+/// Connections being handled right now, and the most there ever were at once.
+#[derive(Default)]
+struct OpenConnections {
+    now: AtomicUsize,
+    max: AtomicUsize,
+}
+
+/// Counts one connection as open until dropped (also when its handler is aborted).
+struct Open(Arc<OpenConnections>);
+
+impl Open {
+    fn new(open: &Arc<OpenConnections>) -> Self {
+        let now = open.now.fetch_add(1, Ordering::SeqCst) + 1;
+        open.max.fetch_max(now, Ordering::SeqCst);
+        Self(open.clone())
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.now.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl TestServer {
@@ -212,6 +273,8 @@ impl TestServer {
         let counter = connections.clone();
         let handshakes = Handshakes::default();
         let seen = handshakes.clone();
+        let open = Arc::new(OpenConnections::default());
+        let counting = open.clone();
         let task = tokio::spawn(async move {
             let mut conns = tokio::task::JoinSet::new();
             loop {
@@ -223,8 +286,16 @@ impl TestServer {
                         let n = counter.fetch_add(1, Ordering::SeqCst);
                         let step = script[n % script.len()].clone();
                         let tls = tls.clone();
-                        conns.spawn(handle(stream, step, tls, seen.clone()));
+                        let handler = handle(stream, step, tls, seen.clone());
+                        let open = Open::new(&counting);
+                        conns.spawn(async move {
+                            handler.await;
+                            drop(open);
+                        });
                     }
+                    // Reaps finished handlers: a JoinSet keeps them until joined, which over a
+                    // long run of short connections adds up.
+                    Some(_) = conns.join_next(), if !conns.is_empty() => {}
                 }
             }
             conns.abort_all();
@@ -233,6 +304,7 @@ impl TestServer {
             addr,
             tls: is_tls,
             connections,
+            open,
             handshakes,
             stop: Some(stop),
             task,
@@ -253,6 +325,18 @@ impl TestServer {
     /// Connections accepted so far.
     pub fn connections(&self) -> usize {
         self.connections.load(Ordering::SeqCst)
+    }
+
+    /// Connections open right now (accepted, and their handler not finished).
+    pub fn open_connections(&self) -> usize {
+        self.open.now.load(Ordering::SeqCst)
+    }
+
+    /// The most connections that were ever open at the same time. A handler ends when it has
+    /// answered and the client has closed (or, for [`Step::Hang`], never): use a server that
+    /// answers at once to learn how many requests a client had in flight together.
+    pub fn max_concurrent(&self) -> usize {
+        self.open.max.load(Ordering::SeqCst)
     }
 }
 
@@ -325,6 +409,10 @@ where
         Step::Hang => {
             std::future::pending::<()>().await;
         }
+        Step::Stall => {
+            let mut buf = [0u8; 4096];
+            while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {}
+        }
         Step::Echo => {
             let service = service_fn(|req: http::Request<hyper::body::Incoming>| async move {
                 let mut text = format!("{} {} {:?}\n", req.method(), req.uri(), req.version());
@@ -349,5 +437,186 @@ where
             let _ = stream.write_all(bytes).await;
             let _ = stream.shutdown().await;
         }
+        Step::Blob(bytes) => {
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf).await;
+            let _ = stream.write_all(&bytes).await;
+            let _ = stream.shutdown().await;
+        }
+        Step::RawThenHang(bytes) => {
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf).await;
+            let _ = stream.write_all(bytes).await;
+            let _ = stream.flush().await;
+            std::future::pending::<()>().await;
+        }
+        Step::RawThenReset(bytes) => {
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf).await;
+            let _ = stream.write_all(bytes).await;
+            let _ = stream.flush().await;
+            // Let the bytes reach the client before the RST overtakes them.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let tcp = into_tcp(stream);
+            let _ = tcp.set_zero_linger();
+            drop(tcp);
+        }
+        Step::TrickleHeaders { every } => {
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf).await;
+            let head =
+                b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 2\r\n\r\nok";
+            for byte in head {
+                if stream.write_all(&[*byte]).await.is_err() || stream.flush().await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(every).await;
+            }
+        }
+        Step::EndlessBody { chunked } => {
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf).await;
+            let (head, piece): (&[u8], Vec<u8>) = if chunked {
+                let mut piece = format!("{:x}\r\n", FILLER.len()).into_bytes();
+                piece.extend_from_slice(&FILLER);
+                piece.extend_from_slice(b"\r\n");
+                (
+                    b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n",
+                    piece,
+                )
+            } else {
+                (
+                    b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n",
+                    FILLER.to_vec(),
+                )
+            };
+            if stream.write_all(head).await.is_err() {
+                return;
+            }
+            while stream.write_all(&piece).await.is_ok() {}
+        }
+        Step::HugeHeaders { bytes } => {
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf).await;
+            if stream
+                .write_all(b"HTTP/1.1 200 OK\r\nx-huge: ")
+                .await
+                .is_err()
+            {
+                return;
+            }
+            let mut sent = 0;
+            while sent < bytes {
+                let n = FILLER.len().min(bytes - sent);
+                if stream.write_all(&FILLER[..n]).await.is_err() {
+                    return;
+                }
+                sent += n;
+            }
+            let _ = stream.write_all(b"\r\n\r\n").await;
+            let _ = stream.shutdown().await;
+        }
+        Step::Informational(status) => {
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf).await;
+            let head =
+                format!("HTTP/1.1 {status} Informational\r\nlink: </a.css>; rel=preload\r\n\r\n");
+            let block = head.repeat(64 * 1024 / head.len());
+            while stream.write_all(block.as_bytes()).await.is_ok() {}
+        }
+        Step::H2Abort(how) => {
+            if let Some(stream) = h2_abort(stream, how).await {
+                let tcp = into_tcp(stream);
+                let _ = tcp.set_zero_linger();
+                drop(tcp);
+            }
+        }
+    }
+}
+
+/// Body filler for endless bodies.
+static FILLER: [u8; 16 * 1024] = [b'x'; 16 * 1024];
+
+/// One HTTP/2 frame (RFC 9113 §4.1).
+fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = u32::try_from(payload.len())
+        .expect("small frame")
+        .to_be_bytes();
+    let mut frame = vec![len[1], len[2], len[3], kind, flags];
+    frame.extend_from_slice(&stream.to_be_bytes());
+    frame.extend_from_slice(payload);
+    frame
+}
+
+/// Returns the stream when the caller is to reset it.
+async fn h2_abort<S>(mut stream: S, how: H2Abort) -> Option<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    const DATA: u8 = 0x0;
+    const HEADERS: u8 = 0x1;
+    const RST_STREAM: u8 = 0x3;
+    const SETTINGS: u8 = 0x4;
+    const GOAWAY: u8 = 0x7;
+    const ACK: u8 = 0x1;
+    const END_HEADERS: u8 = 0x4;
+    const INTERNAL_ERROR: u32 = 0x2;
+    let mut preface = [0u8; 24];
+    if stream.read_exact(&mut preface).await.is_err() {
+        return None;
+    }
+    if stream
+        .write_all(&h2_frame(SETTINGS, 0, 0, &[]))
+        .await
+        .is_err()
+    {
+        return None;
+    }
+    // Read frames until the request's HEADERS, acknowledging the client's SETTINGS.
+    loop {
+        let mut head = [0u8; 9];
+        if stream.read_exact(&mut head).await.is_err() {
+            return None;
+        }
+        let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+        let mut payload = vec![0u8; len];
+        if stream.read_exact(&mut payload).await.is_err() {
+            return None;
+        }
+        match (head[3], head[4] & ACK) {
+            (SETTINGS, 0) => {
+                let _ = stream.write_all(&h2_frame(SETTINGS, ACK, 0, &[])).await;
+            }
+            (HEADERS, _) => break,
+            _ => {}
+        }
+    }
+    // 0x88: HPACK static table entry 8, `:status: 200`.
+    let mut answer = h2_frame(HEADERS, END_HEADERS, 1, &[0x88]);
+    answer.extend(h2_frame(DATA, 0, 1, b"the first half of a body"));
+    match how {
+        H2Abort::RstStream => {
+            answer.extend(h2_frame(RST_STREAM, 0, 1, &INTERNAL_ERROR.to_be_bytes()));
+        }
+        H2Abort::GoAway => {
+            let mut payload = 1u32.to_be_bytes().to_vec();
+            payload.extend_from_slice(&INTERNAL_ERROR.to_be_bytes());
+            answer.extend(h2_frame(GOAWAY, 0, 0, &payload));
+        }
+        H2Abort::Close | H2Abort::TcpReset => {}
+    }
+    if stream.write_all(&answer).await.is_err() {
+        return None;
+    }
+    let _ = stream.flush().await;
+    // Let the frames reach the client before the connection ends.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    match how {
+        H2Abort::RstStream => std::future::pending().await,
+        H2Abort::GoAway | H2Abort::Close => {
+            let _ = stream.shutdown().await;
+            None
+        }
+        H2Abort::TcpReset => Some(stream),
     }
 }
