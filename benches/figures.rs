@@ -7,7 +7,17 @@
 //!    plain-HTTP server: scheduler lag quantiles, probes started per second (spread), RSS,
 //!    `/metrics` encode time and size, series per target.
 //!
+//! 3. Against blackbox_exporter (Debian's `prometheus-blackbox-exporter`): both probe the same
+//!    local nginx (TLS 1.3, ECDSA P-256, the same page, a fresh connection each probe); CPU
+//!    seconds of each exporter process per probe, and RSS; with the minimal loop against the same
+//!    nginx as the floor. Needs nginx and blackbox_exporter (the README's test command installs
+//!    nginx; install `prometheus-blackbox-exporter` for this part, or set `TICKR_BENCH_SKIP_BLACKBOX`).
+//!
 //! Shared machines are noisy: read the ratios, not the absolute numbers.
+
+#[allow(dead_code)]
+#[path = "../tests/it/common/procs.rs"]
+mod procs;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -41,19 +51,21 @@ fn main() {
         .build()
         .unwrap();
     rt.block_on(scale());
+    if std::env::var_os("TICKR_BENCH_SKIP_BLACKBOX").is_none() {
+        rt.block_on(versus_blackbox());
+    }
 }
 
-/// CPU seconds (user + system) this process has used so far.
+/// CPU seconds this thread has run so far, in nanosecond resolution. The probe comparison runs
+/// on a current-thread runtime, so this thread does all of its work.
 fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap();
+    stat.split_whitespace()
+        .next()
         .unwrap()
-        .1
-        .split_whitespace()
-        .collect();
-    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
-    ticks / 100.0
+        .parse::<f64>()
+        .unwrap()
+        / 1e9
 }
 
 fn rss_mib() -> f64 {
@@ -394,4 +406,259 @@ fn lag_quantiles(text: &str) -> (String, String) {
             .unwrap()
     };
     (q(0.5), q(0.99))
+}
+
+/// CPU seconds (user + system) a process has used, from /proc (10 ms resolution: the runs
+/// below are long enough for that to be noise).
+fn process_cpu(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    (fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap()) / 100.0
+}
+
+fn process_rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse::<f64>()
+        .unwrap()
+        / 1024.0
+}
+
+/// A keep-alive HTTP/1.1 connection, as Prometheus keeps one to each exporter.
+async fn keepalive(
+    addr: std::net::SocketAddr,
+) -> hyper::client::conn::http1::SendRequest<Empty<Bytes>> {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tcp.set_nodelay(true).unwrap();
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    sender
+}
+
+/// Sum of `tickr_probe_runs_total` on a running tickr.
+async fn tickr_runs(addr: std::net::SocketAddr) -> f64 {
+    let (_, body) = procs::get(addr, "/metrics").await.unwrap();
+    body.lines()
+        .filter(|l| l.starts_with("tickr_probe_runs_total{"))
+        .map(|l| {
+            l.split(" # ")
+                .next()
+                .unwrap()
+                .rsplit(' ')
+                .next()
+                .unwrap()
+                .parse::<f64>()
+                .unwrap()
+        })
+        .sum()
+}
+
+async fn versus_blackbox() {
+    let probes: usize = std::env::var("TICKR_BENCH_BLACKBOX_PROBES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3000);
+    let dir = tempfile::tempdir().unwrap();
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+    let cert = leaf
+        .signed_by(&key, &rcgen::Issuer::from_params(&ca, &ca_key))
+        .unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    let ca_file = write("ca.pem", &ca_cert.pem());
+    let chain = write("leaf.pem", &format!("{}{}", cert.pem(), ca_cert.pem()));
+    let key_file = write("leaf.key", &key.serialize_pem());
+    let port = procs::free_port();
+    let page = format!("<html><title>Shop</title>{}</html>", "x".repeat(512));
+    // No session cache, no tickets, no keep-alive: every probe is a full handshake for both.
+    let nginx = procs::Nginx::start(&format!(
+        "server {{\n  listen 127.0.0.1:{port} ssl;\n  ssl_certificate {chain};\n  ssl_certificate_key {key_file};\n  \
+         ssl_protocols TLSv1.3;\n  ssl_session_cache off;\n  ssl_session_tickets off;\n  keepalive_timeout 0;\n  \
+         location / {{ default_type text/html; return 200 '{page}'; }}\n}}"
+    ))
+    .await;
+    let url = format!("https://127.0.0.1:{port}/");
+
+    // blackbox_exporter, driven through /probe by 4 keep-alive clients, as Prometheus would.
+    let bb_binary = procs::require("prometheus-blackbox-exporter");
+    let bb_dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        bb_dir.path().join("blackbox.yml"),
+        format!(
+            "modules:\n  https_2xx:\n    prober: http\n    timeout: 5s\n    http:\n      preferred_ip_protocol: ip4\n      fail_if_body_not_matches_regexp: [\"<title>Shop\"]\n      tls_config: {{ca_file: {ca_file}}}\n"
+        ),
+    )
+    .unwrap();
+    let bb_addr: std::net::SocketAddr = ([127, 0, 0, 1], procs::free_port()).into();
+    let args = [
+        format!(
+            "--config.file={}",
+            bb_dir.path().join("blackbox.yml").display()
+        ),
+        format!("--web.listen-address={bb_addr}"),
+        "--log.level=warn".to_owned(),
+    ];
+    let mut blackbox = procs::Process::spawn("blackbox", &bb_binary, &args, bb_dir);
+    blackbox.wait_tcp(bb_addr, Duration::from_secs(20)).await;
+    let path = format!("/probe?module=https_2xx&target={url}");
+    let drive = |n: usize| {
+        let path = path.clone();
+        async move {
+            let mut workers = Vec::new();
+            for w in 0..4 {
+                let path = path.clone();
+                workers.push(tokio::spawn(async move {
+                    let mut sender = keepalive(bb_addr).await;
+                    for _ in (w..n).step_by(4) {
+                        sender.ready().await.unwrap();
+                        let req = http::Request::builder()
+                            .uri(&path)
+                            .header("host", "blackbox")
+                            .body(Empty::new())
+                            .unwrap();
+                        let body = sender
+                            .send_request(req)
+                            .await
+                            .unwrap()
+                            .into_body()
+                            .collect()
+                            .await
+                            .unwrap()
+                            .to_bytes();
+                        assert!(
+                            String::from_utf8_lossy(&body).contains("probe_success 1"),
+                            "blackbox probe failed"
+                        );
+                    }
+                }));
+            }
+            for w in workers {
+                w.await.unwrap();
+            }
+        }
+    };
+    drive(100).await;
+    let (c0, t0) = (process_cpu(blackbox.pid()), Instant::now());
+    drive(probes).await;
+    let bb_cpu = (process_cpu(blackbox.pid()) - c0) / probes as f64;
+    let bb_rate = probes as f64 / t0.elapsed().as_secs_f64();
+    let bb_rss = process_rss_mib(blackbox.pid());
+    drop(blackbox);
+
+    // tickr, the binary, on its own schedule, probing at about the same rate.
+    let tickr_dir = tempfile::tempdir().unwrap();
+    let targets = 40;
+    let interval_ms = ((targets as f64 / bb_rate.max(40.0)) * 1000.0).clamp(100.0, 1000.0) as u64;
+    let mut yaml = format!(
+        "defaults:\n  interval: {interval_ms}ms\n  timeout: {}ms\n  tls: {{ca_file: {ca_file}}}\n  expect: {{body_contains: [\"<title>Shop\"]}}\ntargets:\n",
+        interval_ms * 4 / 5
+    );
+    for i in 0..targets {
+        yaml.push_str(&format!("  - name: t{i}\n    url: {url}\n"));
+    }
+    std::fs::write(tickr_dir.path().join("config.yml"), yaml).unwrap();
+    let tickr_addr: std::net::SocketAddr = ([127, 0, 0, 1], procs::free_port()).into();
+    let mut tickr = Command::new(env!("CARGO_BIN_EXE_tickr"))
+        .arg("--config.file")
+        .arg(tickr_dir.path().join("config.yml"))
+        .arg(format!("--web.listen-address={tickr_addr}"))
+        .args(["--log.level", "error"])
+        .spawn()
+        .unwrap();
+    let pid = tickr.id();
+    tokio::time::sleep(Duration::from_secs(3)).await; // every target past its first slot
+    let (r0, c0) = (tickr_runs(tickr_addr).await, process_cpu(pid));
+    let window = Instant::now();
+    while tickr_runs(tickr_addr).await - r0 < probes as f64 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (r1, c1) = (tickr_runs(tickr_addr).await, process_cpu(pid));
+    let tickr_cpu = (c1 - c0) / (r1 - r0);
+    let tickr_rate = (r1 - r0) / window.elapsed().as_secs_f64();
+    let tickr_rss = process_rss_mib(pid);
+    let _ = tickr.kill();
+    let _ = tickr.wait();
+
+    // The floor: the minimal loop against the same nginx, on a thread of its own.
+    let ca_pem = ca_cert.pem();
+    let minimal_cpu = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap())
+            .unwrap();
+        let mut config = rustls::ClientConfig::builder_with_provider(tickr::tls::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.resumption = rustls::client::Resumption::disabled();
+        let config = Arc::new(config);
+        rt.block_on(async {
+            for _ in 0..50 {
+                minimal_probe(port, config.clone()).await;
+            }
+            let c = cpu_seconds();
+            for _ in 0..probes {
+                minimal_probe(port, config.clone()).await;
+            }
+            (cpu_seconds() - c) / probes as f64
+        })
+    })
+    .join()
+    .unwrap();
+    drop(nginx);
+
+    println!("\nAgainst blackbox_exporter: one nginx page over TLS 1.3 (ECDSA P-256), a fresh connection per probe");
+    println!(
+        "  {:<46} {:>12} {:>9} {:>9}",
+        "", "µs CPU/probe", "RSS MiB", "probes/s"
+    );
+    let row = |name: &str, cpu: f64, rss: String, rate: String| {
+        println!("  {name:<46} {:>12.0} {rss:>9} {rate:>9}", cpu * 1e6);
+    };
+    row(
+        "blackbox_exporter (/probe, 4 keep-alive clients)",
+        bb_cpu,
+        format!("{bb_rss:.1}"),
+        format!("{bb_rate:.0}"),
+    );
+    row(
+        &format!("tickr binary ({targets} targets every {interval_ms} ms)"),
+        tickr_cpu,
+        format!("{tickr_rss:.1}"),
+        format!("{tickr_rate:.0}"),
+    );
+    row(
+        "minimal loop, same TLS stack (floor)",
+        minimal_cpu,
+        String::new(),
+        String::new(),
+    );
+    println!(
+        "  tickr / blackbox_exporter: {:.2}x    tickr / minimal loop: {:.2}x",
+        tickr_cpu / bb_cpu,
+        tickr_cpu / minimal_cpu
+    );
 }

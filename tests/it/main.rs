@@ -11,6 +11,7 @@ mod demo;
 mod diagnosis;
 mod e2e;
 mod exposition;
+mod harness;
 mod hostile;
 mod layers;
 mod probes;
