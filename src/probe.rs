@@ -273,6 +273,10 @@ async fn probe(
                     format!("redirect to unsupported scheme {:?}", next.scheme()),
                 ));
             }
+            if next.as_str().parse::<http::Uri>().is_err() {
+                let msg = "redirected to a location that cannot be requested over HTTP";
+                return Err(Failure::new(Reason::Protocol, msg));
+            }
             // Browsers turn a 303 (and a 301/302 after POST) into a GET without a body.
             if code == 303 || (matches!(code, 301 | 302) && method == Method::POST) {
                 method = Method::GET;
@@ -404,7 +408,7 @@ async fn exchange(
     out.phases.add(Phase::Connect, started.elapsed());
     let _ = tcp.set_nodelay(true);
     let budget = ReadBudget::new(target.max_body_bytes);
-    let request = build_request(target, url, method, body);
+    let request = build_request(target, url, method, body)?;
     let response = secure_and_send(target, url, host, budget.wrap(tcp), request, out, step).await;
     Ok((response.map_err(|f| budget.explain(f))?, budget))
 }
@@ -465,13 +469,22 @@ fn tls_version_name(v: rustls::ProtocolVersion) -> &'static str {
 
 /// HTTP/1.1 wants an origin-form target and a Host header; HTTP/2 wants the absolute URI, which
 /// becomes `:scheme` and `:authority`. Both are prepared here; [`send`] picks.
-fn build_request(target: &Target, url: &Url, method: &Method, body: Bytes) -> Request<Full<Bytes>> {
+fn build_request(
+    target: &Target,
+    url: &Url,
+    method: &Method,
+    body: Bytes,
+) -> Result<Request<Full<Bytes>>, Failure> {
     let mut request = Request::new(Full::new(body));
     *request.method_mut() = method.clone();
-    *request.uri_mut() = url
-        .as_str()
-        .parse()
-        .expect("a validated URL is a valid URI");
+    // Configured URLs are checked at load, but a redirect can name a host that the URL parser
+    // accepts and HTTP cannot carry (e.g. with `}` in it): that is the server's error.
+    *request.uri_mut() = url.as_str().parse().map_err(|_| {
+        Failure::new(
+            Reason::Protocol,
+            "redirected to a location that cannot be requested over HTTP",
+        )
+    })?;
     let headers = request.headers_mut();
     headers.extend(target.headers.iter().map(|(k, v)| (k.clone(), v.clone())));
     if !headers.contains_key(HOST) {
@@ -483,7 +496,7 @@ fn build_request(target: &Target, url: &Url, method: &Method, body: Bytes) -> Re
             headers.insert(HOST, v);
         }
     }
-    request
+    Ok(request)
 }
 
 async fn send<I>(

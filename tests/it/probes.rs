@@ -480,6 +480,12 @@ async fn redirects_are_followed_bounded_or_reported() {
     ));
     assert_eq!(reason(&probe_once(&t).await), None);
 
+    // A host the URL parser takes but HTTP cannot carry is the server's error, not a panic, and
+    // is refused before any lookup.
+    let odd = TestServer::plain(vec![Step::redirect(302, "http://a}b.test/")]).await;
+    let o = probe_once(&target(&format!("name: odd\nurl: {}", odd.url("/")))).await;
+    assert_eq!((reason(&o), o.redirects), (Some("protocol"), 0));
+
     // A loop ends after ten hops.
     let looping = TestServer::plain(vec![Step::redirect(301, "/again")]).await;
     let o = probe_once(&target(&format!("name: loop\nurl: {}", looping.url("/")))).await;
