@@ -362,6 +362,10 @@ fn median_of(samples: &[Sample], f: impl Fn(&Sample) -> f64) -> f64 {
 async fn thousands_of_targets_level_off_and_come_back() {
     let n = env_or("TICKR_SOAK_TARGETS", 2000) as usize;
     let steady = Duration::from_secs(env_or("TICKR_SOAK_SECS", 60));
+    assert!(
+        steady >= Duration::from_secs(20),
+        "TICKR_SOAK_SECS below 20 leaves too few samples (and scrapes) to judge a plateau"
+    );
     let mut servers = Vec::new();
     for (kind, _) in KINDS {
         let mut of_kind = Vec::new();
