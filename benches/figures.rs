@@ -126,6 +126,32 @@ fn start_server(kind: &str) -> Server {
     }
 }
 
+/// A throwaway CA and an ECDSA P-256 leaf for 127.0.0.1, in PEM.
+struct Certs {
+    ca_pem: String,
+    chain_pem: String,
+    key_pem: String,
+}
+
+impl Certs {
+    fn mint() -> Self {
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca_pem = ca.self_signed(&ca_key).unwrap().pem();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+        let cert = leaf
+            .signed_by(&key, &rcgen::Issuer::from_params(&ca, &ca_key))
+            .unwrap();
+        Self {
+            chain_pem: format!("{}{ca_pem}", cert.pem()),
+            ca_pem,
+            key_pem: key.serialize_pem(),
+        }
+    }
+}
+
 /// The child: an HTTP(S) server on 127.0.0.1 answering 200 with a small page. Prints its port,
 /// then (for https) the CA certificate, on stdout.
 fn serve(kind: &str) {
@@ -137,28 +163,18 @@ fn serve(kind: &str) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         println!("{}", listener.local_addr().unwrap().port());
         let acceptor = if kind == "https" {
-            let ca_key = rcgen::KeyPair::generate().unwrap();
-            let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-            ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-            let ca_cert = ca.self_signed(&ca_key).unwrap();
-            let key = rcgen::KeyPair::generate().unwrap();
-            let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
-            let cert = leaf
-                .signed_by(&key, &rcgen::Issuer::from_params(&ca, &ca_key))
+            let certs = Certs::mint();
+            println!("{}", certs.ca_pem);
+            let chain = CertificateDer::pem_slice_iter(certs.chain_pem.as_bytes())
+                .collect::<Result<Vec<_>, _>>()
                 .unwrap();
-            println!("{}", ca_cert.pem());
-            let chain = CertificateDer::pem_slice_iter(
-                format!("{}{}", cert.pem(), ca_cert.pem()).as_bytes(),
-            )
-            .collect::<Result<Vec<_>, _>>()
-            .unwrap();
             let mut config = rustls::ServerConfig::builder_with_provider(tickr::tls::provider())
                 .with_safe_default_protocol_versions()
                 .unwrap()
                 .with_no_client_auth()
                 .with_single_cert(
                     chain,
-                    PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes()).unwrap(),
+                    PrivateKeyDer::from_pem_slice(certs.key_pem.as_bytes()).unwrap(),
                 )
                 .unwrap();
             config.alpn_protocols = vec![b"http/1.1".to_vec()];
@@ -469,23 +485,15 @@ async fn versus_blackbox() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(3000);
     let dir = tempfile::tempdir().unwrap();
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca_cert = ca.self_signed(&ca_key).unwrap();
-    let key = rcgen::KeyPair::generate().unwrap();
-    let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
-    let cert = leaf
-        .signed_by(&key, &rcgen::Issuer::from_params(&ca, &ca_key))
-        .unwrap();
+    let certs = Certs::mint();
     let write = |name: &str, text: &str| {
         let path = dir.path().join(name);
         std::fs::write(&path, text).unwrap();
         path.display().to_string()
     };
-    let ca_file = write("ca.pem", &ca_cert.pem());
-    let chain = write("leaf.pem", &format!("{}{}", cert.pem(), ca_cert.pem()));
-    let key_file = write("leaf.key", &key.serialize_pem());
+    let ca_file = write("ca.pem", &certs.ca_pem);
+    let chain = write("leaf.pem", &certs.chain_pem);
+    let key_file = write("leaf.key", &certs.key_pem);
     let port = procs::free_port();
     let page = format!("<html><title>Shop</title>{}</html>", "x".repeat(512));
     // No session cache, no tickets, no keep-alive: every probe is a full handshake for both.
@@ -598,7 +606,7 @@ async fn versus_blackbox() {
     let _ = tickr.wait();
 
     // The floor: the minimal loop against the same nginx, on a thread of its own.
-    let ca_pem = ca_cert.pem();
+    let ca_pem = certs.ca_pem.clone();
     let minimal_cpu = std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
