@@ -1,13 +1,31 @@
 //! The `tickr` binary: parse flags, set up logging, hand over to the library.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
 use tickr::cli::{self, Cli, Command};
 use tickr::{config, demo, logging, server, signals, webconfig, Exporter};
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = runtime.block_on(run());
+    // Lookups abandoned in a resolver that never answers still occupy blocking threads (see
+    // `tickr::dns`); waiting for them would hold the exit hostage to libc's timeouts.
+    runtime.shutdown_timeout(Duration::from_millis(200));
+    code
+}
+
+async fn run() -> ExitCode {
     let cli = Cli::parse();
     if let Some(Command::Demo(args)) = &cli.command {
         logging::init(cli.log_format, cli.log_level);

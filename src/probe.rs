@@ -744,11 +744,10 @@ async fn resolve(host: &str, port: u16, protocol: IpProtocol) -> Result<Vec<Sock
             format!("resolve {host}: reserved name that never resolves (RFC 6761)"),
         ));
     }
-    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
+    let mut addrs = crate::dns::lookup(host, port)
         .await
-        .map_err(|e| Failure::new(Reason::Dns, format!("resolve {host}: {e}")))?
-        .filter(|a| wanted(&a.ip()))
-        .collect();
+        .map_err(|e| Failure::new(Reason::Dns, format!("resolve {host}: {e}")))?;
+    addrs.retain(|a| wanted(&a.ip()));
     if addrs.is_empty() {
         let msg = format!("resolve {host}: no address for ip_protocol {protocol:?}");
         return Err(Failure::new(Reason::Dns, msg));

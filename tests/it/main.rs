@@ -9,6 +9,7 @@ mod config_errors;
 mod dashboards;
 mod demo;
 mod diagnosis;
+mod dns;
 mod e2e;
 mod exposition;
 mod harness;
