@@ -44,6 +44,12 @@ pub struct Cli {
     #[arg(long = "web.config.file", value_name = "PATH")]
     pub web_config_file: Option<PathBuf>,
 
+    /// Threads that run probes and serve HTTP. One is the cheapest per probe and enough for a
+    /// few thousand HTTPS probes a second; `/metrics` encodes on a thread of its own either way.
+    #[arg(long = "runtime.worker-threads", default_value_t = 1, value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub worker_threads: u16,
+
     /// Only log messages at this level or above.
     #[arg(long = "log.level", value_enum, default_value_t = Level::Info, global = true)]
     pub log_level: Level,

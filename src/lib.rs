@@ -150,7 +150,19 @@ impl Exporter {
 
     async fn reload(&mut self) -> Result<(), String> {
         let metrics = &self.handle.metrics;
-        match config::load(&self.config.path) {
+        // Parsing and validating a large file takes a while (about a second for 100,000
+        // targets); on a runtime worker, it would hold up the probes scheduled there.
+        let path = self.config.path.clone();
+        let loaded = tokio::task::spawn_blocking(move || config::load(&path))
+            .await
+            .unwrap_or_else(|e| {
+                Err(config::ConfigError {
+                    file: self.config.path.clone(),
+                    position: None,
+                    message: format!("loading the configuration failed: {e}"),
+                })
+            });
+        match loaded {
             Ok(config) => {
                 let applied = self.scheduler.apply(&config).await;
                 self.config = config;

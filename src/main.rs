@@ -8,25 +8,31 @@ use tickr::cli::{self, Cli, Command};
 use tickr::{config, demo, logging, server, signals, webconfig, Exporter};
 
 fn main() -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let cli = Cli::parse();
+    // One worker: a current-thread runtime, with no work stealing to pay for.
+    let mut builder = match cli.worker_threads {
+        1 => tokio::runtime::Builder::new_current_thread(),
+        n => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n.into());
+            b
+        }
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("cannot start the runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let code = runtime.block_on(run());
+    let code = runtime.block_on(run(cli));
     // Lookups abandoned in a resolver that never answers still occupy blocking threads (see
     // `tickr::dns`); waiting for them would hold the exit hostage to libc's timeouts.
     runtime.shutdown_timeout(Duration::from_millis(200));
     code
 }
 
-async fn run() -> ExitCode {
-    let cli = Cli::parse();
+async fn run(cli: Cli) -> ExitCode {
     if let Some(Command::Demo(args)) = &cli.command {
         logging::init(cli.log_format, cli.log_level);
         return match demo::run(args).await {

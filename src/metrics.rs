@@ -1,43 +1,44 @@
 //! Turns probe outcomes into Prometheus samples, and encodes the exposition.
 //!
-//! Each target gets a [`TargetMetrics`] holding handles cloned out of the families once, so
-//! recording an outcome is a handful of atomic operations. Counters a user alerts on (runs by
-//! result, failures by reason, the gateway 5xx codes, body mismatches) are created at zero when
-//! the target starts: a series that appears already at 1 hides its first increment from
-//! `increase()`, and the first 502 is the one that matters.
+//! Each target owns its series as plain atomics in one [`TargetMetrics`]: recording an outcome is
+//! a handful of atomic operations, and a target costs about 2.5 KB with every phase histogram
+//! (under 1 KB with `total` only). At scrape time, one [`Collector`] walks the targets once per
+//! family and hands each series to prometheus-client's encoder, which names, formats and orders
+//! it. A family of `Family` maps (a hash-map entry, lock and label copy per series) cost 10 KB
+//! per target and four times the encode time; it was measured and replaced.
+//!
+//! Counters a user alerts on (runs by result, failures by reason, the gateway 5xx codes, body
+//! mismatches) exist at zero from the target's start: a series that appears already at 1 hides
+//! its first increment from `increase()`, and the first 502 is the one that matters.
 
-use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+use std::fmt;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, LabelSetEncoder};
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::exemplar::{CounterWithExemplar, HistogramWithExemplars};
-use prometheus_client::metrics::family::{Family, MetricConstructor};
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeLabelSet, EncodeMetric, LabelSetEncoder, MetricEncoder,
+};
+use prometheus_client::metrics::exemplar::{CounterWithExemplar, Exemplar, HistogramWithExemplars};
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::config::Target;
+use crate::config::{PhaseDetail, Target};
 use crate::probe::{Outcome, Phase, Reason};
 
-/// Buckets of `tickr_probe_duration_seconds`: Prometheus' default set, which users know.
-pub const DURATION_BUCKETS: [f64; 11] = [
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-];
 /// Buckets of `tickr_scheduler_lag_seconds`.
 pub const LAG_BUCKETS: [f64; 9] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0, 5.0];
 /// Status codes whose counters exist from the start, at zero (see the module docs).
 pub const PRECREATED_CODES: [u16; 4] = [500, 502, 503, 504];
 
 /// `target` first, then the target's own labels. Shared by every series of one target.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TargetLabels(Arc<[(String, String)]>);
 
 impl TargetLabels {
@@ -57,46 +58,82 @@ impl TargetLabels {
 }
 
 impl EncodeLabelSet for TargetLabels {
-    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
+    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), fmt::Error> {
         self.0.as_ref().encode(encoder)
     }
 }
 
-type Extra<const N: usize> = [(&'static str, Cow<'static, str>); N];
-type With<const N: usize> = (TargetLabels, Extra<N>);
-type FloatGauge = Gauge<f64, AtomicU64>;
-/// The exemplar of a failure observation: the id of its event in the failure recorder.
-type EventLabel = [(&'static str, String); 1];
-type ExCounter = CounterWithExemplar<EventLabel>;
-type ExHistogram = HistogramWithExemplars<EventLabel>;
+/// One series' labels: the target's, then the family's own.
+struct Labels<'a, const N: usize>(&'a TargetLabels, [(&'static str, &'a str); N]);
 
-#[derive(Clone)]
-struct Buckets(&'static [f64]);
-
-impl MetricConstructor<ExHistogram> for Buckets {
-    fn new_metric(&self) -> ExHistogram {
-        ExHistogram::new(self.0.iter().copied())
+impl<const N: usize> EncodeLabelSet for Labels<'_, N> {
+    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), fmt::Error> {
+        self.0.encode(encoder)?;
+        self.1.as_slice().encode(encoder)
     }
 }
 
-/// Every family tickr exposes, and the registry that encodes them.
+type FloatGauge = Gauge<f64, AtomicU64>;
+/// The exemplar of a failure observation: the id of its event in the failure recorder.
+type EventLabel = [(&'static str, String); 1];
+type ExHistogram = HistogramWithExemplars<EventLabel>;
+
+fn event_label(id: u64) -> EventLabel {
+    [("event_id", id.to_string())]
+}
+
+/// A counter whose last failure increment keeps the failure's event id, as its exemplar.
+#[derive(Debug, Default)]
+struct Count {
+    value: AtomicU64,
+    /// The event id + 1; 0 for none.
+    event: AtomicU64,
+}
+
+impl Count {
+    fn inc(&self, event: Option<u64>) {
+        self.value.fetch_add(1, Ordering::Relaxed);
+        if let Some(id) = event {
+            self.event.store(id + 1, Ordering::Relaxed);
+        }
+    }
+
+    fn get(&self) -> u64 {
+        self.value.load(Ordering::Relaxed)
+    }
+
+    fn encode(&self, encoder: &mut MetricEncoder, labels: &impl EncodeLabelSet) -> fmt::Result {
+        let value = self.get();
+        let family = encoder.encode_family(labels)?;
+        match self.event.load(Ordering::Relaxed).checked_sub(1) {
+            // prometheus-client builds exemplars only inside its own metrics, so the rare
+            // series that has one is encoded through a throwaway counter carrying it, with the
+            // increment it marks (1) as the exemplar's value.
+            Some(id) if value > 0 => {
+                let counter = CounterWithExemplar::<EventLabel>::default();
+                counter.inc_by(value - 1, None, None);
+                counter.inc_by(1, Some(event_label(id)), None);
+                counter.encode(family)
+            }
+            _ => {
+                let mut family = family;
+                family.encode_counter::<EventLabel, _, u64>(&value, None::<&Exemplar<_, _>>)
+            }
+        }
+    }
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_secs_f64()
+}
+
+/// Every series tickr exposes, and the registry that encodes them.
 pub struct Metrics {
     registry: Registry,
-    runs: Family<With<1>, ExCounter>,
-    success: Family<TargetLabels, Gauge>,
-    duration: Family<With<1>, ExHistogram, Buckets>,
-    responses: Family<With<2>, ExCounter>,
-    server_errors: Family<With<2>, ExCounter>,
-    status_code: Family<TargetLabels, Gauge>,
-    failures: Family<With<1>, ExCounter>,
-    body_match: Family<With<1>, Gauge>,
-    body_mismatches: Family<With<1>, Counter>,
-    state_changes: Family<TargetLabels, Counter>,
-    confirmations: Family<With<1>, Counter>,
-    last_probe: Family<TargetLabels, FloatGauge>,
-    interval: Family<TargetLabels, FloatGauge>,
-    cert_not_after: Family<TargetLabels, Gauge>,
-    target_info: Arc<TargetInfo>,
+    series: Arc<Series>,
     pub reload_successful: Gauge,
     pub reload_timestamp: FloatGauge,
     pub scheduler_lag: Histogram,
@@ -104,8 +141,8 @@ pub struct Metrics {
     pub targets: Gauge,
 }
 
-impl std::fmt::Debug for Metrics {
-    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+impl fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.debug_struct("Metrics").finish_non_exhaustive()
     }
 }
@@ -119,96 +156,8 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Self {
         let mut r = Registry::default();
-        let runs = Family::default();
-        r.register(
-            "tickr_probe_runs",
-            "Finished probes, by result",
-            runs.clone(),
-        );
-        let success = Family::default();
-        r.register(
-            "tickr_probe_success",
-            "1 if the last probe succeeded, else 0",
-            success.clone(),
-        );
-        let duration = Family::new_with_constructor(Buckets(&DURATION_BUCKETS));
-        r.register_with_unit(
-            "tickr_probe_duration",
-            "Duration of each probe phase; a failed probe observes the phases it finished, and total",
-            Unit::Seconds,
-            duration.clone(),
-        );
-        let responses = Family::default();
-        r.register(
-            "tickr_http_responses",
-            "Final HTTP responses received, by status code and class",
-            responses.clone(),
-        );
-        let server_errors = Family::default();
-        r.register(
-            "tickr_http_server_errors",
-            "Final 5xx responses, by status code and the layer that most likely generated them",
-            server_errors.clone(),
-        );
-        let status_code = Family::default();
-        r.register(
-            "tickr_http_status_code",
-            "Status code of the last probe's final response, 0 if none",
-            status_code.clone(),
-        );
-        let failures = Family::default();
-        r.register(
-            "tickr_probe_failures",
-            "Failed probes, by reason",
-            failures.clone(),
-        );
-        let body_match = Family::default();
-        r.register(
-            "tickr_body_match",
-            "1 if the last evaluated body satisfied the matcher, else 0",
-            body_match.clone(),
-        );
-        let body_mismatches = Family::default();
-        r.register(
-            "tickr_body_mismatches",
-            "Probes with an expected status whose body failed the matcher",
-            body_mismatches.clone(),
-        );
-        let state_changes = Family::default();
-        r.register(
-            "tickr_probe_state_changes",
-            "Transitions between success and failure",
-            state_changes.clone(),
-        );
-        let confirmations = Family::default();
-        r.register(
-            "tickr_confirmations",
-            "Follow-up probes after a failure, by result; not counted in tickr_probe_runs_total",
-            confirmations.clone(),
-        );
-        let last_probe = Family::default();
-        r.register_with_unit(
-            "tickr_last_probe_timestamp",
-            "When the last probe finished (before the first: when the target was loaded)",
-            Unit::Seconds,
-            last_probe.clone(),
-        );
-        let interval = Family::default();
-        r.register_with_unit(
-            "tickr_probe_interval",
-            "Configured time between the starts of two probes",
-            Unit::Seconds,
-            interval.clone(),
-        );
-        let cert_not_after = Family::default();
-        r.register_with_unit(
-            "tickr_tls_cert_not_after_timestamp",
-            "Earliest notAfter in the last certificate chain served, also when verification failed",
-            Unit::Seconds,
-            cert_not_after.clone(),
-        );
-        let target_info = Arc::new(TargetInfo::default());
-        r.register_collector(Box::new(target_info.clone()));
+        let series = Arc::new(Series::default());
+        r.register_collector(Box::new(series.clone()));
         r.register(
             "tickr_build",
             "Build information",
@@ -247,21 +196,7 @@ impl Metrics {
         r.register("tickr_targets", "Configured targets", targets.clone());
         Self {
             registry: r,
-            runs,
-            success,
-            duration,
-            responses,
-            server_errors,
-            status_code,
-            failures,
-            body_match,
-            body_mismatches,
-            state_changes,
-            confirmations,
-            last_probe,
-            interval,
-            cert_not_after,
-            target_info,
+            series,
             reload_successful,
             reload_timestamp,
             scheduler_lag,
@@ -273,31 +208,42 @@ impl Metrics {
     /// The whole exposition in OpenMetrics text, `# EOF` included.
     pub fn encode(&self) -> String {
         let mut out = String::with_capacity(64 * 1024);
-        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+        self.encode_to(&mut out)
             .expect("writing to a String cannot fail");
         out
     }
 
+    /// Writes the exposition into `out` as it goes, so a large one need not be held whole.
+    pub fn encode_to(&self, out: &mut impl fmt::Write) -> fmt::Result {
+        prometheus_client::encoding::text::encode(out, &self.registry)
+    }
+
     /// Creates the series of `target` (at zero) and returns the handles to record its outcomes.
-    pub fn register_target(self: &Arc<Self>, target: &Target) -> TargetMetrics {
-        let tm = self.register_series(target, TargetLabels::new(target));
-        self.interval
-            .get_or_create(&tm.labels)
-            .set(target.interval.as_secs_f64());
-        self.target_info.insert(target, tm.labels.clone());
-        tm
+    pub fn register_target(&self, target: &Target) -> Arc<TargetMetrics> {
+        let own = Own {
+            interval: target.interval.as_secs_f64(),
+            facts: [
+                ("url", target.url.to_string()),
+                ("method", target.method.to_string()),
+                ("interval", format!("{:?}", target.interval)),
+                ("timeout", format!("{:?}", target.timeout)),
+            ],
+        };
+        self.series
+            .insert(target, TargetLabels::new(target), Some(Box::new(own)))
     }
 
     /// The series of one address of a per-address target; they belong to `parent`, which
     /// removes them with its own and sums them in its summary.
     pub fn register_address(
-        self: &Arc<Self>,
+        &self,
         parent: &TargetMetrics,
         target: &Target,
         ip: IpAddr,
     ) -> Arc<TargetMetrics> {
-        let tm =
-            Arc::new(self.register_series(target, TargetLabels::with_address(target, Some(ip))));
+        let tm = self
+            .series
+            .insert(target, TargetLabels::with_address(target, Some(ip)), None);
         parent
             .children
             .lock()
@@ -317,65 +263,58 @@ impl Metrics {
             tm.remove();
         }
     }
+}
 
-    fn register_series(self: &Arc<Self>, target: &Target, labels: TargetLabels) -> TargetMetrics {
-        let with = |k: &'static str, v: Cow<'static, str>| (labels.clone(), [(k, v)]);
-        let runs_success = self
-            .runs
-            .get_or_create_owned(&with("result", "success".into()));
-        let runs_failure = self
-            .runs
-            .get_or_create_owned(&with("result", "failure".into()));
-        let phases = Phase::ALL.map(|p| {
-            self.duration
-                .get_or_create_owned(&with("phase", p.as_str().into()))
-        });
-        let failures = Reason::ALL.map(|r| {
-            self.failures
-                .get_or_create_owned(&with("reason", r.as_str().into()))
-        });
-        let matchers = target
-            .matchers
-            .iter()
-            .map(|m| {
-                let l = with("matcher", m.label.clone().into());
-                (
-                    self.body_match.get_or_create_owned(&l),
-                    self.body_mismatches.get_or_create_owned(&l),
-                )
-            })
-            .collect();
-        let tm = TargetMetrics {
+/// Every target's series, keyed (and so exposed) in label order.
+#[derive(Debug, Default)]
+struct Series(RwLock<BTreeMap<TargetLabels, Arc<TargetMetrics>>>);
+
+impl Series {
+    fn insert(
+        self: &Arc<Self>,
+        target: &Target,
+        labels: TargetLabels,
+        own: Option<Box<Own>>,
+    ) -> Arc<TargetMetrics> {
+        let phases: &[Phase] = match target.histograms.phases {
+            PhaseDetail::All => &Phase::ALL,
+            PhaseDetail::Total => &[Phase::Total],
+        };
+        let buckets = &target.histograms.buckets;
+        let tm = Arc::new(TargetMetrics {
             labels: labels.clone(),
-            metrics: self.clone(),
-            matcher_labels: target.matchers.iter().map(|m| m.label.clone()).collect(),
-            runs_success,
-            runs_failure,
-            success: self.success.get_or_create_owned(&labels),
-            status_code: self.status_code.get_or_create_owned(&labels),
-            phases,
-            failures,
-            matchers,
-            state_changes: self.state_changes.get_or_create_owned(&labels),
+            series: Arc::downgrade(self),
+            own,
+            runs: Default::default(),
+            success: AtomicI64::new(0),
+            status_code: AtomicI64::new(0),
+            phases: phases
+                .iter()
+                .map(|p| (*p, ExHistogram::new(buckets.iter().copied())))
+                .collect(),
+            failures: Default::default(),
+            matchers: target
+                .matchers
+                .iter()
+                .map(|m| (m.label.clone(), AtomicI64::new(0), AtomicU64::new(0)))
+                .collect(),
+            state_changes: AtomicU64::new(0),
             // Only targets that confirm failures have these series.
-            confirmations: (target.confirm > 0).then(|| {
-                ["success", "failure"].map(|r| {
-                    self.confirmations
-                        .get_or_create_owned(&with("result", r.into()))
-                })
-            }),
-            last_probe: self.last_probe.get_or_create_owned(&labels),
-            codes: Mutex::new(HashMap::new()),
-            server_errors: Mutex::new(HashMap::new()),
+            confirmations: (target.confirm > 0).then(Default::default),
+            last_probe: AtomicU64::new(0),
+            cert_not_after: AtomicI64::new(NO_CERT),
+            codes: Mutex::new(PRECREATED_CODES.map(|c| (c, Count::default())).into()),
+            server_errors: Mutex::new(Vec::new()),
             last_result: AtomicU8::new(UNKNOWN),
             children: Mutex::new(BTreeMap::new()),
-        };
-        for code in PRECREATED_CODES {
-            tm.response_counter(code);
-        }
+        });
         // Until the first probe, "last probe" is when the target was loaded: a target whose
         // probes never start then ages like one whose probes stopped, and alerts can see both.
-        tm.last_probe.set(unix_now());
+        tm.touch();
+        self.0
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(labels, tm.clone());
         tm
     }
 }
@@ -383,31 +322,44 @@ impl Metrics {
 const UNKNOWN: u8 = 0;
 const SUCCEEDED: u8 = 1;
 const FAILED: u8 = 2;
+const NO_CERT: i64 = i64::MIN;
 
-/// The handles of one target's series.
+/// What only a configured target has, not each of its addresses.
+#[derive(Debug)]
+struct Own {
+    interval: f64,
+    /// `tickr_target_info`'s labels besides the target's own.
+    facts: [(&'static str, String); 4],
+}
+
+/// The series of one target (or one address of a per-address target).
 pub struct TargetMetrics {
     labels: TargetLabels,
-    metrics: Arc<Metrics>,
-    matcher_labels: Vec<String>,
-    runs_success: ExCounter,
-    runs_failure: ExCounter,
-    success: Gauge,
-    status_code: Gauge,
-    phases: [ExHistogram; 6],
-    failures: [ExCounter; 10],
-    matchers: Vec<(Gauge, Counter)>,
-    state_changes: Counter,
-    confirmations: Option<[Counter; 2]>,
-    last_probe: FloatGauge,
-    codes: Mutex<HashMap<u16, ExCounter>>,
-    server_errors: Mutex<HashMap<(u16, String), ExCounter>>,
+    series: std::sync::Weak<Series>,
+    own: Option<Box<Own>>,
+    /// Success, failure.
+    runs: [Count; 2],
+    success: AtomicI64,
+    status_code: AtomicI64,
+    phases: Box<[(Phase, ExHistogram)]>,
+    failures: [Count; Reason::ALL.len()],
+    /// Label, last result, mismatches.
+    matchers: Box<[(String, AtomicI64, AtomicU64)]>,
+    state_changes: AtomicU64,
+    /// Success, failure.
+    confirmations: Option<[AtomicU64; 2]>,
+    /// Unix seconds, as f64 bits.
+    last_probe: AtomicU64,
+    cert_not_after: AtomicI64,
+    codes: Mutex<Vec<(u16, Count)>>,
+    server_errors: Mutex<Vec<(u16, Box<str>, Count)>>,
     last_result: AtomicU8,
     /// Per-address series of a target probed at every address.
     children: Mutex<BTreeMap<IpAddr, Arc<TargetMetrics>>>,
 }
 
-impl std::fmt::Debug for TargetMetrics {
-    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+impl fmt::Debug for TargetMetrics {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.debug_struct("TargetMetrics")
             .field("labels", &self.labels)
             .finish_non_exhaustive()
@@ -425,114 +377,82 @@ pub struct Summary {
 }
 
 impl TargetMetrics {
-    fn response_counter(&self, code: u16) -> ExCounter {
-        let mut codes = self.codes.lock().unwrap_or_else(|e| e.into_inner());
-        codes
-            .entry(code)
-            .or_insert_with(|| {
-                let class = format!("{}xx", code / 100);
-                let labels = (
-                    self.labels.clone(),
-                    [("code", code.to_string().into()), ("class", class.into())],
-                );
-                self.metrics.responses.get_or_create_owned(&labels)
-            })
-            .clone()
-    }
-
-    fn server_error_counter(&self, code: u16, layer: &str) -> ExCounter {
-        let mut all = self.server_errors.lock().unwrap_or_else(|e| e.into_inner());
-        all.entry((code, layer.to_owned()))
-            .or_insert_with(|| {
-                let labels = (
-                    self.labels.clone(),
-                    [
-                        ("code", code.to_string().into()),
-                        ("layer", layer.to_owned().into()),
-                    ],
-                );
-                self.metrics.server_errors.get_or_create_owned(&labels)
-            })
-            .clone()
-    }
-
     /// Records one finished probe. `event` is the failure recorder's id for it, attached as an
     /// exemplar to the failure observations; `layer` is the attributed layer of a 5xx.
     pub fn record(&self, outcome: &Outcome, event: Option<u64>, layer: Option<&str>) {
         let ok = outcome.success();
-        let exemplar = || {
-            if ok {
-                None
-            } else {
-                event.map(|id| [("event_id", id.to_string())])
-            }
-        };
-        if ok {
-            &self.runs_success
-        } else {
-            &self.runs_failure
-        }
-        .inc_by(1, exemplar(), None);
-        self.success.set(i64::from(ok));
-        for (phase, histogram) in Phase::ALL.iter().zip(&self.phases) {
+        let exemplar = if ok { None } else { event };
+        self.runs[usize::from(!ok)].inc(exemplar);
+        self.success.store(i64::from(ok), Ordering::Relaxed);
+        for (phase, histogram) in self.phases.iter() {
             if let Some(d) = outcome.phases.get(*phase) {
-                histogram.observe(d.as_secs_f64(), exemplar(), None);
+                histogram.observe(d.as_secs_f64(), exemplar.map(event_label), None);
             }
         }
         if let Some(code) = outcome.status {
-            self.response_counter(code).inc_by(1, exemplar(), None);
+            let mut codes = self.codes.lock().unwrap_or_else(|e| e.into_inner());
+            match codes.iter().position(|(c, _)| *c == code) {
+                Some(i) => codes[i].1.inc(exemplar),
+                None => {
+                    let count = Count::default();
+                    count.inc(exemplar);
+                    let at = codes.partition_point(|(c, _)| *c < code);
+                    codes.insert(at, (code, count));
+                }
+            }
+            drop(codes);
             if code >= 500 {
-                let id = event.map(|id| [("event_id", id.to_string())]);
-                self.server_error_counter(code, layer.unwrap_or(crate::layer::UNKNOWN))
-                    .inc_by(1, id, None);
+                let layer = layer.unwrap_or(crate::layer::UNKNOWN);
+                let mut all = self.server_errors.lock().unwrap_or_else(|e| e.into_inner());
+                match all.iter().position(|(c, l, _)| *c == code && **l == *layer) {
+                    Some(i) => all[i].2.inc(event),
+                    None => {
+                        let count = Count::default();
+                        count.inc(event);
+                        all.push((code, layer.into(), count));
+                        all.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+                    }
+                }
             }
         }
-        self.status_code.set(outcome.status.map_or(0, i64::from));
+        self.status_code
+            .store(outcome.status.map_or(0, i64::from), Ordering::Relaxed);
         if let Some(failure) = &outcome.failure {
             let i = Reason::ALL
                 .iter()
                 .position(|r| *r == failure.reason)
                 .expect("every reason is listed");
-            self.failures[i].inc_by(1, exemplar(), None);
+            self.failures[i].inc(exemplar);
         }
-        for (i, (gauge, mismatches)) in self.matchers.iter().enumerate() {
-            match outcome.matches.get(i) {
-                Some(true) => {
-                    gauge.set(1);
-                }
-                Some(false) => {
-                    gauge.set(0);
-                    mismatches.inc();
-                }
-                None => {
-                    gauge.set(0);
-                }
+        for (i, (_, gauge, mismatches)) in self.matchers.iter().enumerate() {
+            let matched = outcome.matches.get(i).copied();
+            gauge.store(i64::from(matched == Some(true)), Ordering::Relaxed);
+            if matched == Some(false) {
+                mismatches.fetch_add(1, Ordering::Relaxed);
             }
         }
         let now = if ok { SUCCEEDED } else { FAILED };
         let before = self.last_result.swap(now, Ordering::Relaxed);
         if before != UNKNOWN && before != now {
-            self.state_changes.inc();
+            self.state_changes.fetch_add(1, Ordering::Relaxed);
         }
-        self.last_probe.set(unix_now());
+        self.touch();
         if let Some(not_after) = outcome.cert_not_after {
-            self.metrics
-                .cert_not_after
-                .get_or_create(&self.labels)
-                .set(not_after);
+            self.cert_not_after.store(not_after, Ordering::Relaxed);
         }
     }
 
     /// Counts one follow-up probe after a failure.
     pub fn record_confirmation(&self, success: bool) {
         if let Some([ok, failed]) = &self.confirmations {
-            if success { ok } else { failed }.inc();
+            if success { ok } else { failed }.fetch_add(1, Ordering::Relaxed);
         }
     }
 
     /// Marks a round of per-address probes as done, for the stall alert.
     pub fn touch(&self) {
-        self.last_probe.set(unix_now());
+        self.last_probe
+            .store(unix_now().to_bits(), Ordering::Relaxed);
     }
 
     /// The target at a glance; for a per-address target, its addresses together: failing when
@@ -544,10 +464,10 @@ impl TargetMetrics {
                 FAILED => Some(false),
                 _ => None,
             },
-            last_status: self.status_code.get(),
-            last_probe_timestamp: self.last_probe.get(),
-            successes: self.runs_success.get().0,
-            failures: self.runs_failure.get().0,
+            last_status: self.status_code.load(Ordering::Relaxed),
+            last_probe_timestamp: f64::from_bits(self.last_probe.load(Ordering::Relaxed)),
+            successes: self.runs[0].get(),
+            failures: self.runs[1].get(),
         };
         let children = self.children.lock().unwrap_or_else(|e| e.into_inner());
         let Some(mut all) = children
@@ -586,120 +506,337 @@ impl TargetMetrics {
         self.last_result.store(UNKNOWN, Ordering::Relaxed);
     }
 
-    /// Removes every series of this target (and of its addresses) from the exposition.
+    /// Removes every series of this target (and of its addresses) from the exposition. A newer
+    /// registration under the same labels (a changed target, restarted) keeps its own.
     pub fn remove(&self) {
         for (_, child) in
             std::mem::take(&mut *self.children.lock().unwrap_or_else(|e| e.into_inner()))
         {
             child.remove();
         }
-        let m = &self.metrics;
-        let with = |k: &'static str, v: Cow<'static, str>| (self.labels.clone(), [(k, v)]);
-        m.runs.remove(&with("result", "success".into()));
-        m.runs.remove(&with("result", "failure".into()));
-        for p in Phase::ALL {
-            m.duration.remove(&with("phase", p.as_str().into()));
-        }
-        for r in Reason::ALL {
-            m.failures.remove(&with("reason", r.as_str().into()));
-        }
-        for label in &self.matcher_labels {
-            m.body_match.remove(&with("matcher", label.clone().into()));
-            m.body_mismatches
-                .remove(&with("matcher", label.clone().into()));
-        }
-        for code in self.codes.lock().unwrap_or_else(|e| e.into_inner()).keys() {
-            let class = format!("{}xx", code / 100);
-            m.responses.remove(&(
-                self.labels.clone(),
-                [("code", code.to_string().into()), ("class", class.into())],
-            ));
-        }
-        for (code, layer) in self
-            .server_errors
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .keys()
+        let Some(series) = self.series.upgrade() else {
+            return;
+        };
+        let mut all = series.0.write().unwrap_or_else(|e| e.into_inner());
+        if all
+            .get(&self.labels)
+            .is_some_and(|tm| std::ptr::eq(Arc::as_ptr(tm), self))
         {
-            m.server_errors.remove(&(
-                self.labels.clone(),
-                [
-                    ("code", code.to_string().into()),
-                    ("layer", layer.clone().into()),
-                ],
-            ));
+            all.remove(&self.labels);
         }
-        for family in [&m.success, &m.status_code, &m.cert_not_after] {
-            family.remove(&self.labels);
-        }
-        m.state_changes.remove(&self.labels);
-        for r in ["success", "failure"] {
-            m.confirmations.remove(&with("result", r.into()));
-        }
-        m.last_probe.remove(&self.labels);
-        m.interval.remove(&self.labels);
-        m.target_info.remove(&self.labels);
     }
 }
 
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO)
-        .as_secs_f64()
+type Each<'a> = &'a dyn Fn(&TargetMetrics, &mut MetricEncoder) -> fmt::Result;
+
+/// One family: its descriptor, then the series of every target that has any (none: omitted).
+fn family(
+    encoder: &mut DescriptorEncoder,
+    all: &[Arc<TargetMetrics>],
+    (name, help, unit, kind): (&str, &str, Option<&Unit>, MetricType),
+    has: impl Fn(&TargetMetrics) -> bool,
+    each: Each,
+) -> fmt::Result {
+    if !all.iter().any(|tm| has(tm)) {
+        return Ok(());
+    }
+    let mut metric = encoder.encode_descriptor(name, help, unit, kind)?;
+    for tm in all.iter().filter(|tm| has(tm)) {
+        each(tm, &mut metric)?;
+    }
+    Ok(())
 }
 
-/// `tickr_target_info`: one info series per target with its static facts. A collector rather
-/// than a family because an info metric carries its labels from construction.
-#[derive(Debug, Default)]
-struct TargetInfo(RwLock<BTreeMap<TargetKey, Vec<(&'static str, String)>>>);
+fn gauge(encoder: &mut MetricEncoder, labels: &impl EncodeLabelSet, v: i64) -> fmt::Result {
+    encoder.encode_family(labels)?.encode_gauge(&v)
+}
 
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-struct TargetKey(Vec<(String, String)>);
+fn float_gauge(encoder: &mut MetricEncoder, labels: &impl EncodeLabelSet, v: f64) -> fmt::Result {
+    encoder.encode_family(labels)?.encode_gauge(&v)
+}
 
-impl TargetInfo {
-    fn insert(&self, target: &Target, labels: TargetLabels) {
-        let facts = vec![
-            ("url", target.url.to_string()),
-            ("method", target.method.to_string()),
-            ("interval", format!("{:?}", target.interval)),
-            ("timeout", format!("{:?}", target.timeout)),
-        ];
-        self.0
-            .write()
+fn class(code: u16) -> &'static str {
+    match code / 100 {
+        1 => "1xx",
+        2 => "2xx",
+        3 => "3xx",
+        4 => "4xx",
+        _ => "5xx",
+    }
+}
+
+impl Collector for Series {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
+        // A snapshot: probes and reloads go on while the scrape encodes.
+        let all: Vec<Arc<TargetMetrics>> = self
+            .0
+            .read()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(TargetKey(labels.0.to_vec()), facts);
-    }
+            .values()
+            .cloned()
+            .collect();
+        let e = &mut encoder;
+        let always = |_: &TargetMetrics| true;
+        use MetricType::{Counter, Gauge, Histogram, Info};
+        let seconds = Some(&Unit::Seconds);
 
-    fn remove(&self, labels: &TargetLabels) {
-        self.0
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&TargetKey(labels.0.to_vec()));
-    }
-}
-
-impl Collector for TargetInfo {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let targets = self.0.read().unwrap_or_else(|e| e.into_inner());
-        if targets.is_empty() {
-            return Ok(());
-        }
-        let mut metric = encoder.encode_descriptor(
-            "tickr_target",
-            "Static facts about each configured target.",
-            None,
-            MetricType::Info,
+        family(
+            e,
+            &all,
+            (
+                "tickr_probe_runs",
+                "Finished probes, by result.",
+                None,
+                Counter,
+            ),
+            always,
+            &|tm, m| {
+                tm.runs[1].encode(m, &Labels(&tm.labels, [("result", "failure")]))?;
+                tm.runs[0].encode(m, &Labels(&tm.labels, [("result", "success")]))
+            },
         )?;
-        for (key, facts) in targets.iter() {
-            let mut labels: Vec<(&str, &str)> = key
-                .0
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str()))
-                .collect();
-            labels.extend(facts.iter().map(|(k, v)| (*k, v.as_str())));
-            metric.encode_info(&labels)?;
-        }
-        Ok(())
+        family(
+            e,
+            &all,
+            (
+                "tickr_probe_success",
+                "1 if the last probe succeeded, else 0.",
+                None,
+                Gauge,
+            ),
+            always,
+            &|tm, m| gauge(m, &tm.labels, tm.success.load(Ordering::Relaxed)),
+        )?;
+        family(
+            e,
+            &all,
+            (
+                "tickr_probe_duration",
+                "Duration of each probe phase; a failed probe observes the phases it finished, and total.",
+                seconds,
+                Histogram,
+            ),
+            |tm| !tm.phases.is_empty(),
+            &|tm, m| {
+                for (phase, histogram) in tm.phases.iter() {
+                    let labels = Labels(&tm.labels, [("phase", phase.as_str())]);
+                    histogram.encode(m.encode_family(&labels)?)?;
+                }
+                Ok(())
+            },
+        )?;
+        family(
+            e,
+            &all,
+            (
+                "tickr_http_responses",
+                "Final HTTP responses received, by status code and class.",
+                None,
+                Counter,
+            ),
+            always,
+            &|tm, m| {
+                let codes = tm.codes.lock().unwrap_or_else(|e| e.into_inner());
+                let mut text = itoa::Buffer::new();
+                for (code, count) in codes.iter() {
+                    let labels = Labels(
+                        &tm.labels,
+                        [("code", text.format(*code)), ("class", class(*code))],
+                    );
+                    count.encode(m, &labels)?;
+                }
+                Ok(())
+            },
+        )?;
+        family(
+            e,
+            &all,
+            (
+                "tickr_http_server_errors",
+                "Final 5xx responses, by status code and the layer that most likely generated them.",
+                None,
+                Counter,
+            ),
+            |tm| {
+                !tm.server_errors
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .is_empty()
+            },
+            &|tm, m| {
+                let all = tm.server_errors.lock().unwrap_or_else(|e| e.into_inner());
+                let mut text = itoa::Buffer::new();
+                for (code, layer, count) in all.iter() {
+                    let labels = Labels(&tm.labels, [("code", text.format(*code)), ("layer", layer)]);
+                    count.encode(m, &labels)?;
+                }
+                Ok(())
+            },
+        )?;
+        family(
+            e,
+            &all,
+            (
+                "tickr_http_status_code",
+                "Status code of the last probe's final response, 0 if none.",
+                None,
+                Gauge,
+            ),
+            always,
+            &|tm, m| gauge(m, &tm.labels, tm.status_code.load(Ordering::Relaxed)),
+        )?;
+        family(
+            e,
+            &all,
+            (
+                "tickr_probe_failures",
+                "Failed probes, by reason.",
+                None,
+                Counter,
+            ),
+            always,
+            &|tm, m| {
+                for (reason, count) in Reason::ALL.iter().zip(&tm.failures) {
+                    count.encode(m, &Labels(&tm.labels, [("reason", reason.as_str())]))?;
+                }
+                Ok(())
+            },
+        )?;
+        family(
+            e,
+            &all,
+            (
+                "tickr_body_match",
+                "1 if the last evaluated body satisfied the matcher, else 0.",
+                None,
+                Gauge,
+            ),
+            |tm| !tm.matchers.is_empty(),
+            &|tm, m| {
+                for (label, last, _) in tm.matchers.iter() {
+                    let labels = Labels(&tm.labels, [("matcher", label.as_str())]);
+                    gauge(m, &labels, last.load(Ordering::Relaxed))?;
+                }
+                Ok(())
+            },
+        )?;
+        family(
+            e,
+            &all,
+            (
+                "tickr_body_mismatches",
+                "Probes with an expected status whose body failed the matcher.",
+                None,
+                Counter,
+            ),
+            |tm| !tm.matchers.is_empty(),
+            &|tm, m| {
+                for (label, _, mismatches) in tm.matchers.iter() {
+                    let labels = Labels(&tm.labels, [("matcher", label.as_str())]);
+                    let v = mismatches.load(Ordering::Relaxed);
+                    m.encode_family(&labels)?
+                        .encode_counter::<EventLabel, _, u64>(&v, None)?;
+                }
+                Ok(())
+            },
+        )?;
+        family(
+            e,
+            &all,
+            (
+                "tickr_probe_state_changes",
+                "Transitions between success and failure.",
+                None,
+                Counter,
+            ),
+            always,
+            &|tm, m| {
+                let v = tm.state_changes.load(Ordering::Relaxed);
+                m.encode_family(&tm.labels)?
+                    .encode_counter::<EventLabel, _, u64>(&v, None)
+            },
+        )?;
+        family(
+            e,
+            &all,
+            (
+                "tickr_confirmations",
+                "Follow-up probes after a failure, by result; not counted in tickr_probe_runs_total.",
+                None,
+                Counter,
+            ),
+            |tm| tm.confirmations.is_some(),
+            &|tm, m| {
+                for (result, count) in ["success", "failure"]
+                    .iter()
+                    .zip(tm.confirmations.iter().flatten())
+                {
+                    let v = count.load(Ordering::Relaxed);
+                    m.encode_family(&Labels(&tm.labels, [("result", *result)]))?
+                        .encode_counter::<EventLabel, _, u64>(&v, None)?;
+                }
+                Ok(())
+            },
+        )?;
+        family(
+            e,
+            &all,
+            (
+                "tickr_last_probe_timestamp",
+                "When the last probe finished (before the first: when the target was loaded).",
+                seconds,
+                Gauge,
+            ),
+            always,
+            &|tm, m| {
+                let v = f64::from_bits(tm.last_probe.load(Ordering::Relaxed));
+                float_gauge(m, &tm.labels, v)
+            },
+        )?;
+        family(
+            e,
+            &all,
+            (
+                "tickr_probe_interval",
+                "Configured time between the starts of two probes.",
+                seconds,
+                Gauge,
+            ),
+            |tm| tm.own.is_some(),
+            &|tm, m| match &tm.own {
+                Some(own) => float_gauge(m, &tm.labels, own.interval),
+                None => Ok(()),
+            },
+        )?;
+        family(
+            e,
+            &all,
+            (
+                "tickr_tls_cert_not_after_timestamp",
+                "Earliest notAfter in the last certificate chain served, also when verification failed.",
+                seconds,
+                Gauge,
+            ),
+            |tm| tm.cert_not_after.load(Ordering::Relaxed) != NO_CERT,
+            &|tm, m| gauge(m, &tm.labels, tm.cert_not_after.load(Ordering::Relaxed)),
+        )?;
+        family(
+            e,
+            &all,
+            (
+                "tickr_target",
+                "Static facts about each configured target.",
+                None,
+                Info,
+            ),
+            |tm| tm.own.is_some(),
+            &|tm, m| match &tm.own {
+                Some(own) => {
+                    let facts = own.facts.each_ref().map(|(k, v)| (*k, v.as_str()));
+                    m.encode_info(&Labels(&tm.labels, facts))
+                }
+                None => Ok(()),
+            },
+        )
     }
 }

@@ -162,7 +162,7 @@ impl Scheduler {
     }
 
     fn start(&self, target: Arc<Target>) -> Running {
-        let metrics = Arc::new(self.ctx.metrics.register_target(&target));
+        let metrics = self.ctx.metrics.register_target(&target);
         let task = tokio::spawn(run_target(
             target.clone(),
             metrics.clone(),

@@ -14,13 +14,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE, VARY, WWW_AUTHENTICATE};
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::Full;
+use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
 use crate::webconfig::{Web, WebConfig};
@@ -174,10 +174,10 @@ fn unauthorized() -> Response<Body> {
     r
 }
 
-type Body = Full<Bytes>;
+type Body = Either<Full<Bytes>, Chunks>;
 
 fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
-    let mut r = Response::new(Full::new(body.into()));
+    let mut r = Response::new(Either::Left(Full::new(body.into())));
     *r.status_mut() = status;
     r.headers_mut().insert(
         CONTENT_TYPE,
@@ -228,24 +228,25 @@ fn accepts_gzip(req: &Request<Incoming>) -> bool {
         })
 }
 
+/// `/metrics`, encoded on a blocking thread and streamed as it is written: a scrape of
+/// thousands of targets takes a CPU for a while and would otherwise hold up a runtime worker
+/// (and every probe queued on it), and its text need never be in memory whole.
 fn metrics(handle: &Handle, req: &Request<Incoming>) -> Response<Body> {
-    let body = handle.metrics.encode();
-    let mut r = if accepts_gzip(req) {
-        let mut gz = flate2::write::GzEncoder::new(
-            Vec::with_capacity(body.len() / 4),
-            flate2::Compression::fast(),
-        );
-        gz.write_all(body.as_bytes())
-            .expect("writing to a Vec cannot fail");
-        let mut r = Response::new(Full::new(Bytes::from(
-            gz.finish().expect("writing to a Vec cannot fail"),
-        )));
+    let gzip = accepts_gzip(req);
+    let (tx, rx) = mpsc::channel(4);
+    let metrics = handle.metrics.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut out = Chunked::new(tx, gzip);
+        // An error means the client went away; nothing is left to tell.
+        if metrics.encode_to(&mut out).is_ok() {
+            out.finish();
+        }
+    });
+    let mut r = Response::new(Either::Right(Chunks(rx)));
+    if gzip {
         r.headers_mut()
             .insert(CONTENT_ENCODING, "gzip".parse().expect("static"));
-        r
-    } else {
-        Response::new(Full::new(Bytes::from(body)))
-    };
+    }
     r.headers_mut()
         .insert(CONTENT_TYPE, OPENMETRICS.parse().expect("static"));
     r.headers_mut()
@@ -253,8 +254,90 @@ fn metrics(handle: &Handle, req: &Request<Incoming>) -> Response<Body> {
     r
 }
 
+/// How much text is encoded before it is compressed and sent on.
+const CHUNK: usize = 128 << 10;
+
+/// The exposition as it is written, in chunks to the response, gzipped when asked.
+struct Chunked {
+    text: String,
+    gzip: Option<flate2::write::GzEncoder<Vec<u8>>>,
+    tx: mpsc::Sender<Bytes>,
+}
+
+impl Chunked {
+    fn new(tx: mpsc::Sender<Bytes>, gzip: bool) -> Self {
+        Self {
+            text: String::with_capacity(CHUNK + 1024),
+            gzip: gzip.then(|| {
+                flate2::write::GzEncoder::new(
+                    Vec::with_capacity(CHUNK / 4),
+                    flate2::Compression::fast(),
+                )
+            }),
+            tx,
+        }
+    }
+
+    /// Sends what is encoded so far; `Err` once the client has gone.
+    fn flush(&mut self) -> std::fmt::Result {
+        let chunk = match &mut self.gzip {
+            Some(gz) => {
+                gz.write_all(self.text.as_bytes())
+                    .expect("writing to a Vec cannot fail");
+                self.text.clear();
+                Bytes::from(std::mem::take(gz.get_mut()))
+            }
+            None => Bytes::from(std::mem::replace(
+                &mut self.text,
+                String::with_capacity(CHUNK + 1024),
+            )),
+        };
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        self.tx.blocking_send(chunk).map_err(|_| std::fmt::Error)
+    }
+
+    fn finish(mut self) {
+        if self.flush().is_err() {
+            return;
+        }
+        if let Some(gz) = self.gzip.take() {
+            let tail = gz.finish().expect("writing to a Vec cannot fail");
+            let _ = self.tx.blocking_send(Bytes::from(tail));
+        }
+    }
+}
+
+impl std::fmt::Write for Chunked {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.text.push_str(s);
+        if self.text.len() >= CHUNK {
+            self.flush()?;
+        }
+        Ok(())
+    }
+}
+
+/// A response body fed by [`Chunked`] from another thread.
+struct Chunks(mpsc::Receiver<Bytes>);
+
+impl hyper::body::Body for Chunks {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|c| Ok(hyper::body::Frame::data(c))))
+    }
+}
+
 fn html(body: String) -> Response<Body> {
-    let mut r = Response::new(Full::new(Bytes::from(body)));
+    let mut r = Response::new(Either::Left(Full::new(Bytes::from(body))));
     r.headers_mut().insert(
         CONTENT_TYPE,
         "text/html; charset=utf-8".parse().expect("static"),
@@ -275,7 +358,7 @@ fn events(handle: &Handle, req: &Request<Incoming>) -> Response<Body> {
     }
     let body = serde_json::to_vec(&crate::pages::events_json(handle, &query))
         .expect("JSON values serialize");
-    let mut r = Response::new(Full::new(Bytes::from(body)));
+    let mut r = Response::new(Either::Left(Full::new(Bytes::from(body))));
     r.headers_mut()
         .insert(CONTENT_TYPE, "application/json".parse().expect("static"));
     r

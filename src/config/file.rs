@@ -87,6 +87,24 @@ pub struct Settings {
     pub per_address: Option<bool>,
     pub addresses: Option<Vec<String>>,
     pub expect: Option<Expect>,
+    pub histograms: Option<Histograms>,
+}
+
+/// How much of `tickr_probe_duration_seconds` to keep: which phases, which buckets.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Histograms {
+    pub phases: Option<PhaseDetail>,
+    pub buckets: Option<Vec<HumanDuration>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PhaseDetail {
+    /// A histogram per phase, and `total`.
+    All,
+    /// `total` only.
+    Total,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]

@@ -20,7 +20,7 @@ use http::Method;
 use url::Url;
 
 use file::Settings;
-pub use file::{ByteSize, HttpVersion, HumanDuration, IpProtocol, StatusPattern};
+pub use file::{ByteSize, HttpVersion, HumanDuration, IpProtocol, PhaseDetail, StatusPattern};
 use locate::{locate, parse_path, Seg};
 
 use crate::layer::{self, Attributor, Fingerprint, Signal};
@@ -39,6 +39,8 @@ pub const DEFAULT_MAX_CONCURRENT_PROBES: usize = 1024;
 /// Largest accepted `max_concurrent_probes`: far beyond what file descriptors allow, and within
 /// what a semaphore can count.
 pub const MAX_CONCURRENT_PROBES: usize = 1_000_000;
+/// Most buckets of one duration histogram.
+pub const MAX_BUCKETS: usize = 30;
 /// Most targets in one file: ten times what the performance figures measure.
 pub const MAX_TARGETS: usize = 100_000;
 /// Largest configuration file read: every other count in it is bounded by its size first.
@@ -113,6 +115,32 @@ pub struct Target {
     pub per_address: bool,
     /// Static addresses for the URL's host instead of DNS (like curl's `--resolve`).
     pub addresses: Vec<IpAddr>,
+    /// Which phases get a duration histogram, and its buckets.
+    pub histograms: HistogramDetail,
+}
+
+/// The detail of a target's `tickr_probe_duration_seconds`: its phases and bucket bounds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistogramDetail {
+    pub phases: PhaseDetail,
+    /// Upper bounds in seconds, strictly increasing; `+Inf` is implied.
+    pub buckets: Arc<[f64]>,
+}
+
+/// Prometheus' default buckets, which users know, from 5 ms to 10 s.
+pub const DEFAULT_BUCKETS: [f64; 11] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+impl Default for HistogramDetail {
+    fn default() -> Self {
+        static DEFAULT: std::sync::LazyLock<Arc<[f64]>> =
+            std::sync::LazyLock::new(|| DEFAULT_BUCKETS.into());
+        Self {
+            phases: PhaseDetail::All,
+            buckets: DEFAULT.clone(),
+        }
+    }
 }
 
 /// A body matcher. `label` is what the `matcher` label shows: the text, or the configured name.
@@ -558,6 +586,8 @@ fn validate_target(
         return Err(Invalid(at, msg));
     }
 
+    let histograms = validate_histograms(d, t, base)?;
+
     let te = t.expect.clone().unwrap_or_default();
     let de = d.expect.clone().unwrap_or_default();
     let expect_at = |key| {
@@ -635,7 +665,55 @@ fn validate_target(
         confirm_delay,
         per_address: t.per_address.or(d.per_address).unwrap_or(false),
         addresses,
+        histograms,
     })
+}
+
+/// The histogram detail, each of its keys from the target or else the defaults.
+fn validate_histograms(
+    d: &Settings,
+    t: &Settings,
+    base: &[Seg],
+) -> Result<HistogramDetail, Invalid> {
+    let (th, dh) = (
+        t.histograms.clone().unwrap_or_default(),
+        d.histograms.clone().unwrap_or_default(),
+    );
+    let mut detail = HistogramDetail::default();
+    if let Some(phases) = th.phases.or(dh.phases) {
+        detail.phases = phases;
+    }
+    let from_target = th.buckets.is_some();
+    let Some(buckets) = th.buckets.or(dh.buckets) else {
+        return Ok(detail);
+    };
+    let at = |i: Option<usize>| {
+        let mut p = origin(base, from_target, "histograms");
+        p.push(Seg::Key("buckets"));
+        p.extend(i.map(Seg::Index));
+        p
+    };
+    if buckets.is_empty() || buckets.len() > MAX_BUCKETS {
+        let msg = format!("histograms.buckets needs 1 to {MAX_BUCKETS} bucket bounds");
+        return Err(Invalid(at(None), msg));
+    }
+    for (i, pair) in buckets.windows(2).enumerate() {
+        if pair[1].0 <= pair[0].0 {
+            let msg = format!(
+                "bucket bounds must increase: {} does not come after {}",
+                pair[1], pair[0]
+            );
+            return Err(Invalid(at(Some(i + 1)), msg));
+        }
+    }
+    if buckets[0].0.is_zero() {
+        return Err(Invalid(
+            at(Some(0)),
+            "bucket bounds must be above zero".into(),
+        ));
+    }
+    detail.buckets = buckets.iter().map(|b| b.0.as_secs_f64()).collect();
+    Ok(detail)
 }
 
 fn validate_url(raw: &str) -> Result<Url, String> {

@@ -301,6 +301,27 @@ fn status_and_method_forms() {
             (r#""error""#, r#""error""#, true)
         ]
     );
+    let config = load_ok(&fixture_dir("valid").join("histograms.yml"));
+    let shop = &target(&config, "shop").histograms;
+    assert_eq!(shop.phases, tickr::config::PhaseDetail::Total);
+    assert_eq!(&shop.buckets[..], [0.1, 0.25, 0.5, 1.0, 2.5, 5.0]);
+    let checkout = &target(&config, "checkout").histograms;
+    assert_eq!(
+        (checkout.phases, &checkout.buckets[..]),
+        (tickr::config::PhaseDetail::All, &[0.05, 0.2, 1.0][..]),
+        "a target's own keys win over the defaults"
+    );
+    let config = load_ok(&fixture_dir("valid").join("minimal.yml"));
+    let defaults = &config.targets[0].histograms;
+    assert_eq!(
+        (defaults.phases, &defaults.buckets[..]),
+        (
+            tickr::config::PhaseDetail::All,
+            &tickr::config::DEFAULT_BUCKETS[..]
+        )
+    );
+
+    let config = load_ok(&fixture_dir("valid").join("api-post.yml"));
     let ui = target(&config, "search-ui");
     assert_eq!(ui.method, Method::HEAD);
     assert_eq!(

@@ -1,7 +1,7 @@
 //! The golden exposition: every family's name, type, unit and help, and every series one target
 //! produces, compared with `tests/golden/exposition.txt`. Renaming a metric shows up in review.
 //!
-//! Series inside a family come out in hash order, so lines are sorted within each family, and
+//! Series inside a family come out in label order, but lines are sorted within each family, and
 //! wall-clock values are replaced by placeholders. `TICKR_BLESS=1` rewrites the golden file.
 
 use std::sync::Arc;
@@ -128,5 +128,74 @@ fn series_per_target_and_removal() {
         0,
         "a removed target leaves no series:\n{}",
         e.text
+    );
+}
+
+/// Series per target for each histogram detail: the figures the README's cardinality table gives.
+#[test]
+fn histogram_detail_sets_the_series_per_target() {
+    let base = "url: http://127.0.0.1:9/\nexpect: {body_contains: [ok]}";
+    let count = |name: &str, histograms: &str| {
+        let t = target(&format!("name: {name}\n{base}\n{histograms}"));
+        let metrics = Arc::new(Metrics::new());
+        let tm = metrics.register_target(&t);
+        tm.record(&outcome_502(), Some(42), Some("nginx"));
+        let e = Exposition::parse(&metrics.encode());
+        // Every histogram's +Inf bucket equals its count, whatever the detail.
+        for s in e.find("tickr_probe_duration_seconds_count", &[("target", name)]) {
+            let phase = s.labels["phase"].as_str();
+            let inf = e.value(
+                "tickr_probe_duration_seconds_bucket",
+                &[("target", name), ("phase", phase), ("le", "+Inf")],
+            );
+            assert_eq!(inf, s.value, "{phase}");
+        }
+        e.series_of(name)
+    };
+    // 26 series besides the histograms (see `series_per_target_and_removal`).
+    let others = 2 + 1 + 4 + 1 + 10 + 2 + 1 + 1 + 1 + 1 + 1 + 1;
+    assert_eq!(count("all", ""), others + 6 * 14);
+    assert_eq!(count("total", "histograms: {phases: total}"), others + 14);
+    assert_eq!(
+        count(
+            "lean",
+            "histograms: {phases: total, buckets: [100ms, 1s, 5s]}"
+        ),
+        others + 6
+    );
+    assert_eq!(
+        count("coarse", "histograms: {buckets: [250ms, 1s]}"),
+        others + 6 * 5
+    );
+}
+
+/// A bucket set from the config is the `le` labels, in seconds.
+#[test]
+fn configured_buckets_are_the_le_labels() {
+    let t = target("name: b\nurl: http://127.0.0.1:9/\nhistograms: {phases: total, buckets: [100ms, 1s, 2500ms]}");
+    let metrics = Arc::new(Metrics::new());
+    metrics
+        .register_target(&t)
+        .record(&outcome_502(), Some(1), None);
+    let e = Exposition::parse(&metrics.encode());
+    let les: Vec<&str> = e
+        .find("tickr_probe_duration_seconds_bucket", &[("target", "b")])
+        .map(|s| s.labels["le"].as_str())
+        .collect();
+    assert_eq!(les, ["0.1", "1.0", "2.5", "+Inf"]);
+    assert_eq!(
+        e.value(
+            "tickr_probe_duration_seconds_bucket",
+            &[("target", "b"), ("le", "0.1")]
+        ),
+        0.0
+    );
+    assert_eq!(
+        e.value(
+            "tickr_probe_duration_seconds_bucket",
+            &[("target", "b"), ("le", "1.0")]
+        ),
+        1.0,
+        "the 326 ms total falls in the 1 s bucket"
     );
 }

@@ -281,3 +281,57 @@ async fn metrics_are_gzipped_when_the_scraper_accepts_it() {
     assert!(plain.headers.get("content-encoding").is_none());
     Exposition::parse(&plain.text());
 }
+
+/// A large exposition is streamed while it is encoded: gzip and plain carry the same series, and
+/// a scraper that hangs up halfway stops the encoding without disturbing the next scrape.
+#[tokio::test]
+async fn a_large_exposition_streams_and_survives_a_scraper_leaving() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut yaml = String::from("defaults:\n  interval: 1h\ntargets:\n");
+    for i in 0..3000 {
+        yaml.push_str(&format!(
+            "  - name: t{i}\n    url: http://127.0.0.1:9/{i}\n"
+        ));
+    }
+    let tickr = Tickr::start(&yaml).await;
+
+    let plain = http(tickr.addr, "GET", "/metrics", &[]).await;
+    assert_eq!(plain.status, 200);
+    assert!(
+        plain.body.len() > 4 << 20,
+        "{} bytes: large enough to take many chunks",
+        plain.body.len()
+    );
+    let plain = Exposition::parse(&plain.text());
+    let zipped = http(
+        tickr.addr,
+        "GET",
+        "/metrics",
+        &[("accept-encoding", "gzip")],
+    )
+    .await;
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(&zipped.body[..])
+        .read_to_string(&mut text)
+        .expect("a valid gzip stream");
+    let zipped = Exposition::parse(&text);
+    assert_eq!(plain.samples.len(), zipped.samples.len());
+    // 107 less the 200 responses counter: no response yet (the port refuses).
+    assert_eq!(plain.series_of("t2999"), 106);
+
+    // Ask, read the first bytes, hang up.
+    for _ in 0..5 {
+        let mut tcp = tokio::net::TcpStream::connect(tickr.addr).await.unwrap();
+        tcp.write_all(b"GET /metrics HTTP/1.1\r\nhost: tickr\r\n\r\n")
+            .await
+            .unwrap();
+        let mut first = [0u8; 1024];
+        let n = tcp.read(&mut first).await.unwrap();
+        assert!(first[..n].starts_with(b"HTTP/1.1 200"));
+    }
+    let again = http(tickr.addr, "GET", "/metrics", &[]).await;
+    assert_eq!(
+        Exposition::parse(&again.text()).samples.len(),
+        plain.samples.len()
+    );
+}
