@@ -3,15 +3,29 @@
 //! 1. CPU per HTTPS probe: tickr's probe against a minimal loop on the same TLS stack (fresh TCP
 //!    connection, full TLS 1.3 handshake, GET, read body), both against the same local server.
 //!    The server runs in a child process, so this process's CPU time is the probing alone.
-//! 2. Scale: N targets (default 10,000; `TICKR_BENCH_TARGETS`) at a 10 s interval against a local
-//!    plain-HTTP server: scheduler lag quantiles, probes started per second (spread), RSS,
-//!    `/metrics` encode time and size, series per target.
-//!
+//! 2. Scale: the tickr binary in a child process of its own, so its CPU and memory are its own,
+//!    with N targets every 60 s (timeout 5 s) spread over 4 local plain-HTTP servers, once with
+//!    the default histogram detail and once lean (`histograms: {phases: total}`). For each:
+//!    start-up time (spawn to `/-/ready`), one uncompressed and one gzip scrape (time, size,
+//!    series, series per target), RSS and peak RSS. With the default detail, also a quiet window
+//!    without scrapes: probes finished, process CPU per probe, the share of that CPU spent outside
+//!    the probes (against tickr's probe alone, measured in this process), scheduler lag p50/p99;
+//!    and at the smallest N a second window with a gzip scrape every second, for its lag and
+//!    scrape times. A `growth` column divides the largest N by the smallest.
 //! 3. Against blackbox_exporter (Debian's `prometheus-blackbox-exporter`): both probe the same
 //!    local nginx (TLS 1.3, ECDSA P-256, the same page, a fresh connection each probe); CPU
 //!    seconds of each exporter process per probe, and RSS; with the minimal loop against the same
 //!    nginx as the floor. Needs nginx and blackbox_exporter (the README's test command installs
-//!    nginx; install `prometheus-blackbox-exporter` for this part, or set `TICKR_BENCH_SKIP_BLACKBOX`).
+//!    nginx; install `prometheus-blackbox-exporter` for this part, or leave it out).
+//!
+//! Environment:
+//! - `TICKR_BENCH_ONLY`: the parts to run, a comma list of `probe`, `scale`, `blackbox` (all).
+//! - `TICKR_BENCH_PROBES`: probes per side in part 1 (3000); part 2 measures the probe alone
+//!   with two thirds of it.
+//! - `TICKR_BENCH_TARGETS`: part 2's target counts, a comma list (`10000,100000`).
+//! - `TICKR_BENCH_WINDOW`: seconds of each of part 2's windows (30).
+//! - `TICKR_BENCH_BLACKBOX_PROBES`: probes in part 3 (3000).
+//! - `TICKR_BENCH_SKIP_BLACKBOX`: set to leave part 3 out.
 //!
 //! Shared machines are noisy: read the ratios, not the absolute numbers.
 
@@ -19,7 +33,8 @@
 #[path = "../tests/it/common/procs.rs"]
 mod procs;
 
-use std::io::{BufRead, BufReader};
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader, Write as _};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,27 +47,69 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
 const SERVE_ENV: &str = "TICKR_BENCH_SERVE";
 
+/// The parts `TICKR_BENCH_ONLY` selects.
+struct Parts {
+    probe: bool,
+    scale: bool,
+    blackbox: bool,
+}
+
+impl Parts {
+    fn from_env() -> Self {
+        let Ok(list) = std::env::var("TICKR_BENCH_ONLY") else {
+            return Self {
+                probe: true,
+                scale: true,
+                blackbox: true,
+            };
+        };
+        let mut parts = Self {
+            probe: false,
+            scale: false,
+            blackbox: false,
+        };
+        for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            match part {
+                "probe" => parts.probe = true,
+                "scale" => parts.scale = true,
+                "blackbox" => parts.blackbox = true,
+                other => panic!(
+                    "TICKR_BENCH_ONLY={list:?}: unknown part {other:?} (probe, scale, blackbox)"
+                ),
+            }
+        }
+        parts
+    }
+}
+
 fn main() {
     if let Ok(kind) = std::env::var(SERVE_ENV) {
         return serve(&kind);
     }
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let parts = Parts::from_env();
     println!(
         "tickr figures ({} cores)\n",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
-    rt.block_on(probe_cost());
-    drop(rt);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(scale());
-    if std::env::var_os("TICKR_BENCH_SKIP_BLACKBOX").is_none() {
-        rt.block_on(versus_blackbox());
+    if parts.probe {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(probe_cost());
+    }
+    let blackbox = parts.blackbox && std::env::var_os("TICKR_BENCH_SKIP_BLACKBOX").is_none();
+    if parts.scale || blackbox {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        if parts.scale {
+            rt.block_on(scale());
+        }
+        if blackbox {
+            rt.block_on(versus_blackbox());
+        }
     }
 }
 
@@ -66,17 +123,6 @@ fn cpu_seconds() -> f64 {
         .parse::<f64>()
         .unwrap()
         / 1e9
-}
-
-fn rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse::<f64>()
-        .unwrap()
-        / 1024.0
 }
 
 struct Server {
@@ -313,115 +359,864 @@ async fn probe_cost() {
     println!("  tickr / reference: {:.2}x\n", cpu_tickr / cpu_min);
 }
 
-async fn scale() {
-    let n: usize = std::env::var("TICKR_BENCH_TARGETS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10_000);
-    let interval = Duration::from_secs(10);
-    let server = start_server("http");
-    let dir = tempfile::tempdir().unwrap();
-    let mut yaml = String::from("defaults:\n  interval: 10s\n  timeout: 5s\ntargets:\n");
-    for i in 0..n {
-        yaml.push_str(&format!(
-            "  - name: t{i}\n    url: http://127.0.0.1:{}/p/{i}\n",
-            server.port
-        ));
-    }
-    std::fs::write(dir.path().join("config.yml"), yaml).unwrap();
-    let rss_before = rss_mib();
-    let started = Instant::now();
-    let config = tickr::config::load(&dir.path().join("config.yml")).unwrap();
-    let exporter = tickr::Exporter::start(config).await;
-    let startup = started.elapsed();
-    let handle = exporter.handle();
-    let runs = |h: &tickr::Handle| {
-        h.targets()
-            .iter()
-            .map(|(_, m)| m.summary().successes + m.summary().failures)
-            .sum::<u64>()
-    };
+/// The schedule of every scale target: Prometheus' common scrape interval, and a timeout far
+/// above what a local answer takes.
+const SCALE_INTERVAL: Duration = Duration::from_secs(60);
+const SCALE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Local servers the scale targets are spread over. Each probe is a fresh connection that tickr
+/// closes first, so its port waits in TIME_WAIT for a minute: at 100,000 targets a minute that
+/// is more ports than one server address has to offer.
+const LISTENERS: usize = 4;
+/// From ready to the quiet window: past start-up, at the steady rate (first slots are spread
+/// over the interval).
+const WARM_UP: Duration = Duration::from_secs(10);
+const READY_POLL: Duration = Duration::from_millis(20);
+const READY_LIMIT: Duration = Duration::from_secs(300);
+/// One scrape, body fully read: generous, 100,000 targets are most of a gigabyte of text.
+const SCRAPE_LIMIT: Duration = Duration::from_secs(300);
 
-    // Sample probes started per second over 1.5 intervals.
-    let mut per_second = Vec::new();
-    let mut last = runs(&handle);
-    let observe = interval + interval / 2;
-    let t0 = Instant::now();
-    while t0.elapsed() < observe {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let now = runs(&handle);
-        per_second.push(now - last);
-        last = now;
+/// A number from the environment, `default` when unset; an unparsable value is a mistake worth
+/// stopping for, not a silent default.
+fn env_or<T>(name: &str, default: T) -> T
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    match std::env::var(name) {
+        Ok(v) => v
+            .trim()
+            .replace('_', "")
+            .parse()
+            .unwrap_or_else(|e| panic!("{name}={v:?}: {e}")),
+        Err(_) => default,
     }
-    let rss = rss_mib();
-    let encode_start = Instant::now();
-    let text = handle.metrics.encode();
-    let encode = encode_start.elapsed();
-    let series = text.lines().filter(|l| !l.starts_with('#')).count();
-    let lag = lag_quantiles(&text);
-    let failures: u64 = handle
-        .targets()
-        .iter()
-        .map(|(_, m)| m.summary().failures)
-        .sum();
-    println!(
-        "Scale: {n} targets, 10s interval, observed {:.0}s",
-        observe.as_secs_f64()
-    );
-    println!(
-        "  start-up (load + schedule)   {:>10.0} ms",
-        startup.as_secs_f64() * 1e3
-    );
-    println!(
-        "  probes finished per second   min {} / max {} (ideal {})",
-        per_second.iter().skip(1).min().unwrap(),
-        per_second.iter().skip(1).max().unwrap(),
-        n as u64 / interval.as_secs()
-    );
-    println!("  failed probes                {failures:>10}");
-    println!(
-        "  scheduler lag p50 / p99      <= {} s / <= {} s (histogram bucket bounds)",
-        lag.0, lag.1
-    );
-    println!(
-        "  RSS                          {:>10.1} MiB (before start: {rss_before:.1})",
-        rss
-    );
-    println!(
-        "  /metrics encode              {:>10.0} ms, {:.1} MiB, {series} series ({:.0} per target)",
-        encode.as_secs_f64() * 1e3,
-        text.len() as f64 / 1048576.0,
-        series as f64 / n as f64
-    );
-    drop(exporter);
 }
 
-/// Upper bounds of the p50 and p99 scheduler lag, from the histogram's buckets.
-fn lag_quantiles(text: &str) -> (String, String) {
-    let buckets: Vec<(String, f64)> = text
-        .lines()
-        .filter(|l| l.starts_with("tickr_scheduler_lag_seconds_bucket"))
-        .map(|l| {
-            let le = l
-                .split("le=\"")
-                .nth(1)
-                .unwrap()
-                .split('"')
-                .next()
-                .unwrap()
-                .to_string();
-            (le, l.rsplit(' ').next().unwrap().parse().unwrap())
+/// `12345` as `12,345`.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// How many histogram series each target gets.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Detail {
+    /// No `histograms` key: every phase has its duration histogram.
+    Default,
+    /// `histograms: {phases: total}`: only the total duration.
+    Lean,
+}
+
+impl Detail {
+    fn name(self) -> &'static str {
+        match self {
+            Detail::Default => "default",
+            Detail::Lean => "lean",
+        }
+    }
+}
+
+/// `n` targets on the scale schedule, spread over the local servers, each on its own path.
+fn scale_config(n: usize, detail: Detail, ports: &[u16]) -> String {
+    let mut yaml = format!(
+        "defaults:\n  interval: {}s\n  timeout: {}s\n",
+        SCALE_INTERVAL.as_secs(),
+        SCALE_TIMEOUT.as_secs()
+    );
+    if detail == Detail::Lean {
+        yaml.push_str("  histograms: {phases: total}\n");
+    }
+    yaml.push_str("targets:\n");
+    for i in 0..n {
+        let _ = writeln!(
+            yaml,
+            "  - name: t{i}\n    url: http://127.0.0.1:{}/p/{i}",
+            ports[i % ports.len()]
+        );
+    }
+    yaml
+}
+
+/// CPU seconds of tickr's probe alone, in this process on a current-thread runtime (so this
+/// thread does all of the work), against a plain-HTTP server on the scale schedule.
+/// CPU per probe of tickr's probe alone, on a current-thread runtime: back to back, or one every
+/// `pace` (as the exporter runs them: spread out, each finding cold caches and an idle runtime).
+fn plain_probe_cpu(port: u16, probes: usize, pace: Option<Duration>) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yml");
+    std::fs::write(&path, scale_config(1, Detail::Default, &[port])).unwrap();
+    let config = tickr::config::load(&path).unwrap();
+    let target = config.targets[0].clone();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        for _ in 0..50 {
+            let o = tickr::probe::run(&target).await;
+            assert!(o.success(), "{:?}", o.failure);
+        }
+        let c = cpu_seconds();
+        let mut slot = tokio::time::Instant::now();
+        for _ in 0..probes {
+            if let Some(pace) = pace {
+                slot += pace;
+                tokio::time::sleep_until(slot).await;
+            }
+            let o = tickr::probe::run(&target).await;
+            assert!(o.success(), "{:?}", o.failure);
+        }
+        (cpu_seconds() - c) / probes as f64
+    })
+}
+
+/// What a scrape reads: the wire bytes only, or also the exposition's lines.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Read {
+    Count,
+    Parse,
+}
+
+/// The few figures read from an exposition, line by line as its body arrives, so that a scrape
+/// of most of a gigabyte is never held whole.
+#[derive(Default)]
+struct Exposition {
+    /// The start of a line whose end is in the next frame.
+    carry: Vec<u8>,
+    /// Sample lines: neither comments nor empty.
+    series: u64,
+    /// Sums of `tickr_probe_runs_total`, all results and failures only.
+    runs: f64,
+    failures: f64,
+    /// `tickr_scheduler_lag_seconds_bucket`: (upper bound, cumulative count), in order.
+    lag: Vec<(f64, f64)>,
+}
+
+impl Exposition {
+    fn feed(&mut self, data: &[u8]) {
+        let Some(last) = data.iter().rposition(|&b| b == b'\n') else {
+            self.carry.extend_from_slice(data);
+            return;
+        };
+        let mut lines = data[..last].split(|&b| b == b'\n');
+        let first = lines.next().unwrap_or_default();
+        if self.carry.is_empty() {
+            self.line(first);
+        } else {
+            let mut joined = std::mem::take(&mut self.carry);
+            joined.extend_from_slice(first);
+            self.line(&joined);
+            joined.clear();
+            self.carry = joined;
+        }
+        for line in lines {
+            self.line(line);
+        }
+        self.carry.extend_from_slice(&data[last + 1..]);
+    }
+
+    /// Reads a last line without a newline, if any.
+    fn finish(mut self) -> Self {
+        let rest = std::mem::take(&mut self.carry);
+        self.line(&rest);
+        self
+    }
+
+    fn line(&mut self, line: &[u8]) {
+        if line.is_empty() || line[0] == b'#' {
+            return;
+        }
+        self.series += 1;
+        if line.starts_with(b"tickr_probe_runs_total{") {
+            let v = sample_value(line);
+            self.runs += v;
+            if contains(line, b"result=\"failure\"") {
+                self.failures += v;
+            }
+        } else if line.starts_with(b"tickr_scheduler_lag_seconds_bucket{") {
+            let le = label_value(line, b"le=\"").unwrap_or_else(|| {
+                panic!("no `le` in {:?}", String::from_utf8_lossy(line));
+            });
+            let le = match le {
+                b"+Inf" => f64::INFINITY,
+                _ => parse_f64(le, line),
+            };
+            self.lag.push((le, sample_value(line)));
+        }
+    }
+}
+
+/// Gzip bodies are decoded into it through flate2's writer.
+impl std::io::Write for Exposition {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.feed(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+fn parse_f64(text: &[u8], line: &[u8]) -> f64 {
+    std::str::from_utf8(text)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not a number in {:?}", String::from_utf8_lossy(line)))
+}
+
+/// The value of a labelled sample, `name{labels} value [timestamp] [# exemplar]`. The label
+/// values read here (target names, `result`, `le`) hold no `} `, so the value is the first
+/// field after the first `} `.
+fn sample_value(line: &[u8]) -> f64 {
+    let at = line
+        .windows(2)
+        .position(|w| w == b"} ")
+        .unwrap_or_else(|| panic!("no value in {:?}", String::from_utf8_lossy(line)))
+        + 2;
+    let rest = &line[at..];
+    let end = rest.iter().position(|&b| b == b' ').unwrap_or(rest.len());
+    parse_f64(&rest[..end], line)
+}
+
+/// The value of the label that `start` (`name="`) opens.
+fn label_value<'a>(line: &'a [u8], start: &[u8]) -> Option<&'a [u8]> {
+    let from = line.windows(start.len()).position(|w| w == start)? + start.len();
+    let len = line[from..].iter().position(|&b| b == b'"')?;
+    Some(&line[from..from + len])
+}
+
+/// Bucket counts observed between two scrapes.
+fn lag_delta(later: &Exposition, earlier: &Exposition) -> Vec<(f64, f64)> {
+    assert!(
+        !later.lag.is_empty() && later.lag.len() == earlier.lag.len(),
+        "tickr_scheduler_lag_seconds buckets missing, or different between two scrapes"
+    );
+    later
+        .lag
+        .iter()
+        .zip(&earlier.lag)
+        .map(|(&(le, b), &(le0, a))| {
+            assert_eq!(le, le0, "tickr_scheduler_lag_seconds buckets changed");
+            (le, b - a)
+        })
+        .collect()
+}
+
+/// The `q` quantile of cumulative buckets as Prometheus' `histogram_quantile` computes it:
+/// linear inside the bucket the rank falls in (from 0 for the first bucket), the highest finite
+/// bound if it falls in `+Inf`, NaN without observations.
+fn histogram_quantile(q: f64, buckets: &[(f64, f64)]) -> f64 {
+    let total = buckets.last().map_or(0.0, |b| b.1);
+    if total <= 0.0 {
+        return f64::NAN;
+    }
+    let rank = q * total;
+    let i = buckets
+        .iter()
+        .position(|&(_, c)| c >= rank)
+        .unwrap_or(buckets.len() - 1);
+    if buckets[i].0.is_infinite() {
+        return if i == 0 { f64::NAN } else { buckets[i - 1].0 };
+    }
+    let (start, below) = if i == 0 { (0.0, 0.0) } else { buckets[i - 1] };
+    let (end, count) = buckets[i];
+    start + (end - start) * (rank - below) / (count - below)
+}
+
+/// p50 and p99 in milliseconds.
+fn lag_ms(buckets: &[(f64, f64)]) -> (f64, f64) {
+    (
+        histogram_quantile(0.5, buckets) * 1e3,
+        histogram_quantile(0.99, buckets) * 1e3,
+    )
+}
+
+/// One `/metrics` response, fully read.
+struct Scrape {
+    sent: Instant,
+    /// From sending the request to the body's last byte.
+    wall: Duration,
+    /// Bytes on the wire (compressed, for gzip).
+    bytes: u64,
+    text: Option<Exposition>,
+}
+
+impl Scrape {
+    fn text(&self) -> &Exposition {
+        self.text.as_ref().expect("a parsed scrape")
+    }
+
+    /// Roughly when the counters were read: the exposition is encoded while the scrape runs.
+    fn snapshot(&self) -> Instant {
+        self.sent + self.wall / 2
+    }
+}
+
+/// Why a scrape failed, and whether it failed before any answer: then it is safe to repeat.
+struct FetchError {
+    unanswered: bool,
+    message: String,
+}
+
+/// One `GET /metrics` on `sender`, the body read frame by frame.
+async fn fetch(
+    sender: &mut hyper::client::conn::http1::SendRequest<Empty<Bytes>>,
+    gzip: bool,
+    read: Read,
+) -> Result<(u64, Option<Exposition>), FetchError> {
+    let unanswered = |e: hyper::Error| FetchError {
+        unanswered: true,
+        message: e.to_string(),
+    };
+    let failed = |message: String| FetchError {
+        unanswered: false,
+        message,
+    };
+    sender.ready().await.map_err(unanswered)?;
+    let mut req = http::Request::builder()
+        .uri("/metrics")
+        .header("host", "tickr");
+    if gzip {
+        req = req.header(http::header::ACCEPT_ENCODING, "gzip");
+    }
+    let resp = sender
+        .send_request(req.body(Empty::new()).unwrap())
+        .await
+        .map_err(unanswered)?;
+    if resp.status() != http::StatusCode::OK {
+        return Err(failed(format!("HTTP {}", resp.status())));
+    }
+    let encoded = resp
+        .headers()
+        .get(http::header::CONTENT_ENCODING)
+        .is_some_and(|v| v == "gzip");
+    if encoded != gzip {
+        return Err(failed(format!(
+            "asked for gzip: {gzip}, answered with gzip: {encoded}"
+        )));
+    }
+    enum Sink {
+        Count,
+        Text(Exposition),
+        Gzip(flate2::write::GzDecoder<Exposition>),
+    }
+    let mut sink = match (read, gzip) {
+        (Read::Count, _) => Sink::Count,
+        (Read::Parse, false) => Sink::Text(Exposition::default()),
+        (Read::Parse, true) => Sink::Gzip(flate2::write::GzDecoder::new(Exposition::default())),
+    };
+    let mut body = resp.into_body();
+    let mut bytes = 0;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| failed(format!("body: {e}")))?;
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        bytes += data.len() as u64;
+        match &mut sink {
+            Sink::Count => {}
+            Sink::Text(text) => text.feed(&data),
+            Sink::Gzip(decoder) => decoder
+                .write_all(&data)
+                .map_err(|e| failed(format!("gzip: {e}")))?,
+        }
+    }
+    let text = match sink {
+        Sink::Count => None,
+        Sink::Text(text) => Some(text.finish()),
+        Sink::Gzip(decoder) => Some(
+            decoder
+                .finish()
+                .map_err(|e| failed(format!("gzip: {e}")))?
+                .finish(),
+        ),
+    };
+    Ok((bytes, text))
+}
+
+/// The tickr binary as a child process (killed and reaped on drop), and a keep-alive
+/// connection to its web port, as Prometheus keeps one.
+struct Tickr {
+    process: procs::Process,
+    addr: std::net::SocketAddr,
+    what: String,
+    conn: Option<hyper::client::conn::http1::SendRequest<Empty<Bytes>>>,
+    /// Connections opened so far: tickr closes one that stays idle for a while.
+    connections: usize,
+}
+
+impl Tickr {
+    /// Starts tickr on `yaml` and waits until `/-/ready` answers 200; returns the time that took.
+    async fn start(what: String, yaml: &str) -> (Self, Duration) {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config.yml");
+        std::fs::write(&config, yaml).unwrap();
+        let addr: std::net::SocketAddr = ([127, 0, 0, 1], procs::free_port()).into();
+        let args = [
+            "--config.file".to_owned(),
+            config.display().to_string(),
+            "--web.listen-address".to_owned(),
+            addr.to_string(),
+            "--log.level".to_owned(),
+            "error".to_owned(),
+        ];
+        let started = Instant::now();
+        let process = procs::Process::spawn(
+            "tickr",
+            std::path::Path::new(env!("CARGO_BIN_EXE_tickr")),
+            &args,
+            dir,
+        );
+        let mut tickr = Self {
+            process,
+            addr,
+            what,
+            conn: None,
+            connections: 0,
+        };
+        loop {
+            tickr.alive("during start-up");
+            // Once the port is bound, a request waits in its backlog until tickr serves, and
+            // is answered the moment it does.
+            let last = match procs::get(addr, "/-/ready").await {
+                Ok((200, _)) => break,
+                Ok((status, body)) => format!("HTTP {status}: {}", body.trim()),
+                Err(e) => e,
+            };
+            if started.elapsed() > READY_LIMIT {
+                panic!(
+                    "{}: not ready after {READY_LIMIT:?} (last: {last})\n{}",
+                    tickr.what,
+                    tickr.process.logs()
+                );
+            }
+            tokio::time::sleep(READY_POLL).await;
+        }
+        (tickr, started.elapsed())
+    }
+
+    fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+
+    /// Panics with tickr's logs if it has exited.
+    fn alive(&mut self, when: &str) {
+        if let Some(status) = self.process.exited() {
+            panic!(
+                "{}: tickr exited {when} ({status})\n{}",
+                self.what,
+                self.process.logs()
+            );
+        }
+    }
+
+    /// One scrape on the keep-alive connection; a new connection if tickr closed the last one.
+    async fn scrape(&mut self, gzip: bool, read: Read) -> Scrape {
+        let mut retried = false;
+        loop {
+            if self.conn.as_ref().is_none_or(|c| c.is_closed()) {
+                self.alive("before a scrape");
+                self.conn = Some(keepalive(self.addr).await);
+                self.connections += 1;
+            }
+            let sender = self.conn.as_mut().expect("connected");
+            let sent = Instant::now();
+            let error = match tokio::time::timeout(SCRAPE_LIMIT, fetch(sender, gzip, read)).await {
+                Ok(Ok((bytes, text))) => {
+                    return Scrape {
+                        sent,
+                        wall: sent.elapsed(),
+                        bytes,
+                        text,
+                    }
+                }
+                Ok(Err(e)) => e,
+                Err(_) => FetchError {
+                    unanswered: false,
+                    message: format!("no complete answer in {SCRAPE_LIMIT:?}"),
+                },
+            };
+            self.alive("during a scrape");
+            // A connection tickr closed just as the request went out: once more on a new one.
+            if error.unanswered && !retried {
+                retried = true;
+                self.conn = None;
+                continue;
+            }
+            panic!(
+                "{}: scrape (gzip: {gzip}) failed: {}\n{}",
+                self.what,
+                error.message,
+                self.process.logs()
+            );
+        }
+    }
+}
+
+/// The quiet window: no scrapes between its two ends.
+struct Quiet {
+    probes_per_s: f64,
+    failed: f64,
+    /// CPU seconds per wall second.
+    cores: f64,
+    cpu_per_probe: f64,
+    /// The probe alone, in this process, paced at the same rate.
+    alone: f64,
+    outside: f64,
+    lag: (f64, f64),
+}
+
+/// The window with a gzip scrape every second.
+struct Loaded {
+    lag: (f64, f64),
+    cores: f64,
+    scrape_p50: Duration,
+    scrape_max: Duration,
+    connections: usize,
+}
+
+/// Everything measured on one tickr child.
+struct Run {
+    targets: usize,
+    detail: Detail,
+    startup: Duration,
+    quiet: Option<Quiet>,
+    loaded: Option<Loaded>,
+    plain: Duration,
+    plain_bytes: u64,
+    gzip: Duration,
+    gzip_bytes: u64,
+    series: u64,
+    rss_before: f64,
+    rss_after: f64,
+    peak: f64,
+}
+
+async fn scale_run(
+    n: usize,
+    detail: Detail,
+    ports: &[u16],
+    probe_cpu: f64,
+    window: Duration,
+    loaded: bool,
+) -> Run {
+    let what = format!(
+        "tickr with {} targets, {} detail",
+        thousands(n as u64),
+        detail.name()
+    );
+    let (mut tickr, startup) = Tickr::start(what, &scale_config(n, detail, ports)).await;
+    let ready = Instant::now();
+    let pid = tickr.pid();
+    let (mut quiet, mut loaded_figures) = (None, None);
+    if detail == Detail::Default {
+        tokio::time::sleep(WARM_UP).await;
+        tickr.alive("during the warm-up");
+        // The process CPU is read between the two scrapes, so their own cost is not in it; the
+        // probe count between the two snapshots is scaled to that span.
+        let a = tickr.scrape(false, Read::Parse).await;
+        let (c0, from) = (process_cpu(pid), Instant::now());
+        tokio::time::sleep(window).await;
+        tickr.alive("in the quiet window");
+        let (c1, span) = (process_cpu(pid), from.elapsed().as_secs_f64());
+        let b = tickr.scrape(false, Read::Parse).await;
+        let (ta, tb) = (a.text(), b.text());
+        let rate = (tb.runs - ta.runs) / (b.snapshot() - a.snapshot()).as_secs_f64();
+        let (cpu, probes) = (c1 - c0, rate * span);
+        quiet = Some(Quiet {
+            probes_per_s: rate,
+            failed: tb.failures - ta.failures,
+            cores: cpu / span,
+            cpu_per_probe: cpu / probes,
+            outside: 1.0 - probes * probe_cpu / cpu,
+            alone: probe_cpu,
+            lag: lag_ms(&lag_delta(tb, ta)),
+        });
+        if loaded {
+            // A gzip scrape every second, as Prometheus would; one that takes longer than a
+            // second is followed at once. The last one is decoded for the lag buckets.
+            let connections = tickr.connections;
+            let (c2, from) = (process_cpu(pid), Instant::now());
+            let mut walls = Vec::new();
+            while from.elapsed() < window {
+                let s = tickr.scrape(true, Read::Count).await;
+                walls.push(s.wall);
+                tokio::time::sleep_until((s.sent + Duration::from_secs(1)).into()).await;
+            }
+            let c = tickr.scrape(true, Read::Parse).await;
+            let (c3, span) = (process_cpu(pid), from.elapsed().as_secs_f64());
+            tickr.alive("while scraped every second");
+            walls.sort();
+            loaded_figures = Some(Loaded {
+                lag: lag_ms(&lag_delta(c.text(), tb)),
+                cores: (c3 - c2) / span,
+                scrape_p50: walls[walls.len() / 2],
+                scrape_max: walls[walls.len() - 1],
+                connections: tickr.connections - connections + 1,
+            });
+        }
+    }
+    // One interval after start-up every target has probed at least once: its series all exist,
+    // and its memory is what it will stay.
+    tokio::time::sleep_until((ready + SCALE_INTERVAL + Duration::from_secs(2)).into()).await;
+    tickr.alive("before the timed scrapes");
+    let rss_before = process_rss_mib(pid);
+    let plain = tickr.scrape(false, Read::Parse).await;
+    let gzip = tickr.scrape(true, Read::Count).await;
+    let (rss_after, peak) = (process_rss_mib(pid), process_status_mib(pid, "VmHWM:"));
+    tickr.alive("after the timed scrapes");
+    drop(tickr);
+    // The reference for "outside the probes": the probe alone, paced at the rate tickr ran them.
+    if let Some(q) = &mut quiet {
+        let pace = Duration::from_secs_f64(1.0 / q.probes_per_s.max(1.0));
+        let count = ((10.0 * q.probes_per_s) as usize).clamp(200, 5000);
+        let port = ports[0];
+        let alone = tokio::task::spawn_blocking(move || plain_probe_cpu(port, count, Some(pace)))
+            .await
+            .expect("the paced probe measurement panicked");
+        q.alone = alone;
+        q.outside = 1.0 - alone / q.cpu_per_probe;
+    }
+    Run {
+        targets: n,
+        detail,
+        startup,
+        quiet,
+        loaded: loaded_figures,
+        plain: plain.wall,
+        plain_bytes: plain.bytes,
+        gzip: gzip.wall,
+        gzip_bytes: gzip.bytes,
+        series: plain.text().series,
+        rss_before,
+        rss_after,
+        peak,
+    }
+}
+
+async fn scale() {
+    let list = std::env::var("TICKR_BENCH_TARGETS").unwrap_or_else(|_| "10000,100000".into());
+    let mut sizes: Vec<usize> = list
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.replace('_', "")
+                .parse()
+                .unwrap_or_else(|e| panic!("TICKR_BENCH_TARGETS={list:?}: {s:?}: {e}"))
         })
         .collect();
-    let total = buckets.last().unwrap().1;
-    let q = |p: f64| {
-        buckets
-            .iter()
-            .find(|(_, c)| *c >= p * total)
-            .map(|(le, _)| le.clone())
-            .unwrap()
+    sizes.sort_unstable();
+    sizes.dedup();
+    assert!(
+        sizes.first().is_some_and(|&n| n > 0),
+        "TICKR_BENCH_TARGETS={list:?}: no target count"
+    );
+    let window = Duration::from_secs(env_or("TICKR_BENCH_WINDOW", 30));
+    assert!(!window.is_zero(), "TICKR_BENCH_WINDOW must be at least 1 s");
+    let probes = (env_or("TICKR_BENCH_PROBES", 3000_usize) * 2 / 3).max(1);
+
+    let servers: Vec<Server> = (0..LISTENERS).map(|_| start_server("http")).collect();
+    let ports: Vec<u16> = servers.iter().map(|s| s.port).collect();
+    let port = ports[0];
+    let probe_cpu = std::thread::spawn(move || plain_probe_cpu(port, probes, None))
+        .join()
+        .expect("the in-process probe measurement panicked");
+
+    let mut runs = Vec::new();
+    for &n in &sizes {
+        for detail in [Detail::Default, Detail::Lean] {
+            let loaded = detail == Detail::Default && n == sizes[0];
+            let run = scale_run(n, detail, &ports, probe_cpu, window, loaded).await;
+            let mut line = format!(
+                "scale: {} targets, {}: start-up {:.0} ms, RSS {:.1} MiB, /metrics {:.0} ms, {:.1} MiB",
+                thousands(n as u64),
+                detail.name(),
+                run.startup.as_secs_f64() * 1e3,
+                run.rss_after,
+                run.plain.as_secs_f64() * 1e3,
+                run.plain_bytes as f64 / 1048576.0
+            );
+            if let Some(q) = &run.quiet {
+                let _ = write!(
+                    line,
+                    ", {:.0} probes/s, {:.0} µs CPU/probe, lag p99 {:.2} ms",
+                    q.probes_per_s,
+                    q.cpu_per_probe * 1e6,
+                    q.lag.1
+                );
+            }
+            eprintln!("{line}");
+            runs.push(run);
+        }
+    }
+    drop(servers);
+    print_scale(&runs, window, probe_cpu, probes);
+}
+
+fn print_scale(runs: &[Run], window: Duration, probe_cpu: f64, probes: usize) {
+    let defaults: Vec<usize> = (0..runs.len())
+        .filter(|&i| runs[i].detail == Detail::Default)
+        .collect();
+    let (first, last) = (defaults[0], defaults[defaults.len() - 1]);
+    let growth = first != last;
+    let mut rows: Vec<(String, Vec<String>, String)> = Vec::new();
+    let mut row =
+        |label: &str, fmt: fn(f64) -> String, grows: bool, get: &dyn Fn(&Run) -> Option<f64>| {
+            let values: Vec<Option<f64>> = runs.iter().map(get).collect();
+            let cell = |v: &Option<f64>| match v {
+                Some(v) if v.is_finite() => fmt(*v),
+                _ => "-".to_owned(),
+            };
+            let ratio = match (values[first], values[last]) {
+                (Some(a), Some(b)) if grows && growth && a > 0.0 => format!("{:.1}x", b / a),
+                _ => String::new(),
+            };
+            rows.push((label.to_owned(), values.iter().map(cell).collect(), ratio));
+        };
+    let f0: fn(f64) -> String = |v| thousands(v.round().max(0.0) as u64);
+    let f1: fn(f64) -> String = |v| format!("{v:.1}");
+    let f2: fn(f64) -> String = |v| format!("{v:.2}");
+    let pct: fn(f64) -> String = |v| format!("{:.0} %", v * 100.0);
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let mib = |b: u64| b as f64 / 1048576.0;
+    row("start-up, spawn to ready (ms)", f0, true, &|r| {
+        Some(ms(r.startup))
+    });
+    row("probes finished per second", f0, false, &|r| {
+        r.quiet.as_ref().map(|q| q.probes_per_s)
+    });
+    row("failed probes in the window", f0, false, &|r| {
+        r.quiet.as_ref().map(|q| q.failed)
+    });
+    row("process CPU (% of one core)", f1, false, &|r| {
+        r.quiet.as_ref().map(|q| q.cores * 100.0)
+    });
+    row("process CPU per probe (µs)", f0, true, &|r| {
+        r.quiet.as_ref().map(|q| q.cpu_per_probe * 1e6)
+    });
+    row("  the probe alone, paced alike (µs)", f0, true, &|r| {
+        r.quiet.as_ref().map(|q| q.alone * 1e6)
+    });
+    row("exporter CPU outside the probes", pct, false, &|r| {
+        r.quiet.as_ref().map(|q| q.outside)
+    });
+    row("scheduler lag p50 (ms)", f2, false, &|r| {
+        r.quiet.as_ref().map(|q| q.lag.0)
+    });
+    row("scheduler lag p99 (ms)", f2, false, &|r| {
+        r.quiet.as_ref().map(|q| q.lag.1)
+    });
+    row(
+        "  with a gzip scrape every 1 s: lag p50 (ms)",
+        f2,
+        false,
+        &|r| r.loaded.as_ref().map(|l| l.lag.0),
+    );
+    row("  lag p99 (ms)", f2, false, &|r| {
+        r.loaded.as_ref().map(|l| l.lag.1)
+    });
+    row("  process CPU (% of one core)", f1, false, &|r| {
+        r.loaded.as_ref().map(|l| l.cores * 100.0)
+    });
+    row("  scrape p50 (ms)", f0, false, &|r| {
+        r.loaded.as_ref().map(|l| ms(l.scrape_p50))
+    });
+    row("  scrape max (ms)", f0, false, &|r| {
+        r.loaded.as_ref().map(|l| ms(l.scrape_max))
+    });
+    row("scrape, uncompressed (ms)", f0, true, &|r| {
+        Some(ms(r.plain))
+    });
+    row("scrape, gzip (ms)", f0, true, &|r| Some(ms(r.gzip)));
+    row("scrape size, uncompressed (MiB)", f1, true, &|r| {
+        Some(mib(r.plain_bytes))
+    });
+    row("scrape size, gzip (MiB)", f1, true, &|r| {
+        Some(mib(r.gzip_bytes))
+    });
+    row("series", f0, false, &|r| Some(r.series as f64));
+    row("series per target", f1, false, &|r| {
+        Some(r.series as f64 / r.targets as f64)
+    });
+    row("RSS before the timed scrapes (MiB)", f1, true, &|r| {
+        Some(r.rss_before)
+    });
+    row("RSS after them (MiB)", f1, true, &|r| Some(r.rss_after));
+    row("peak RSS (MiB)", f1, true, &|r| Some(r.peak));
+
+    let headers: Vec<String> = runs
+        .iter()
+        .map(|r| format!("{} {}", thousands(r.targets as u64), r.detail.name()))
+        .collect();
+    let label_width = rows.iter().map(|r| r.0.chars().count()).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..runs.len())
+        .map(|i| {
+            rows.iter()
+                .map(|r| r.1[i].chars().count())
+                .chain([headers[i].len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |label: &str, cells: &[String], ratio: &str| {
+        let mut out = format!("  {label:<label_width$}");
+        for (cell, width) in cells.iter().zip(&widths) {
+            let _ = write!(out, "   {cell:>width$}");
+        }
+        if growth {
+            let _ = write!(out, "   {ratio:>6}");
+        }
+        println!("{}", out.trim_end());
     };
-    (q(0.5), q(0.99))
+    println!(
+        "Scale: the tickr binary in a process of its own; targets every {} s (timeout {} s) on {LISTENERS} local HTTP servers",
+        SCALE_INTERVAL.as_secs(),
+        SCALE_TIMEOUT.as_secs()
+    );
+    println!(
+        "  quiet window {} s, after a {} s warm-up; timed scrapes once every target has probed",
+        window.as_secs(),
+        WARM_UP.as_secs()
+    );
+    line("", &headers, "growth");
+    for (label, cells, ratio) in &rows {
+        line(label, cells, ratio);
+    }
+    println!(
+        "  lean: `histograms: {{phases: total}}`. Lag: histogram_quantile over the window's buckets."
+    );
+    println!(
+        "  Outside the probes: 1 - (the probe alone, in this process, at tickr's rate) / (tickr's CPU per probe). Back to back, the probe alone takes {:.0} µs ({probes} probes).",
+        probe_cpu * 1e6
+    );
+    if growth {
+        println!(
+            "  growth: {} / {} targets, default detail.",
+            thousands(runs[last].targets as u64),
+            thousands(runs[first].targets as u64)
+        );
+    }
+    if let Some(l) = runs.iter().find_map(|r| r.loaded.as_ref()) {
+        if l.connections > 1 {
+            println!(
+                "  The scrapes every second used {} connections: tickr closed the keep-alive one.",
+                l.connections
+            );
+        }
+    }
 }
 
 /// CPU seconds (user + system) a process has used, from /proc (10 ms resolution: the runs
@@ -438,8 +1233,17 @@ fn process_cpu(pid: u32) -> f64 {
 }
 
 fn process_rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    process_status_mib(pid, "VmRSS:")
+}
+
+/// A memory figure of a process's status (`VmRSS:`, `VmHWM:` for the peak), in MiB.
+fn process_status_mib(pid: u32, field: &str) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("status of process {pid}: {e}"));
+    let line = status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .unwrap_or_else(|| panic!("no {field} in the status of process {pid}"));
     line.split_whitespace()
         .nth(1)
         .unwrap()
@@ -564,79 +1368,42 @@ async fn versus_blackbox() {
         }
     };
     drive(100).await;
-    let (c0, t0) = (process_cpu(blackbox.pid()), Instant::now());
-    drive(probes).await;
-    let bb_cpu = (process_cpu(blackbox.pid()) - c0) / probes as f64;
-    let bb_rate = probes as f64 / t0.elapsed().as_secs_f64();
-    let bb_rss = process_rss_mib(blackbox.pid());
-    drop(blackbox);
 
-    // tickr, the binary, on its own schedule, probing at about the same rate.
-    let tickr_dir = tempfile::tempdir().unwrap();
-    let targets = 40;
-    let interval_ms = ((targets as f64 / bb_rate.max(40.0)) * 1000.0).clamp(100.0, 1000.0) as u64;
-    let mut yaml = format!(
-        "defaults:\n  interval: {interval_ms}ms\n  timeout: {}ms\n  tls: {{ca_file: {ca_file}}}\n  expect: {{body_contains: [\"<title>Shop\"]}}\ntargets:\n",
-        interval_ms * 4 / 5
-    );
-    for i in 0..targets {
-        yaml.push_str(&format!("  - name: t{i}\n    url: {url}\n"));
-    }
-    std::fs::write(tickr_dir.path().join("config.yml"), yaml).unwrap();
-    let tickr_addr: std::net::SocketAddr = ([127, 0, 0, 1], procs::free_port()).into();
-    let mut tickr = Command::new(env!("CARGO_BIN_EXE_tickr"))
-        .arg("--config.file")
-        .arg(tickr_dir.path().join("config.yml"))
-        .arg(format!("--web.listen-address={tickr_addr}"))
-        .args(["--log.level", "error"])
-        .spawn()
-        .unwrap();
-    let pid = tickr.id();
-    tokio::time::sleep(Duration::from_secs(3)).await; // every target past its first slot
-    let (r0, c0) = (tickr_runs(tickr_addr).await, process_cpu(pid));
-    let window = Instant::now();
-    while tickr_runs(tickr_addr).await - r0 < probes as f64 {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let (r1, c1) = (tickr_runs(tickr_addr).await, process_cpu(pid));
-    let tickr_cpu = (c1 - c0) / (r1 - r0);
-    let tickr_rate = (r1 - r0) / window.elapsed().as_secs_f64();
-    let tickr_rss = process_rss_mib(pid);
-    let _ = tickr.kill();
-    let _ = tickr.wait();
-
-    // The floor: the minimal loop against the same nginx, on a thread of its own.
+    // Rounds that alternate the three, so that drift in the machine's load hits them alike:
+    // blackbox_exporter (already running, idle between its rounds), then the tickr binary
+    // (started for its round, so that it is not probing during the others'), then the floor.
     let ca_pem = certs.ca_pem.clone();
-    let minimal_cpu = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
+    let minimal = Arc::new(tls_client_config(&ca_pem));
+    let per_round = (probes / ROUNDS).max(100);
+    let (mut bb, mut tk, mut floor) = (Tally::default(), Tally::default(), Tally::default());
+    let mut targets = 0;
+    for _ in 0..ROUNDS {
+        let (c0, t0) = (process_cpu(blackbox.pid()), Instant::now());
+        drive(per_round).await;
+        let wall = t0.elapsed().as_secs_f64();
+        bb.add(process_cpu(blackbox.pid()) - c0, per_round as f64, wall);
+        bb.rss = process_rss_mib(blackbox.pid());
+
+        // As many targets every 100 ms as blackbox_exporter did probes per 100 ms.
+        if targets == 0 {
+            targets = ((bb.rate() * 0.1).round() as usize).clamp(10, 2000);
+        }
+        let (cpu, runs, wall, rss) = tickr_round(&url, &ca_file, targets, per_round).await;
+        tk.add(cpu, runs, wall);
+        tk.rss = rss;
+
+        let config = minimal.clone();
+        let (cpu, wall) = std::thread::spawn(move || minimal_round(port, config, per_round))
+            .join()
             .unwrap();
-        let mut roots = rustls::RootCertStore::empty();
-        roots
-            .add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap())
-            .unwrap();
-        let mut config = rustls::ClientConfig::builder_with_provider(tickr::tls::provider())
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        config.resumption = rustls::client::Resumption::disabled();
-        let config = Arc::new(config);
-        rt.block_on(async {
-            for _ in 0..50 {
-                minimal_probe(port, config.clone()).await;
-            }
-            let c = cpu_seconds();
-            for _ in 0..probes {
-                minimal_probe(port, config.clone()).await;
-            }
-            (cpu_seconds() - c) / probes as f64
-        })
-    })
-    .join()
-    .unwrap();
+        floor.add(cpu, per_round as f64, wall);
+    }
+    drop(blackbox);
     drop(nginx);
+    let (bb_cpu, bb_rss, bb_rate) = (bb.per_probe(), bb.rss, bb.rate());
+    let (tickr_cpu, tickr_rss, tickr_rate) = (tk.per_probe(), tk.rss, tk.rate());
+    let minimal_cpu = floor.per_probe();
+    let interval_ms = 100;
 
     println!("\nAgainst blackbox_exporter: one nginx page over TLS 1.3 (ECDSA P-256), a fresh connection per probe");
     println!(
@@ -669,4 +1436,115 @@ async fn versus_blackbox() {
         tickr_cpu / bb_cpu,
         tickr_cpu / minimal_cpu
     );
+    let spread = |a: &Tally, b: &Tally| {
+        let ratios: Vec<f64> = a.rounds.iter().zip(&b.rounds).map(|(x, y)| x / y).collect();
+        let lo = ratios.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = ratios.iter().copied().fold(0.0, f64::max);
+        format!("{lo:.2}x to {hi:.2}x")
+    };
+    println!(
+        "  {ROUNDS} alternating rounds of {per_round} probes each; per round, tickr / blackbox_exporter {}, tickr / minimal loop {}",
+        spread(&tk, &bb),
+        spread(&tk, &floor)
+    );
+}
+
+/// Rounds of the blackbox_exporter comparison.
+const ROUNDS: usize = 4;
+
+/// CPU seconds, probes and wall time summed over rounds, and each round's CPU per probe.
+#[derive(Default)]
+struct Tally {
+    cpu: f64,
+    probes: f64,
+    wall: f64,
+    rss: f64,
+    rounds: Vec<f64>,
+}
+
+impl Tally {
+    fn add(&mut self, cpu: f64, probes: f64, wall: f64) {
+        self.cpu += cpu;
+        self.probes += probes;
+        self.wall += wall;
+        self.rounds.push(cpu / probes);
+    }
+
+    fn per_probe(&self) -> f64 {
+        self.cpu / self.probes
+    }
+
+    fn rate(&self) -> f64 {
+        self.probes / self.wall
+    }
+}
+
+/// The client configuration of the minimal loop: the same provider, roots from `ca_pem`, no
+/// resumption (each probe is a full handshake, as tickr's are).
+fn tls_client_config(ca_pem: &str) -> rustls::ClientConfig {
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap())
+        .unwrap();
+    let mut config = rustls::ClientConfig::builder_with_provider(tickr::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.resumption = rustls::client::Resumption::disabled();
+    config
+}
+
+/// `n` probes of the minimal loop on a current-thread runtime: (thread CPU seconds, wall seconds).
+fn minimal_round(port: u16, config: Arc<rustls::ClientConfig>, n: usize) -> (f64, f64) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        for _ in 0..20 {
+            minimal_probe(port, config.clone()).await;
+        }
+        let (c, t) = (cpu_seconds(), Instant::now());
+        for _ in 0..n {
+            minimal_probe(port, config.clone()).await;
+        }
+        (cpu_seconds() - c, t.elapsed().as_secs_f64())
+    })
+}
+
+/// The tickr binary with `targets` targets on `url` every 100 ms, until it has finished at least
+/// `n` more probes after settling: (CPU seconds, probes, wall seconds, RSS MiB).
+async fn tickr_round(url: &str, ca_file: &str, targets: usize, n: usize) -> (f64, f64, f64, f64) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut yaml = format!(
+        "defaults:\n  interval: 100ms\n  timeout: 80ms\n  tls: {{ca_file: {ca_file}}}\n  expect: {{body_contains: [\"<title>Shop\"]}}\ntargets:\n"
+    );
+    for i in 0..targets {
+        yaml.push_str(&format!("  - name: t{i}\n    url: {url}\n"));
+    }
+    std::fs::write(dir.path().join("config.yml"), yaml).unwrap();
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], procs::free_port()).into();
+    let mut tickr = Command::new(env!("CARGO_BIN_EXE_tickr"))
+        .arg("--config.file")
+        .arg(dir.path().join("config.yml"))
+        .arg(format!("--web.listen-address={addr}"))
+        .args(["--log.level", "error"])
+        .spawn()
+        .unwrap();
+    let pid = tickr.id();
+    tokio::time::sleep(Duration::from_millis(1500)).await; // every target past its first slot
+    let (r0, c0, t0) = (tickr_runs(addr).await, process_cpu(pid), Instant::now());
+    // Every poll is a scrape, exporter CPU that blackbox_exporter does not pay: few of them.
+    let expected = Duration::from_secs_f64(n as f64 / (targets as f64 * 10.0));
+    tokio::time::sleep(expected).await;
+    while tickr_runs(addr).await - r0 < n as f64 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let (r1, c1) = (tickr_runs(addr).await, process_cpu(pid));
+    let wall = t0.elapsed().as_secs_f64();
+    let rss = process_rss_mib(pid);
+    let _ = tickr.kill();
+    let _ = tickr.wait();
+    (c1 - c0, r1 - r0, wall, rss)
 }
