@@ -52,6 +52,7 @@ fn package_of(binary: &str) -> &'static str {
         "prometheus-blackbox-exporter" => "prometheus-blackbox-exporter",
         "haproxy" => "haproxy",
         "caddy" => "caddy",
+        "unshare" => "util-linux",
         _ => "(see DEPENDENCIES.md)",
     }
 }
