@@ -100,8 +100,12 @@ impl Event {
 
 /// Whether a response header's value must not be kept.
 pub fn is_secret(name: &str, redact: &[String]) -> bool {
-    let name = name.to_ascii_lowercase();
-    redact.contains(&name)
+    // `http` keeps header names in lower case already; names from elsewhere may not be.
+    let name = match name.bytes().any(|b| b.is_ascii_uppercase()) {
+        true => std::borrow::Cow::Owned(name.to_ascii_lowercase()),
+        false => std::borrow::Cow::Borrowed(name),
+    };
+    redact.iter().any(|r| *r == *name)
         || crate::config::REDACTED_FRAGMENTS
             .iter()
             .any(|f| name.contains(f))

@@ -147,12 +147,14 @@ impl Attributor {
     /// The layer tickr talks to first, judged from the headers of a response (any status):
     /// used for failures without a response, such as a refused or reset connection.
     pub fn edge(&self, headers: &HeaderMap) -> Option<String> {
-        EDGE_SERVERS
-            .iter()
-            .find(|(_, server)| {
-                Signal::Header(http::header::SERVER, (*server).to_owned()).matches(headers, b"x")
-            })
-            .map(|(layer, _)| (*layer).to_owned())
+        // Runs on every response: each `Server` value is lowered once, not once per product.
+        headers.get_all(http::header::SERVER).iter().find_map(|v| {
+            let v = String::from_utf8_lossy(v.as_bytes()).to_ascii_lowercase();
+            EDGE_SERVERS
+                .iter()
+                .find(|(_, server)| v.contains(server))
+                .map(|(layer, _)| (*layer).to_owned())
+        })
     }
 }
 
