@@ -334,3 +334,62 @@ fn a_failed_probe_logs_one_line_with_its_evidence() {
         );
     }
 }
+
+/// `--runtime.worker-threads`: one thread runs the probes by default (plus the signal watcher);
+/// N asks for N workers; 0 is refused before anything starts.
+#[test]
+fn worker_threads_flag_sizes_the_runtime() {
+    let refused = Command::new(env!("CARGO_BIN_EXE_tickr"))
+        .args(["--runtime.worker-threads", "0", "--config.check"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("--runtime.worker-threads"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yml");
+    std::fs::write(
+        &path,
+        format!(
+            "targets:\n  - name: down\n    url: http://127.0.0.1:{port}/\n    interval: 200ms\n"
+        ),
+    )
+    .unwrap();
+    let threads = |extra: &[&str]| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tickr"))
+            .args(["--config.file", path.to_str().unwrap()])
+            .args(["--web.listen-address", "127.0.0.1:0"])
+            .args(extra)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut seen = String::new();
+        // Running and probing: its first failed probe is logged.
+        stderr_line(&mut stderr, "probe failed", &mut seen);
+        let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("Threads:"))
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .unwrap()
+    };
+    let one = threads(&[]);
+    let four = threads(&["--runtime.worker-threads", "4"]);
+    assert!(one <= 3, "{one} threads with the default single worker");
+    assert!(
+        four >= one + 4,
+        "{four} threads with 4 workers, {one} with one"
+    );
+}
