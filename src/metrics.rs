@@ -21,7 +21,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{
-    DescriptorEncoder, EncodeLabelSet, EncodeMetric, LabelSetEncoder, MetricEncoder,
+    DescriptorEncoder, EncodeGaugeValue, EncodeLabelSet, EncodeMetric, LabelSetEncoder,
+    MetricEncoder,
 };
 use prometheus_client::metrics::exemplar::{CounterWithExemplar, Exemplar, HistogramWithExemplars};
 use prometheus_client::metrics::gauge::Gauge;
@@ -548,11 +549,11 @@ fn family(
     Ok(())
 }
 
-fn gauge(encoder: &mut MetricEncoder, labels: &impl EncodeLabelSet, v: i64) -> fmt::Result {
-    encoder.encode_family(labels)?.encode_gauge(&v)
-}
-
-fn float_gauge(encoder: &mut MetricEncoder, labels: &impl EncodeLabelSet, v: f64) -> fmt::Result {
+fn gauge(
+    encoder: &mut MetricEncoder,
+    labels: &impl EncodeLabelSet,
+    v: impl EncodeGaugeValue,
+) -> fmt::Result {
     encoder.encode_family(labels)?.encode_gauge(&v)
 }
 
@@ -791,7 +792,7 @@ impl Collector for Series {
             always,
             &|tm, m| {
                 let v = f64::from_bits(tm.last_probe.load(Ordering::Relaxed));
-                float_gauge(m, &tm.labels, v)
+                gauge(m, &tm.labels, v)
             },
         )?;
         family(
@@ -805,7 +806,7 @@ impl Collector for Series {
             ),
             |tm| tm.own.is_some(),
             &|tm, m| match &tm.own {
-                Some(own) => float_gauge(m, &tm.labels, own.interval),
+                Some(own) => gauge(m, &tm.labels, own.interval),
                 None => Ok(()),
             },
         )?;

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use tickr::dns::LOOKUP_SLOTS;
 
 use crate::common::exposition::{http, Exposition};
-use crate::common::procs::{free_port, require, Process};
+use crate::common::procs::{free_port, require, status_field, Process};
 use crate::common::server::{Step, TestServer};
 
 /// Targets whose names only the black hole is asked about.
@@ -72,16 +72,6 @@ impl Drop for BlackHole {
             let _ = t.join();
         }
     }
-}
-
-/// A field of `/proc/<pid>/status` as a number (`Threads`, `VmRSS` in kB).
-fn status_field(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -17,7 +17,7 @@ use tokio::runtime::Runtime;
 use tickr::probe::{self, Outcome, Reason, BODY_HEAD};
 
 use crate::common::exposition::{http, Exposition};
-use crate::common::procs::{free_port, require, Process};
+use crate::common::procs::{free_port, require, status_field, Process};
 use crate::common::server::{H2Abort, Leaf, ServerTls, Step, TestCa, TestServer, Validity};
 use crate::common::tickr::{target, Tickr};
 
@@ -499,13 +499,7 @@ fn server_runtime() -> Runtime {
 
 /// Resident memory of this process, from /proc.
 fn rss() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS");
-    kib << 10
+    status_field(std::process::id(), "VmRSS") << 10
 }
 
 fn mib(bytes: u64) -> f64 {

@@ -6,6 +6,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::common::exposition::{http, Exposition};
+use crate::common::procs::status_field;
 use crate::common::server::{Step, TestServer};
 use crate::common::tickr::Tickr;
 
@@ -248,6 +249,14 @@ fn spawn_tickr(
     format: &str,
     level: &str,
 ) -> (std::process::Child, BufReader<std::process::ChildStderr>) {
+    spawn_tickr_with(config, &["--log.format", format, "--log.level", level])
+}
+
+/// Like [`spawn_tickr`], with any further flags.
+fn spawn_tickr_with(
+    config: &std::path::Path,
+    flags: &[&str],
+) -> (std::process::Child, BufReader<std::process::ChildStderr>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tickr"))
         .args([
             "--config.file",
@@ -255,7 +264,7 @@ fn spawn_tickr(
             "--web.listen-address",
             "127.0.0.1:0",
         ])
-        .args(["--log.format", format, "--log.level", level])
+        .args(flags)
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -365,25 +374,14 @@ fn worker_threads_flag_sizes_the_runtime() {
     )
     .unwrap();
     let threads = |extra: &[&str]| {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tickr"))
-            .args(["--config.file", path.to_str().unwrap()])
-            .args(["--web.listen-address", "127.0.0.1:0"])
-            .args(extra)
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let (mut child, mut stderr) = spawn_tickr_with(&path, extra);
         let mut seen = String::new();
         // Running and probing: its first failed probe is logged.
         stderr_line(&mut stderr, "probe failed", &mut seen);
-        let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+        let threads = status_field(child.id(), "Threads");
         child.kill().unwrap();
         child.wait().unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("Threads:"))
-            .and_then(|v| v.trim().parse::<usize>().ok())
-            .unwrap()
+        threads
     };
     let one = threads(&[]);
     let four = threads(&["--runtime.worker-threads", "4"]);

@@ -39,6 +39,17 @@ pub fn free_port() -> u16 {
     listener.local_addr().expect("local addr").port()
 }
 
+/// A numeric field of `/proc/<pid>/status` (`Threads`, or `VmRSS` in KiB); 0 once the process
+/// is gone.
+pub fn status_field(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
 /// The Debian package that provides `binary`, for the "install it" message.
 fn package_of(binary: &str) -> &'static str {
     match Path::new(binary)
