@@ -21,7 +21,7 @@ async fn nginx_proxies_and_turns_a_dropped_upstream_into_a_logged_502() {
     let first = get(addr, "/").await.expect("first request");
     let second = get(addr, "/").await.expect("second request");
     assert_eq!((first.0, second.0), (200, 502), "{}", nginx.logs());
-    let log = nginx.access_log();
+    let log = nginx.access_log(2).await;
     assert!(log.contains("status=200 upstream_status=200"), "{log}");
     assert!(log.contains("status=502 upstream_status=502"), "{log}");
 }

@@ -601,8 +601,19 @@ http {{
     }
 
     /// Everything nginx logged about requests so far, one line per request.
-    pub fn access_log(&self) -> String {
-        std::fs::read_to_string(self.process.dir().join("access.log")).unwrap_or_default()
+    /// The access log once it holds at least `lines` lines (or whatever it holds after 5 s).
+    /// nginx writes a request's line after the response has gone out, so a client that has
+    /// just read its answer may be ahead of the log.
+    pub async fn access_log(&self, lines: usize) -> String {
+        let path = self.process.dir().join("access.log");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let log = std::fs::read_to_string(&path).unwrap_or_default();
+            if log.lines().count() >= lines || tokio::time::Instant::now() >= deadline {
+                return log;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     pub fn logs(&self) -> String {
