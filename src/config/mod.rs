@@ -7,7 +7,7 @@ mod file;
 mod locate;
 
 use std::collections::HashSet;
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::io::Read;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -230,18 +230,35 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
 }
 
 /// An error is one line (`file:line:col: message`, in logs too), but serde quotes keys as they
-/// are: escape line breaks and other control characters.
+/// are: escape line breaks and other control characters. Messages quote the offending value,
+/// which can be as long as the file; a long one keeps its start and end, which hold what the
+/// value was and what was expected.
 fn one_line(message: &str) -> String {
-    let mut out = String::with_capacity(message.len());
-    for c in message.chars() {
+    let chars: Vec<char> = message.chars().collect();
+    let left_out = chars.len().saturating_sub(2 * MESSAGE_END);
+    let mut out = String::new();
+    if left_out > 32 {
+        escape_into(&mut out, &chars[..MESSAGE_END]);
+        let _ = write!(out, "…({left_out} characters left out)…");
+        escape_into(&mut out, &chars[chars.len() - MESSAGE_END..]);
+    } else {
+        escape_into(&mut out, &chars);
+    }
+    out
+}
+
+fn escape_into(out: &mut String, chars: &[char]) {
+    for &c in chars {
         if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') {
             out.extend(c.escape_default());
         } else {
             out.push(c);
         }
     }
-    out
 }
+
+/// How many characters of a long error message are kept at each end.
+const MESSAGE_END: usize = 200;
 
 /// serde_yaml writes " at line L column C" into its messages; tickr puts the position in front.
 fn strip_positions(message: &str) -> String {

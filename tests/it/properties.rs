@@ -1131,6 +1131,31 @@ fn errors_quoting_the_document_stay_on_one_line() {
     );
 }
 
+#[test]
+fn a_long_bad_value_is_quoted_by_its_ends() {
+    let value = format!("{}x", "9".repeat(22_000));
+    let text = format!("targets:\n  - {{name: a, url: 'http://127.0.0.1/', interval: {value}}}\n");
+    let e = config::parse(&config_path(), &text).expect_err("bad duration");
+    assert_eq!(e.position, Some((2, 51)), "{e}");
+    assert!(e.message.len() < 1_000, "{} bytes", e.message.len());
+    // What it was, where it went wrong, how much is not shown, and what was expected.
+    assert!(
+        e.message
+            .starts_with("targets[0].interval: invalid duration \"999"),
+        "{e}"
+    );
+    assert!(e.message.contains("999x\": expected e.g. 500ms"), "{e}");
+    assert!(e.message.contains("characters left out)"), "{e}");
+    // A short one is left whole.
+    let text = "targets:\n  - {name: a, url: 'http://127.0.0.1/', interval: 10x}\n";
+    let e = config::parse(&config_path(), text).expect_err("bad duration");
+    assert!(
+        e.message
+            .ends_with("invalid duration \"10x\": expected e.g. 500ms, 30s, 1m30s, 2h"),
+        "{e}"
+    );
+}
+
 // ----- Limits --------------------------------------------------------------------------------
 
 #[test]
