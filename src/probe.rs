@@ -790,21 +790,13 @@ fn classify_hyper(e: hyper::Error) -> Failure {
 /// Whether an HTTP/2 error says the server abandoned the response: it sent RST_STREAM or GOAWAY
 /// with an error, or the connection ended under the stream. Over HTTP/1.1 the same crash or
 /// restart shows as a closed connection, so this is `reset` too, not `protocol` (which stays for
-/// frames h2 *detected* as malformed).
-///
-/// h2's error type is opaque here: hyper does not re-export it, tickr does not name h2 as a
-/// dependency, it has no `source()`, and it keeps only the kind and message of an I/O error.
-/// So its `Display` is the one handle: "… received: …" is its word for a frame the peer sent,
-/// and an I/O error keeps its own text. `tests/it/hostile.rs` pins each form. Depending on
-/// `h2` directly would allow `is_remote()` and `get_io()` instead.
+/// frames h2 *detected* as malformed, and for resets h2 sent itself).
 fn h2_abandoned(e: &(dyn std::error::Error + 'static)) -> bool {
-    let text = e.to_string();
-    text.starts_with("stream error received: ")
-        || text.starts_with("connection error received: ")
-        || text.ends_with("closed because of a broken pipe")
-        || RESET_KINDS
-            .iter()
-            .any(|kind| text == io::Error::from(*kind).to_string())
+    e.downcast_ref::<h2::Error>().is_some_and(|e| {
+        e.is_remote()
+            || e.get_io()
+                .is_some_and(|io| RESET_KINDS.contains(&io.kind()))
+    })
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
