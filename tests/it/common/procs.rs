@@ -31,12 +31,34 @@ const POLL: Duration = Duration::from_millis(50);
 /// A port on 127.0.0.1 that was free a moment ago, for programs that cannot listen on port 0
 /// and report the port they got (nginx, Prometheus and Alertmanager all need a fixed one).
 ///
-/// Racy by nature: between dropping this listener and the child binding the port, another
-/// process may take it. On a test machine that is rare, and it fails loudly (the child exits
-/// with "address already in use", and the readiness wait panics with its logs), never silently.
+/// Ports come from below the kernel's ephemeral range, so the thousands of connections the
+/// probes open meanwhile can never take one between this check and the child's bind; each
+/// test process walks its own stretch of them (by its pid), once. Another program on the
+/// machine could still take one: that fails loudly (the child exits with "address already in
+/// use", and the readiness wait panics with its logs), never silently.
 pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local addr").port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let low = 10_000;
+    let high = ephemeral_start().max(low + 1_000);
+    let span = high - low;
+    let offset = std::process::id() * 997 % span;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        assert!(n < span, "no free port left below {high}");
+        let port = u16::try_from(low + (offset + n) % span).expect("ports fit in u16");
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// The first port the kernel hands out on its own (`ip_local_port_range`; 32768 by default).
+fn ephemeral_start() -> u32 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768)
 }
 
 /// A numeric field of `/proc/<pid>/status` (`Threads`, or `VmRSS` in KiB); 0 once the process
