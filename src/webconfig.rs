@@ -97,43 +97,29 @@ impl fmt::Debug for WebConfig {
 
 /// Reads and validates the web configuration file at `path`.
 pub fn load(path: &Path) -> Result<WebConfig, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-        file: path.to_owned(),
-        position: None,
-        message: format!("cannot read web configuration: {e}"),
-    })?;
-    parse(path, &text)
+    parse(
+        path,
+        &crate::config::read_capped(path, "web configuration")?,
+    )
 }
 
 /// Validates web configuration `text`; `path` names it in errors and anchors relative paths.
 pub fn parse(path: &Path, text: &str) -> Result<WebConfig, ConfigError> {
-    let error = |position, message| ConfigError {
+    let error = |position, message: String| ConfigError {
         file: path.to_owned(),
         position: Some(position),
-        message,
+        message: crate::config::one_line(&message),
     };
     // An empty file (or one with only comments) is valid, as with exporter-toolkit: plain HTTP.
     let file: Option<File> = serde_yaml::from_str(text).map_err(|e| {
         let position = e.location().map_or((1, 1), |l| (l.line(), l.column()));
-        error(position, strip_position(&e.to_string()))
+        error(position, crate::config::strip_positions(&e.to_string()))
     })?;
     let dir = path.parent().unwrap_or(Path::new("."));
     validate(file.unwrap_or_default(), dir, path).map_err(|Invalid(at, message)| {
         let keys: Vec<&str> = at.iter().map(String::as_str).collect();
         error(locate(text, &keys), message)
     })
-}
-
-/// serde_yaml ends its messages with " at line L column C"; tickr puts the position in front.
-fn strip_position(message: &str) -> String {
-    if let Some(i) = message.rfind(" at line ") {
-        let rest = &message[i + " at line ".len()..];
-        let numbers = rest.split(" column ").collect::<Vec<_>>();
-        if numbers.len() == 2 && numbers.iter().all(|n| n.parse::<usize>().is_ok()) {
-            return message[..i].to_owned();
-        }
-    }
-    message.to_owned()
 }
 
 // --- The file as written ---------------------------------------------------------------------

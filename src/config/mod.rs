@@ -187,6 +187,11 @@ impl std::error::Error for ConfigError {}
 
 /// Reads and validates the configuration file at `path`.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    parse(path, &read_capped(path, "configuration")?)
+}
+
+/// Reads a file of `what` (in errors) of at most [`MAX_CONFIG_BYTES`].
+pub(crate) fn read_capped(path: &Path, what: &str) -> Result<String, ConfigError> {
     let unreadable = |message| ConfigError {
         file: path.to_owned(),
         position: None,
@@ -195,14 +200,14 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let mut text = String::new();
     std::fs::File::open(path)
         .and_then(|f| f.take(MAX_CONFIG_BYTES + 1).read_to_string(&mut text))
-        .map_err(|e| unreadable(format!("cannot read configuration: {e}")))?;
+        .map_err(|e| unreadable(format!("cannot read {what}: {e}")))?;
     if text.len() as u64 > MAX_CONFIG_BYTES {
         let max = MAX_CONFIG_BYTES >> 20;
         return Err(unreadable(format!(
-            "cannot read configuration: larger than {max} MiB"
+            "cannot read {what}: larger than {max} MiB"
         )));
     }
-    parse(path, &text)
+    Ok(text)
 }
 
 /// Validates configuration `text`; `path` names it in errors and anchors relative file paths.
@@ -233,7 +238,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
 /// are: escape line breaks and other control characters. Messages quote the offending value,
 /// which can be as long as the file; a long one keeps its start and end, which hold what the
 /// value was and what was expected.
-fn one_line(message: &str) -> String {
+pub(crate) fn one_line(message: &str) -> String {
     let chars: Vec<char> = message.chars().collect();
     let left_out = chars.len().saturating_sub(2 * MESSAGE_END);
     let mut out = String::new();
@@ -261,7 +266,7 @@ fn escape_into(out: &mut String, chars: &[char]) {
 const MESSAGE_END: usize = 200;
 
 /// serde_yaml writes " at line L column C" into its messages; tickr puts the position in front.
-fn strip_positions(message: &str) -> String {
+pub(crate) fn strip_positions(message: &str) -> String {
     let mut out = message.to_owned();
     while let Some(start) = out.find(" at line ") {
         let rest = &out[start + " at line ".len()..];

@@ -429,6 +429,15 @@ fn a_broken_web_config_stops_tickr_at_start() {
             format!("basic_auth_users:\n  {USER}: {}\n  {USER}: {}\n", setup.hash, setup.hash),
             "3:3: basic_auth_users: user \"prometheus\" is given twice",
         ),
+        // The error stays one line whatever the file quotes.
+        (
+            "\"a\\nb\": 1\n".to_owned(),
+            "1:1: unknown field `a\\nb`",
+        ),
+        (
+            format!("#{}\n", " ".repeat(16 << 20)),
+            " cannot read web configuration: larger than 16 MiB",
+        ),
     ];
     for (text, expected) in cases {
         let web = setup.write("web.yml", &text);
