@@ -125,14 +125,20 @@ fn secrets(target: &Target) -> Vec<&[u8]> {
     all
 }
 
-/// `text` with every occurrence of a secret replaced. A server may send the request back
-/// (debug endpoints and some error pages echo it), and with it the Authorization header tickr
-/// sent: an event must not keep it. When `cut` (the text stops at tickr's read limit, not at
-/// the end of the body), a trailing start of a secret goes too.
-fn redact(text: &[u8], secrets: &[&[u8]], cut: bool) -> Vec<u8> {
-    let mut out = Vec::with_capacity(text.len());
+/// The first `limit` bytes (or a little more) of `text` with every occurrence of a secret
+/// replaced. A server may send the request back (debug endpoints and some error pages echo it),
+/// and with it the Authorization header tickr sent: an event must not keep it. When `cut` (the
+/// text stops at tickr's read limit, not at the end of the body) and the scan reaches the end,
+/// a trailing start of a secret goes too.
+///
+/// Only what is kept is scanned: an event keeps a 1 KiB excerpt of a 64 KiB body head.
+fn redact(text: &[u8], secrets: &[&[u8]], cut: bool, limit: usize) -> Vec<u8> {
+    if secrets.is_empty() {
+        return text[..text.len().min(limit)].to_vec();
+    }
+    let mut out = Vec::with_capacity(text.len().min(limit));
     let mut i = 0;
-    'scan: while i < text.len() {
+    'scan: while i < text.len() && out.len() < limit {
         for secret in secrets {
             if text[i..].starts_with(secret) {
                 out.extend_from_slice(REDACTED.as_bytes());
@@ -143,7 +149,7 @@ fn redact(text: &[u8], secrets: &[&[u8]], cut: bool) -> Vec<u8> {
         out.push(text[i]);
         i += 1;
     }
-    if cut {
+    if cut && i >= text.len() {
         let partial = secrets
             .iter()
             .filter_map(|s| (1..s.len()).rev().find(|&n| out.ends_with(&s[..n])))
@@ -157,7 +163,7 @@ fn redact(text: &[u8], secrets: &[&[u8]], cut: bool) -> Vec<u8> {
 }
 
 fn redact_str(text: &str, secrets: &[&[u8]]) -> String {
-    String::from_utf8_lossy(&redact(text.as_bytes(), secrets, false)).into_owned()
+    String::from_utf8_lossy(&redact(text.as_bytes(), secrets, false, usize::MAX)).into_owned()
 }
 
 fn truncate(s: &str, max: usize) -> String {
@@ -232,7 +238,7 @@ impl Recorder {
                 let value = if is_secret(name.as_str(), &d.redact_headers) {
                     REDACTED.to_owned()
                 } else {
-                    let value = redact(value.as_bytes(), &secrets, false);
+                    let value = redact(value.as_bytes(), &secrets, false, usize::MAX);
                     truncate(&String::from_utf8_lossy(&value), MAX_HEADER_VALUE)
                 };
                 (name.as_str().to_owned(), value)
@@ -241,7 +247,8 @@ impl Recorder {
         // Redacted before the excerpt is cut, so that the cut cannot split a secret.
         let read_limit = crate::probe::BODY_HEAD
             .min(usize::try_from(target.max_body_bytes).unwrap_or(usize::MAX));
-        let body = redact(&o.body_head, &secrets, o.body_head.len() >= read_limit);
+        let cut = o.body_head.len() >= read_limit;
+        let body = redact(&o.body_head, &secrets, cut, d.body_excerpt);
         let excerpt = &body[..body.len().min(d.body_excerpt)];
         let event = Arc::new(Event {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
@@ -508,14 +515,27 @@ mod tests {
     fn configured_header_values_are_redacted_wherever_a_server_echoes_them() {
         let secrets: Vec<&[u8]> = vec![b"Bearer tok-123", b"tok"];
         let echoed = b"authorization: Bearer tok-123\nx-key: tok\n";
+        let all = usize::MAX;
         assert_eq!(
-            redact(echoed, &secrets, false),
+            redact(echoed, &secrets, false, all),
             b"authorization: <redacted>\nx-key: <redacted>\n"
         );
         // Cut at the read limit in the middle of a secret: its start goes too.
-        assert_eq!(redact(b"a: Bearer to", &secrets, true), b"a: <redacted>");
-        assert_eq!(redact(b"a: Bearer to", &secrets, false), b"a: Bearer to");
-        assert_eq!(redact(b"plain", &[], true), b"plain");
+        assert_eq!(
+            redact(b"a: Bearer to", &secrets, true, all),
+            b"a: <redacted>"
+        );
+        assert_eq!(
+            redact(b"a: Bearer to", &secrets, false, all),
+            b"a: Bearer to"
+        );
+        assert_eq!(redact(b"plain", &[], true, all), b"plain");
+        // Only what is kept is scanned, and a secret across the limit is still replaced whole.
+        assert_eq!(redact(b"plain text", &[], false, 5), b"plain");
+        assert_eq!(redact(b"ab tok-1", &[b"tok-1"], false, 4), b"ab <redacted>");
+        assert_eq!(redact(b"abcdef", &[b"tok"], false, 3), b"abc");
+        // The read limit's partial secret is the end of the text, not of the scan.
+        assert_eq!(redact(b"abcde tok", &[b"tokyo"], true, 3), b"abc");
     }
 
     #[test]
