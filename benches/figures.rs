@@ -25,6 +25,7 @@
 //! - `TICKR_BENCH_TARGETS`: part 2's target counts, a comma list (`10000,100000`).
 //! - `TICKR_BENCH_WINDOW`: seconds of each of part 2's windows (30).
 //! - `TICKR_BENCH_BLACKBOX_PROBES`: probes in part 3 (3000).
+//! - `TICKR_BENCH_PAGE_BYTES`: the size of part 3's page (512; real pages are often 64 KiB).
 //! - `TICKR_BENCH_SKIP_BLACKBOX`: set to leave part 3 out.
 //!
 //! Shared machines are noisy: read the ratios, not the absolute numbers.
@@ -1299,12 +1300,22 @@ async fn versus_blackbox() {
     let chain = write("leaf.pem", &certs.chain_pem);
     let key_file = write("leaf.key", &certs.key_pem);
     let port = procs::free_port();
-    let page = format!("<html><title>Shop</title>{}</html>", "x".repeat(512));
+    let page_bytes: usize = std::env::var("TICKR_BENCH_PAGE_BYTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(512);
+    let mut page = String::from("<html><title>Shop</title>\n");
+    while page.len() < page_bytes {
+        page.push_str("<p>Lorem ipsum dolor sit amet, consectetur adipiscing elit.</p>\n");
+    }
+    page.push_str("</html>\n");
+    write("index.html", &page);
+    let root = dir.path().display();
     // No session cache, no tickets, no keep-alive: every probe is a full handshake for both.
     let nginx = procs::Nginx::start(&format!(
         "server {{\n  listen 127.0.0.1:{port} ssl;\n  ssl_certificate {chain};\n  ssl_certificate_key {key_file};\n  \
          ssl_protocols TLSv1.3;\n  ssl_session_cache off;\n  ssl_session_tickets off;\n  keepalive_timeout 0;\n  \
-         location / {{ default_type text/html; return 200 '{page}'; }}\n}}"
+         location / {{ root {root}; try_files /index.html =404; }}\n}}"
     ))
     .await;
     let url = format!("https://127.0.0.1:{port}/");
@@ -1405,7 +1416,10 @@ async fn versus_blackbox() {
     let minimal_cpu = floor.per_probe();
     let interval_ms = 100;
 
-    println!("\nAgainst blackbox_exporter: one nginx page over TLS 1.3 (ECDSA P-256), a fresh connection per probe");
+    println!(
+        "\nAgainst blackbox_exporter: one nginx page of {} bytes over TLS 1.3 (ECDSA P-256), a fresh connection per probe",
+        page.len()
+    );
     println!(
         "  {:<46} {:>12} {:>9} {:>9}",
         "", "µs CPU/probe", "RSS MiB", "probes/s"
