@@ -238,7 +238,7 @@ impl Recorder {
                 let value = if is_secret(name.as_str(), &d.redact_headers) {
                     REDACTED.to_owned()
                 } else {
-                    let value = redact(value.as_bytes(), &secrets, false, usize::MAX);
+                    let value = redact(value.as_bytes(), &secrets, false, MAX_HEADER_VALUE + 1);
                     truncate(&String::from_utf8_lossy(&value), MAX_HEADER_VALUE)
                 };
                 (name.as_str().to_owned(), value)

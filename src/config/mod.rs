@@ -43,7 +43,8 @@ pub const MAX_CONCURRENT_PROBES: usize = 1_000_000;
 pub const MAX_BUCKETS: usize = 30;
 /// Most targets in one file: ten times what the performance figures measure.
 pub const MAX_TARGETS: usize = 100_000;
-/// Largest configuration file read: every other count in it is bounded by its size first.
+/// Largest configuration (or web configuration) file read: every other count in it is
+/// bounded by its size first.
 pub const MAX_CONFIG_BYTES: u64 = 16 << 20;
 /// Label names tickr uses itself, which a target's `labels` must not shadow.
 pub const RESERVED_LABELS: &[&str] = &[
