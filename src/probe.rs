@@ -273,10 +273,8 @@ async fn probe(
                     format!("redirect to unsupported scheme {:?}", next.scheme()),
                 ));
             }
-            if next.as_str().parse::<http::Uri>().is_err() {
-                let msg = "redirected to a location that cannot be requested over HTTP";
-                return Err(Failure::new(Reason::Protocol, msg));
-            }
+            // Refused here, before any lookup or connection for it.
+            request_uri(&next)?;
             // Browsers turn a 303 (and a 301/302 after POST) into a GET without a body.
             if code == 303 || (matches!(code, 301 | 302) && method == Method::POST) {
                 method = Method::GET;
@@ -467,6 +465,16 @@ fn tls_version_name(v: rustls::ProtocolVersion) -> &'static str {
     }
 }
 
+/// The URI a request for `url` carries. Configured URLs are checked at load, but a redirect can
+/// name a host that the URL parser accepts and HTTP cannot carry (e.g. with `}` in it): that is
+/// the server's error.
+fn request_uri(url: &Url) -> Result<http::Uri, Failure> {
+    url.as_str().parse().map_err(|_| {
+        let msg = "redirected to a location that cannot be requested over HTTP";
+        Failure::new(Reason::Protocol, msg)
+    })
+}
+
 /// HTTP/1.1 wants an origin-form target and a Host header; HTTP/2 wants the absolute URI, which
 /// becomes `:scheme` and `:authority`. Both are prepared here; [`send`] picks.
 fn build_request(
@@ -477,14 +485,7 @@ fn build_request(
 ) -> Result<Request<Full<Bytes>>, Failure> {
     let mut request = Request::new(Full::new(body));
     *request.method_mut() = method.clone();
-    // Configured URLs are checked at load, but a redirect can name a host that the URL parser
-    // accepts and HTTP cannot carry (e.g. with `}` in it): that is the server's error.
-    *request.uri_mut() = url.as_str().parse().map_err(|_| {
-        Failure::new(
-            Reason::Protocol,
-            "redirected to a location that cannot be requested over HTTP",
-        )
-    })?;
+    *request.uri_mut() = request_uri(url)?;
     let headers = request.headers_mut();
     headers.extend(target.headers.iter().map(|(k, v)| (k.clone(), v.clone())));
     if !headers.contains_key(HOST) {

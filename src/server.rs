@@ -49,10 +49,6 @@ impl Listener {
             web: web.map(|w| Arc::new(Web::new(w))),
         }
     }
-
-    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.tcp.local_addr()
-    }
 }
 
 impl From<TcpListener> for Listener {
@@ -109,7 +105,10 @@ struct Connection {
 impl Connection {
     async fn serve(self, stream: TcpStream, watcher: Watcher, mut stopped: watch::Receiver<bool>) {
         // Read per connection: a renewed certificate or changed user list applies from here on.
-        let config = self.web.as_ref().map(|w| w.current());
+        let config = match &self.web {
+            Some(web) => Some(web.current().await),
+            None => None,
+        };
         let Some(tls) = config.as_ref().and_then(|c| c.tls()) else {
             return self.http(TokioIo::new(stream), config, watcher).await;
         };

@@ -48,15 +48,13 @@ pub fn shutdown() -> impl Future<Output = ()> {
         .name("tickr-signals".into())
         .spawn(move || {
             runtime.block_on(async move {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = int.recv() => {}
-                }
+                term_or_int(&mut term, &mut int).await;
                 let _ = first.send(());
                 let limit = DRAIN_GRACE + SHUTDOWN_MARGIN;
                 tokio::select! {
-                    _ = term.recv() => tracing::warn!("second signal: exiting without waiting"),
-                    _ = int.recv() => tracing::warn!("second signal: exiting without waiting"),
+                    () = term_or_int(&mut term, &mut int) => {
+                        tracing::warn!("second signal: exiting without waiting");
+                    }
                     () = tokio::time::sleep(limit) => tracing::warn!(
                         limit = ?limit,
                         "shutdown did not finish in time: exiting without waiting"
@@ -68,6 +66,14 @@ pub fn shutdown() -> impl Future<Output = ()> {
         .expect("starting the signal thread");
     async move {
         let _ = first_seen.await;
+    }
+}
+
+/// Whichever of SIGTERM and SIGINT comes first.
+async fn term_or_int(term: &mut Signal, int: &mut Signal) {
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
     }
 }
 

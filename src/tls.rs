@@ -100,12 +100,7 @@ impl ClientTls {
             None => None,
             Some((cert_pem, key_pem)) => {
                 let chain = parse_certs(cert_pem).map_err(|m| ("cert_file", m))?;
-                let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|_| {
-                    (
-                        "key_file",
-                        "no usable private key found (PEM: PKCS#8, PKCS#1 or SEC1)".to_owned(),
-                    )
-                })?;
+                let key = parse_key(key_pem).map_err(|m| ("key_file", m))?;
                 let signing = provider()
                     .key_provider
                     .load_private_key(key)
@@ -160,7 +155,8 @@ impl ClientTls {
     }
 }
 
-fn parse_certs(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
+/// Every certificate of a PEM file, in order; at least one.
+pub(crate) fn parse_certs(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
     let certs: Vec<_> = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<_, _>>()
         .map_err(|e| format!("invalid PEM: {e:?}"))?;
@@ -168,6 +164,12 @@ fn parse_certs(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
         return Err("no PEM certificate found".into());
     }
     Ok(certs)
+}
+
+/// The first private key of a PEM file. Never the parser's error: it may quote a line of the key.
+pub(crate) fn parse_key(pem: &[u8]) -> Result<PrivateKeyDer<'static>, String> {
+    PrivateKeyDer::from_pem_slice(pem)
+        .map_err(|_| "no usable private key found (PEM: PKCS#8, PKCS#1 or SEC1)".to_owned())
 }
 
 /// Earliest `notAfter` (Unix seconds) among DER certificates; unparsable ones are skipped.

@@ -12,8 +12,7 @@ use std::time::SystemTime;
 
 use http::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION};
 use rustls::crypto::{CryptoProvider, SupportedKxGroup};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{
@@ -23,7 +22,7 @@ use rustls::{
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 
-use crate::config::ConfigError;
+use crate::config::{locate, ConfigError, Seg};
 use crate::tls;
 
 /// A loaded, validated web configuration.
@@ -117,8 +116,8 @@ pub fn parse(path: &Path, text: &str) -> Result<WebConfig, ConfigError> {
     })?;
     let dir = path.parent().unwrap_or(Path::new("."));
     validate(file.unwrap_or_default(), dir, path).map_err(|Invalid(at, message)| {
-        let keys: Vec<&str> = at.iter().map(String::as_str).collect();
-        error(locate(text, &keys), message)
+        let path: Vec<Seg> = at.into_iter().map(Seg::Field).collect();
+        error(locate(text, &path).unwrap_or((1, 1)), message)
     })
 }
 
@@ -559,13 +558,7 @@ fn pem(
 }
 
 fn certificates(pem: &[u8], key: &str) -> Result<Vec<CertificateDer<'static>>, Invalid> {
-    let certs: Vec<_> = CertificateDer::pem_slice_iter(pem)
-        .collect::<Result<_, _>>()
-        .map_err(|e| Invalid(tls_at(key), format!("invalid PEM: {e:?}")))?;
-    if certs.is_empty() {
-        return Err(Invalid(tls_at(key), "no PEM certificate found".into()));
-    }
-    Ok(certs)
+    tls::parse_certs(pem).map_err(|m| Invalid(tls_at(key), m))
 }
 
 fn server_config(
@@ -611,13 +604,7 @@ fn server_config(
         "cert"
     };
     let chain = certificates(&cert, cert_at)?;
-    // Never the parser's error: it may quote a line of the key.
-    let key = PrivateKeyDer::from_pem_slice(&key).map_err(|_| {
-        Invalid(
-            tls_at(key_at),
-            "no usable private key found (PEM: PKCS#8, PKCS#1 or SEC1)".into(),
-        )
-    })?;
+    let key = tls::parse_key(&key).map_err(|m| Invalid(tls_at(key_at), m))?;
 
     let min = t.min_version.unwrap_or(TlsVersion::Tls12);
     let max = t.max_version.unwrap_or(TlsVersion::Tls13);
@@ -926,8 +913,24 @@ impl Web {
     /// The configuration for a new connection. When a watched file changed since the last call,
     /// the file is read again; a configuration that fails validation is logged and the previous
     /// one stays in use, so a half-written certificate never takes the exporter down.
-    pub fn current(&self) -> Arc<WebConfig> {
-        let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+    ///
+    /// The files are checked (and read, parsed and turned into a TLS configuration when they
+    /// changed) on a blocking thread, like the main configuration on reload: never on the
+    /// thread that runs probes.
+    pub async fn current(self: &Arc<Self>) -> Arc<WebConfig> {
+        let web = Arc::clone(self);
+        match tokio::task::spawn_blocking(move || web.refresh()).await {
+            Ok(config) => config,
+            Err(_) => self.lock().config.clone(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Live> {
+        self.live.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn refresh(&self) -> Arc<WebConfig> {
+        let mut live = self.lock();
         let now = stamps(&live.config.files);
         if now == live.seen {
             return live.config.clone();
@@ -1112,73 +1115,6 @@ fn digest(parts: &[&[u8]]) -> [u8; 32] {
 
 fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-// --- Positions of validation errors ------------------------------------------------------------
-
-/// Line and column of the value at `keys`, or of its deepest ancestor present; (1, 1) if none.
-///
-/// serde_yaml keeps no spans, but positions every error raised while a node is deserialized; so
-/// the document is walked again with a seed that fails on purpose at the wanted node (the same
-/// trick as the main configuration's locator, reduced to mapping keys).
-fn locate(text: &str, keys: &[&str]) -> (usize, usize) {
-    for depth in (0..=keys.len()).rev() {
-        let seed = Locator(&keys[..depth]);
-        if let Err(e) = seed.deserialize(serde_yaml::Deserializer::from_str(text)) {
-            if e.to_string().contains(MARKER) {
-                if let Some(l) = e.location() {
-                    return (l.line(), l.column());
-                }
-            }
-        }
-    }
-    (1, 1)
-}
-
-const MARKER: &str = "tickr-webconfig-locate";
-
-struct Locator<'a>(&'a [&'a str]);
-
-impl<'de> DeserializeSeed<'de> for Locator<'_> {
-    type Value = ();
-
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        if self.0.is_empty() {
-            d.deserialize_any(Found)
-        } else {
-            d.deserialize_map(self)
-        }
-    }
-}
-
-impl<'de> Visitor<'de> for Locator<'_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a mapping")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some(key) = map.next_key::<String>()? {
-            if key == self.0[0] {
-                return map.next_value_seed(Locator(&self.0[1..]));
-            }
-            map.next_value::<IgnoredAny>()?;
-        }
-        Ok(())
-    }
-}
-
-/// Fails on whatever node it meets: serde's default for every `visit_*` is an error quoting
-/// `expecting`, which is the marker.
-struct Found;
-
-impl Visitor<'_> for Found {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str(MARKER)
-    }
 }
 
 #[cfg(test)]

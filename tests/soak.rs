@@ -5,12 +5,12 @@
 //! `cargo test --test soak -- --nocapture` shows the samples; `TICKR_SOAK_SECS` and
 //! `TICKR_SOAK_TARGETS` lengthen and widen the soak.
 
-/// The parts of the shared harness these tests use (not `procs`, whose own tests start nginx
-/// and Alertmanager: `tests/it` runs those).
+/// The shared harness of `tests/it`, of which these tests use only a part.
 #[path = "it/common"]
 mod common {
     #![allow(dead_code)]
     pub mod exposition;
+    pub mod procs;
     pub mod server;
     pub mod tickr;
 }

@@ -21,7 +21,8 @@ use url::Url;
 
 use file::Settings;
 pub use file::{ByteSize, HttpVersion, HumanDuration, IpProtocol, PhaseDetail, StatusPattern};
-use locate::{locate, parse_path, Seg};
+use locate::parse_path;
+pub(crate) use locate::{locate, Seg};
 
 use crate::layer::{self, Attributor, Fingerprint, Signal};
 use crate::tls::{ClientTls, TlsSettings};

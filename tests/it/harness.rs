@@ -1,4 +1,6 @@
 //! Tests of the harness itself: each real component starts, works and stops.
+//! Checking the harness against the real components means a broken package or flag shows up
+//! here, with the component's own logs, rather than as a puzzling e2e failure.
 
 use std::net::SocketAddr;
 

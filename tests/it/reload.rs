@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::common::exposition::{http, Exposition};
-use crate::common::procs::status_field;
+use crate::common::procs::{free_port, status_field};
 use crate::common::server::{Step, TestServer};
 use crate::common::tickr::Tickr;
 
@@ -292,11 +292,7 @@ fn stderr_line(stderr: &mut impl BufRead, needle: &str, seen: &mut String) -> St
 /// A failed probe is one log line with its evidence, in both formats, and secrets stay out.
 #[test]
 fn a_failed_probe_logs_one_line_with_its_evidence() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config.yml");
     let secret = "Bearer s3cr3t-log-token";
@@ -359,11 +355,7 @@ fn worker_threads_flag_sizes_the_runtime() {
         String::from_utf8_lossy(&refused.stderr)
     );
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config.yml");
     std::fs::write(

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 
 use crate::common::exposition::{http, Exposition};
+use crate::common::procs::status_field;
 use crate::common::server::{Step, TestServer};
 use crate::common::tickr::Tickr;
 
@@ -176,15 +177,6 @@ impl Proc {
         let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
             .expect("read /proc/<pid>/fd")
             .count();
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-        let field = |name: &str| -> u64 {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|v| v.split_whitespace().next())
-                .and_then(|v| v.parse().ok())
-                .unwrap_or_else(|| panic!("no {name} in /proc/{pid}/status"))
-        };
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
         // Fields after the command name (which may hold spaces): utime and stime are 14 and 15.
         let after = stat.rsplit_once(')').expect("stat format").1;
@@ -196,8 +188,8 @@ impl Proc {
             .collect();
         Self {
             fds,
-            rss_kib: field("VmRSS:"),
-            threads: field("Threads:"),
+            rss_kib: status_field(pid, "VmRSS"),
+            threads: status_field(pid, "Threads"),
             cpu_ticks: fields.iter().sum(),
         }
     }

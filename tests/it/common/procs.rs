@@ -622,7 +622,6 @@ http {{
         Self { process }
     }
 
-    /// Everything nginx logged about requests so far, one line per request.
     /// The access log once it holds at least `lines` lines (or whatever it holds after 5 s).
     /// nginx writes a request's line after the response has gone out, so a client that has
     /// just read its answer may be ahead of the log.
@@ -927,6 +926,3 @@ impl Caddy {
         self.process.dir()
     }
 }
-
-// The harness checks itself against the real components, so a broken package or flag shows up
-// here with the component's own logs rather than as a puzzling e2e failure.
