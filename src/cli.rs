@@ -44,6 +44,16 @@ pub struct Cli {
     #[arg(long = "web.config.file", value_name = "PATH")]
     pub web_config_file: Option<PathBuf>,
 
+    /// Connections served at once; more wait in the listen backlog, costing no descriptor.
+    #[arg(long = "web.max-connections", default_value_t = crate::server::MAX_CONNECTIONS as u32,
+          value_name = "N", value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    pub max_connections: u32,
+
+    /// A client that reads nothing for this long while a response is being sent is cut off.
+    #[arg(long = "web.write-timeout", default_value = "30s", value_parser = parse_write_timeout,
+          value_name = "DURATION")]
+    pub write_timeout: std::time::Duration,
+
     /// Threads that run probes and serve HTTP. One is the cheapest per probe and enough for a
     /// few thousand HTTPS probes a second; `/metrics` encodes on a thread of its own either way.
     #[arg(long = "runtime.worker-threads", default_value_t = 1, value_name = "N",
@@ -88,6 +98,14 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
             "must be at least {:?}",
             crate::config::MIN_INTERVAL
         ));
+    }
+    Ok(d)
+}
+
+fn parse_write_timeout(s: &str) -> Result<std::time::Duration, String> {
+    let d = crate::config::HumanDuration::parse(s)?.0;
+    if d < std::time::Duration::from_millis(100) {
+        return Err("must be at least 100ms".into());
     }
     Ok(d)
 }

@@ -90,7 +90,13 @@ async fn run(cli: Cli) -> ExitCode {
     let web_summary = web.as_ref().map(|w| w.summary());
     tracing::info!(address = %bound, version = env!("CARGO_PKG_VERSION"), web = web_summary, "listening");
     exporter
-        .run(server::Listener::new(listener, web), shutdown)
+        .run(
+            server::Listener::new(listener, web).with_limits(server::Limits {
+                max_connections: cli.max_connections as usize,
+                write_timeout: cli.write_timeout,
+            }),
+            shutdown,
+        )
         .await;
     ExitCode::SUCCESS
 }

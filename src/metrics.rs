@@ -12,9 +12,11 @@
 //! mismatches) exist at zero from the target's start: a series that appears already at 1 hides
 //! its first increment from `increase()`, and the first 502 is the one that matters.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -132,6 +134,40 @@ fn unix_now() -> f64 {
         .as_secs_f64()
 }
 
+/// Where [`Metrics::stream`] writes an exposition.
+pub trait Sink {
+    /// Takes more text. Must not wait: the encoder may hold a series' lock meanwhile.
+    fn write(&mut self, text: &str);
+    /// Called between two targets' series, where the encoder holds no lock: the place to
+    /// wait for a slow client. `Err` ends the encoding.
+    fn pause(&mut self) -> fmt::Result;
+}
+
+thread_local! {
+    /// The sink of the exposition being streamed on this thread, for the collector's pauses.
+    /// prometheus-client hands the collector only its own encoder, so the sink is found here;
+    /// an encoding runs start to end on one thread.
+    static PAUSE: RefCell<Option<Rc<RefCell<dyn Sink>>>> = const { RefCell::new(None) };
+}
+
+/// A pause point of the collector: lets the sink of a streamed exposition wait, if any.
+fn pause() -> fmt::Result {
+    PAUSE.with(|p| match &*p.borrow() {
+        Some(sink) => sink.borrow_mut().pause(),
+        None => Ok(()),
+    })
+}
+
+/// The [`fmt::Write`] prometheus-client writes into, in front of a [`Sink`].
+struct SinkWriter(Rc<RefCell<dyn Sink>>);
+
+impl fmt::Write for SinkWriter {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.0.borrow_mut().write(s);
+        Ok(())
+    }
+}
+
 /// Every series tickr exposes, and the registry that encodes them.
 pub struct Metrics {
     registry: Registry,
@@ -218,6 +254,22 @@ impl Metrics {
     /// Writes the exposition into `out` as it goes, so a large one need not be held whole.
     pub fn encode_to(&self, out: &mut impl fmt::Write) -> fmt::Result {
         prometheus_client::encoding::text::encode(out, &self.registry)
+    }
+
+    /// Encodes the exposition into `sink`, which may wait for a slow client in
+    /// [`Sink::pause`]: that is called only between two targets' series, where no lock of
+    /// any series is held, so a scraper that stops reading never holds up the probes that
+    /// record into those series. Returns the sink, or `Err` once the sink gave up.
+    pub fn stream<S: Sink + 'static>(&self, sink: S) -> Result<S, fmt::Error> {
+        let sink = Rc::new(RefCell::new(sink));
+        let shared: Rc<RefCell<dyn Sink>> = sink.clone();
+        PAUSE.with(|p| *p.borrow_mut() = Some(shared.clone()));
+        let encoded = self.encode_to(&mut SinkWriter(shared));
+        PAUSE.with(|p| *p.borrow_mut() = None);
+        encoded?;
+        Ok(Rc::into_inner(sink)
+            .expect("the encoder keeps no handle to the sink")
+            .into_inner())
     }
 
     /// Creates the series of `target` (at zero) and returns the handles to record its outcomes.
@@ -545,6 +597,8 @@ fn family(
     let mut metric = encoder.encode_descriptor(name, help, unit, kind)?;
     for tm in all.iter().filter(|tm| has(tm)) {
         each(tm, &mut metric)?;
+        // `each` has released whatever it locked.
+        pause()?;
     }
     Ok(())
 }

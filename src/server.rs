@@ -6,9 +6,12 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::io::Write as _;
+use std::io::{self, Write as _};
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -19,8 +22,9 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
 use crate::webconfig::{Web, WebConfig};
@@ -34,20 +38,57 @@ pub const DRAIN_GRACE: Duration = Duration::from_secs(5);
 /// up connections.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A bound TCP listener, and the web configuration (TLS, basic auth, headers) to serve it with.
+/// Connections served at once by default (`--web.max-connections`).
+pub const MAX_CONNECTIONS: usize = 128;
+
+/// How long a write to a client may make no progress before the connection is closed, by
+/// default (`--web.write-timeout`).
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What one client may hold of the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Connections served at once. Beyond it, new ones wait in the kernel's listen backlog,
+    /// where they cost tickr no file descriptor: descriptors stay for the probes.
+    pub max_connections: usize,
+    /// A client that reads nothing for this long while tickr has something to send (a
+    /// scraper that stopped reading, a wedged proxy) is cut off, and the scrape it asked for
+    /// stops costing anything.
+    pub write_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: MAX_CONNECTIONS,
+            write_timeout: WRITE_TIMEOUT,
+        }
+    }
+}
+
+/// A bound TCP listener, the web configuration (TLS, basic auth, headers) to serve it with,
+/// and the limits each client is held to.
 #[derive(Debug)]
 pub struct Listener {
     tcp: TcpListener,
     web: Option<Arc<Web>>,
+    limits: Limits,
 }
 
 impl Listener {
-    /// Serves `tcp` as `web` says, or as plain HTTP without one.
+    /// Serves `tcp` as `web` says, or as plain HTTP without one, with the default limits.
     pub fn new(tcp: TcpListener, web: Option<WebConfig>) -> Self {
         Self {
             tcp,
             web: web.map(|w| Arc::new(Web::new(w))),
+            limits: Limits::default(),
         }
+    }
+
+    /// The same, held to `limits`.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
     }
 }
 
@@ -62,8 +103,23 @@ pub async fn serve(listener: Listener, handle: Handle, shutdown: impl Future<Out
     let graceful = GracefulShutdown::new();
     // Tells connections still in their TLS handshake to give up: they are not watched yet.
     let (stopping, stopped) = watch::channel(false);
+    let limits = listener.limits;
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let mut full = false;
     tokio::pin!(shutdown);
     loop {
+        // A slot first, then the connection: at the limit, clients wait in the backlog.
+        if slots.available_permits() == 0 && !full {
+            tracing::warn!(
+                max_connections = limits.max_connections,
+                "connection limit reached; new connections wait until one closes"
+            );
+        }
+        full = slots.available_permits() == 0;
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+            () = &mut shutdown => break,
+        };
         tokio::select! {
             accepted = listener.tcp.accept() => {
                 let (stream, peer) = match accepted {
@@ -79,8 +135,15 @@ pub async fn serve(listener: Listener, handle: Handle, shutdown: impl Future<Out
                     handle: handle.clone(),
                     web: listener.web.clone(),
                     peer,
+                    write_timeout: limits.write_timeout,
                 };
-                tokio::spawn(connection.serve(stream, graceful.watcher(), stopped.clone()));
+                let stream = WriteDeadline::new(stream, limits.write_timeout, peer);
+                let watcher = graceful.watcher();
+                let stopped = stopped.clone();
+                tokio::spawn(async move {
+                    connection.serve(stream, watcher, stopped).await;
+                    drop(slot);
+                });
             }
             () = &mut shutdown => break,
         }
@@ -100,10 +163,16 @@ struct Connection {
     handle: Handle,
     web: Option<Arc<Web>>,
     peer: SocketAddr,
+    write_timeout: Duration,
 }
 
 impl Connection {
-    async fn serve(self, stream: TcpStream, watcher: Watcher, mut stopped: watch::Receiver<bool>) {
+    async fn serve(
+        self,
+        stream: WriteDeadline<TcpStream>,
+        watcher: Watcher,
+        mut stopped: watch::Receiver<bool>,
+    ) {
         // Read per connection: a renewed certificate or changed user list applies from here on.
         let config = match &self.web {
             Some(web) => Some(web.current().await),
@@ -130,7 +199,12 @@ impl Connection {
     where
         I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
-        let Connection { handle, web, peer } = self;
+        let Connection {
+            handle,
+            web,
+            peer,
+            write_timeout,
+        } = self;
         let service = service_fn(move |req: Request<Incoming>| {
             let handle = handle.clone();
             let web = web.clone();
@@ -139,14 +213,14 @@ impl Connection {
                 let mut response = match (&web, &config) {
                     (Some(web), Some(config)) => {
                         if web.authorize(config, req.headers()).await {
-                            route(&handle, req).await
+                            route(&handle, req, write_timeout).await
                         } else {
                             // Never the credentials: a mistyped password is still a password.
                             tracing::debug!(%peer, path = req.uri().path(), "basic auth failed");
                             unauthorized()
                         }
                     }
-                    _ => route(&handle, req).await,
+                    _ => route(&handle, req, write_timeout).await,
                 };
                 if let Some(config) = &config {
                     for (name, value) in config.headers() {
@@ -185,9 +259,9 @@ fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
     r
 }
 
-async fn route(handle: &Handle, req: Request<Incoming>) -> Response<Body> {
+async fn route(handle: &Handle, req: Request<Incoming>, write_timeout: Duration) -> Response<Body> {
     match (req.method(), req.uri().path()) {
-        (&Method::GET | &Method::HEAD, "/metrics") => metrics(handle, &req),
+        (&Method::GET | &Method::HEAD, "/metrics") => metrics(handle, &req, write_timeout),
         (&Method::GET | &Method::HEAD, "/") => html(crate::pages::landing(handle)),
         (&Method::GET | &Method::HEAD, "/events") => events(handle, &req),
         (&Method::GET | &Method::HEAD, "/-/healthy") => text(StatusCode::OK, "Healthy\n"),
@@ -230,18 +304,24 @@ fn accepts_gzip(req: &Request<Incoming>) -> bool {
 /// `/metrics`, encoded on a blocking thread and streamed as it is written: a scrape of
 /// thousands of targets takes a CPU for a while and would otherwise hold up a runtime worker
 /// (and every probe queued on it), and its text need never be in memory whole.
-fn metrics(handle: &Handle, req: &Request<Incoming>) -> Response<Body> {
+///
+/// The encoder waits for a slow client only between two targets' series, never while it holds
+/// a lock that probes record under (see [`crate::metrics::Sink`]), and for at most
+/// `write_timeout`. A body that ends before the encoder finished ends with an error, so that
+/// the client sees a broken response, never a short exposition that looks complete.
+fn metrics(handle: &Handle, req: &Request<Incoming>, write_timeout: Duration) -> Response<Body> {
     let gzip = accepts_gzip(req);
     let (tx, rx) = mpsc::channel(4);
+    let complete = Arc::new(AtomicBool::new(false));
     let metrics = handle.metrics.clone();
+    let out = Chunked::new(tx, gzip, write_timeout, complete.clone());
     tokio::task::spawn_blocking(move || {
-        let mut out = Chunked::new(tx, gzip);
-        // An error means the client went away; nothing is left to tell.
-        if metrics.encode_to(&mut out).is_ok() {
+        // An error means the client went away or stopped reading; nothing is left to tell.
+        if let Ok(out) = metrics.stream(out) {
             out.finish();
         }
     });
-    let mut r = Response::new(Either::Right(Chunks(rx)));
+    let mut r = Response::new(Either::Right(Chunks { rx, complete }));
     if gzip {
         r.headers_mut()
             .insert(CONTENT_ENCODING, "gzip".parse().expect("static"));
@@ -261,12 +341,22 @@ struct Chunked {
     text: String,
     gzip: Option<flate2::write::GzEncoder<Vec<u8>>>,
     tx: mpsc::Sender<Bytes>,
+    /// The runtime the response is served on, to wait for room in `tx` with a timeout.
+    runtime: tokio::runtime::Handle,
+    write_timeout: Duration,
+    complete: Arc<AtomicBool>,
 }
 
 impl Chunked {
-    fn new(tx: mpsc::Sender<Bytes>, gzip: bool) -> Self {
+    /// Must be made on the runtime (it keeps a handle to it).
+    fn new(
+        tx: mpsc::Sender<Bytes>,
+        gzip: bool,
+        write_timeout: Duration,
+        complete: Arc<AtomicBool>,
+    ) -> Self {
         Self {
-            text: String::with_capacity(CHUNK + 1024),
+            text: String::with_capacity(CHUNK + 16 * 1024),
             gzip: gzip.then(|| {
                 flate2::write::GzEncoder::new(
                     Vec::with_capacity(CHUNK / 4),
@@ -274,10 +364,14 @@ impl Chunked {
                 )
             }),
             tx,
+            runtime: tokio::runtime::Handle::current(),
+            write_timeout,
+            complete,
         }
     }
 
-    /// Sends what is encoded so far; `Err` once the client has gone.
+    /// Sends what is encoded so far; `Err` once the client has gone or read nothing for the
+    /// write timeout.
     fn flush(&mut self) -> std::fmt::Result {
         let chunk = match &mut self.gzip {
             Some(gz) => {
@@ -288,13 +382,23 @@ impl Chunked {
             }
             None => Bytes::from(std::mem::replace(
                 &mut self.text,
-                String::with_capacity(CHUNK + 1024),
+                String::with_capacity(CHUNK + 16 * 1024),
             )),
         };
+        self.send(chunk)
+    }
+
+    fn send(&self, chunk: Bytes) -> std::fmt::Result {
         if chunk.is_empty() {
             return Ok(());
         }
-        self.tx.blocking_send(chunk).map_err(|_| std::fmt::Error)
+        let sent = self.runtime.block_on(async {
+            tokio::time::timeout(self.write_timeout, self.tx.send(chunk)).await
+        });
+        match sent {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(std::fmt::Error),
+        }
     }
 
     fn finish(mut self) {
@@ -303,14 +407,21 @@ impl Chunked {
         }
         if let Some(gz) = self.gzip.take() {
             let tail = gz.finish().expect("writing to a Vec cannot fail");
-            let _ = self.tx.blocking_send(Bytes::from(tail));
+            if self.send(Bytes::from(tail)).is_err() {
+                return;
+            }
         }
+        // Before `tx` is dropped, which ends the body.
+        self.complete.store(true, Ordering::Release);
     }
 }
 
-impl std::fmt::Write for Chunked {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        self.text.push_str(s);
+impl crate::metrics::Sink for Chunked {
+    fn write(&mut self, text: &str) {
+        self.text.push_str(text);
+    }
+
+    fn pause(&mut self) -> std::fmt::Result {
         if self.text.len() >= CHUNK {
             self.flush()?;
         }
@@ -319,19 +430,110 @@ impl std::fmt::Write for Chunked {
 }
 
 /// A response body fed by [`Chunked`] from another thread.
-struct Chunks(mpsc::Receiver<Bytes>);
+struct Chunks {
+    rx: mpsc::Receiver<Bytes>,
+    complete: Arc<AtomicBool>,
+}
 
 impl hyper::body::Body for Chunks {
     type Data = Bytes;
-    type Error = Infallible;
+    type Error = std::io::Error;
 
     fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
-        self.0
-            .poll_recv(cx)
-            .map(|chunk| chunk.map(|c| Ok(hyper::body::Frame::data(c))))
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, std::io::Error>>> {
+        Poll::Ready(match ready!(self.rx.poll_recv(cx)) {
+            Some(chunk) => Some(Ok(hyper::body::Frame::data(chunk))),
+            None if self.complete.load(Ordering::Acquire) => None,
+            None => Some(Err(std::io::Error::other(
+                "the exposition was not finished",
+            ))),
+        })
+    }
+}
+
+/// A connection whose writes may stall for at most `timeout`: a client that stops reading
+/// gets an error on its connection, which hyper then closes. Reads are not bounded here
+/// (request heads have their own timeout, and tickr reads no request bodies).
+struct WriteDeadline<I> {
+    inner: I,
+    timeout: Duration,
+    peer: SocketAddr,
+    /// Armed when a write first returned `Pending`; cleared by any progress.
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<I> WriteDeadline<I> {
+    fn new(inner: I, timeout: Duration, peer: SocketAddr) -> Self {
+        Self {
+            inner,
+            timeout,
+            peer,
+            stalled: None,
+        }
+    }
+
+    /// After the inner write returned `poll`: progress disarms the deadline, a stall arms it.
+    fn watch<T>(&mut self, cx: &mut Context<'_>, poll: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        if poll.is_ready() {
+            self.stalled = None;
+            return poll;
+        }
+        let timeout = self.timeout;
+        let stalled = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        ready!(stalled.as_mut().poll(cx));
+        tracing::warn!(peer = %self.peer, timeout = ?timeout, "client read nothing within the write timeout; connection closed");
+        Poll::Ready(Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "write timeout",
+        )))
+    }
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for WriteDeadline<I> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<I> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.watch(cx, poll)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.watch(cx, poll)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let poll = Pin::new(&mut self.inner).poll_flush(cx);
+        self.watch(cx, poll)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let poll = Pin::new(&mut self.inner).poll_shutdown(cx);
+        self.watch(cx, poll)
     }
 }
 

@@ -5,6 +5,7 @@
 mod common;
 
 mod browser;
+mod clients;
 mod config_errors;
 mod dashboards;
 mod demo;
