@@ -17,7 +17,8 @@
 //!   landing page and `/events`.
 //! - [`webconfig`]: `--web.config.file` (exporter-toolkit format): TLS, client certificates and
 //!   bcrypt basic auth for every endpoint.
-//! - [`cli`], [`logging`], [`signals`]: the edges `main.rs` wires together.
+//! - [`cli`], [`logging`], [`signals`]: the edges `main.rs` wires together; [`fds`] the
+//!   descriptor limit, and the shortages that are tickr's own rather than a target's.
 //! - [`demo`]: `tickr demo`, an embedded misbehaving HTTPS gateway and an exporter probing it.
 //!
 //! [`Exporter`] ties them together: [`Exporter::start`] begins probing, [`Exporter::run`] serves
@@ -28,6 +29,7 @@ pub mod config;
 pub mod demo;
 pub mod dns;
 pub mod events;
+pub mod fds;
 pub mod layer;
 pub mod logging;
 pub mod metrics;

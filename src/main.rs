@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use tickr::cli::{self, Cli, Command};
-use tickr::{config, demo, logging, server, signals, webconfig, Exporter};
+use tickr::{config, demo, fds, logging, server, signals, webconfig, Exporter};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -75,6 +75,10 @@ async fn run(cli: Cli) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     logging::init(cli.log_format, cli.log_level);
+    fds::report(
+        fds::raise_limit(),
+        config.max_concurrent_probes + cli.max_connections as usize,
+    );
     let address = cli::listen_address(&cli.listen_address);
     let listener = match tokio::net::TcpListener::bind(&address).await {
         Ok(l) => l,

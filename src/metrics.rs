@@ -26,7 +26,9 @@ use prometheus_client::encoding::{
     DescriptorEncoder, EncodeGaugeValue, EncodeLabelSet, EncodeMetric, LabelSetEncoder,
     MetricEncoder,
 };
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::exemplar::{CounterWithExemplar, Exemplar, HistogramWithExemplars};
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::info::Info;
@@ -34,6 +36,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::config::{PhaseDetail, Target};
+use crate::fds::Shortage;
 use crate::probe::{Outcome, Phase, Reason};
 
 /// Buckets of `tickr_scheduler_lag_seconds`.
@@ -177,6 +180,8 @@ pub struct Metrics {
     pub scheduler_lag: Histogram,
     pub in_flight: Gauge,
     pub targets: Gauge,
+    /// `tickr_probes_skipped_total`, by [`Shortage::ALL`].
+    skipped: [Counter; Shortage::ALL.len()],
 }
 
 impl fmt::Debug for Metrics {
@@ -232,6 +237,15 @@ impl Metrics {
         );
         let targets = Gauge::default();
         r.register("tickr_targets", "Configured targets", targets.clone());
+        let skipped = Family::<[(&'static str, &'static str); 1], Counter>::default();
+        r.register(
+            "tickr_probes_skipped",
+            "Probes tickr could not make for want of a resource of its own (cause), not counted against any target",
+            skipped.clone(),
+        );
+        // Every cause exists at zero, so the first shortage is an increase.
+        let skipped =
+            Shortage::ALL.map(|s| skipped.get_or_create(&[("cause", s.as_str())]).clone());
         Self {
             registry: r,
             series,
@@ -240,7 +254,17 @@ impl Metrics {
             scheduler_lag,
             in_flight,
             targets,
+            skipped,
         }
+    }
+
+    /// Counts a probe that tickr could not make (see [`Shortage`]).
+    pub fn probe_skipped(&self, shortage: Shortage) {
+        let i = Shortage::ALL
+            .iter()
+            .position(|s| *s == shortage)
+            .expect("every shortage is listed");
+        self.skipped[i].inc();
     }
 
     /// The whole exposition in OpenMetrics text, `# EOF` included.

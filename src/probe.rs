@@ -27,6 +27,7 @@ use tokio::task::JoinHandle;
 use url::Url;
 
 use crate::config::{HttpVersion, IpProtocol, Target};
+use crate::fds::Shortage;
 
 /// Redirects a probe follows before failing with [`Reason::Redirects`].
 pub const MAX_REDIRECTS: u8 = 10;
@@ -84,13 +85,25 @@ impl Reason {
 pub struct Failure {
     pub reason: Reason,
     pub detail: String,
+    /// Set when the probe failed for want of something on tickr's side (a descriptor, a
+    /// local port): then it is no evidence about the target at all.
+    pub shortage: Option<Shortage>,
 }
 
 impl Failure {
-    fn new(reason: Reason, detail: impl Into<String>) -> Self {
+    pub fn new(reason: Reason, detail: impl Into<String>) -> Self {
         Self {
             reason,
             detail: detail.into(),
+            shortage: None,
+        }
+    }
+
+    /// The failure of a system call for `what`: tickr's own shortage when the error says so.
+    fn io(reason: Reason, what: impl std::fmt::Display, e: &io::Error) -> Self {
+        Self {
+            shortage: Shortage::of(e),
+            ..Self::new(reason, format!("{what}: {e}"))
         }
     }
 }
@@ -195,6 +208,12 @@ pub struct Outcome {
 impl Outcome {
     pub fn success(&self) -> bool {
         self.failure.is_none()
+    }
+
+    /// The probe could not be made for want of something on tickr's side: it tells nothing
+    /// about the target.
+    pub fn shortage(&self) -> Option<Shortage> {
+        self.failure.as_ref()?.shortage
     }
 }
 
@@ -402,7 +421,7 @@ async fn exchange(
     let started = Instant::now();
     let tcp = TcpStream::connect(addr)
         .await
-        .map_err(|e| Failure::new(Reason::Connect, format!("connect to {addr}: {e}")))?;
+        .map_err(|e| Failure::io(Reason::Connect, format_args!("connect to {addr}"), &e))?;
     out.phases.add(Phase::Connect, started.elapsed());
     let _ = tcp.set_nodelay(true);
     let budget = ReadBudget::new(target.max_body_bytes);
@@ -753,7 +772,7 @@ async fn resolve(host: &str, port: u16, protocol: IpProtocol) -> Result<Vec<Sock
     }
     let mut addrs = crate::dns::lookup(host, port)
         .await
-        .map_err(|e| Failure::new(Reason::Dns, format!("resolve {host}: {e}")))?;
+        .map_err(|e| Failure::io(Reason::Dns, format_args!("resolve {host}"), &e))?;
     addrs.retain(|a| wanted(&a.ip()));
     if addrs.is_empty() {
         let msg = format!("resolve {host}: no address for ip_protocol {protocol:?}");

@@ -18,6 +18,7 @@ use tokio::time::Instant;
 
 use crate::config::{Config, Diagnosis, Target, MAX_ADDRESSES};
 use crate::events::{Confirmation, Recorder};
+use crate::fds::Shortage;
 use crate::layer::{Attribution, UNKNOWN};
 use crate::metrics::{Metrics, TargetMetrics};
 use crate::probe::{self, Failure, Outcome, Pinned, Reason};
@@ -266,6 +267,13 @@ async fn record(
     edge: &mut Option<String>,
     pinned: Option<Pinned>,
 ) {
+    if let Some(shortage) = outcome.shortage() {
+        // tickr's own trouble, not the target's: no event, no series of the target, no
+        // confirmation (which would only meet the same shortage).
+        ctx.metrics.probe_skipped(shortage);
+        log_shortage(target, outcome, shortage);
+        return;
+    }
     let diagnosis = ctx.diagnosis();
     let attribution = attribute(outcome, &diagnosis, edge);
     let event = ctx
@@ -320,10 +328,10 @@ impl Addresses {
         .await
         {
             Ok(r) => r,
-            Err(_) => Err(Failure {
-                reason: Reason::Timeout,
-                detail: "no answer from the resolver (stuck in resolve)".into(),
-            }),
+            Err(_) => Err(Failure::new(
+                Reason::Timeout,
+                "no answer from the resolver (stuck in resolve)",
+            )),
         };
         let (addrs, took) = match resolved {
             Ok(found) => found,
@@ -407,20 +415,22 @@ async fn confirm(
     metrics: &Metrics,
     pinned: Option<Pinned>,
 ) -> Confirmation {
-    let mut failed = 0;
+    let (mut probes, mut failed) = (0, 0);
     for _ in 0..target.confirm {
         tokio::time::sleep(target.confirm_delay).await;
         metrics.in_flight.inc();
         let in_flight = DecOnDrop(metrics);
         let outcome = probe::run_pinned(target, pinned).await;
         drop(in_flight);
+        if let Some(shortage) = outcome.shortage() {
+            metrics.probe_skipped(shortage);
+            continue;
+        }
         tm.record_confirmation(outcome.success());
+        probes += 1;
         failed += usize::from(!outcome.success());
     }
-    Confirmation {
-        probes: target.confirm,
-        failed,
-    }
+    Confirmation { probes, failed }
 }
 
 /// Which layer to blame: for a 5xx, the one whose fingerprint the response carries; for a
@@ -460,6 +470,36 @@ impl Drop for DecOnDrop<'_> {
 fn ms(d: Option<Duration>) -> f64 {
     d.map_or(0.0, |d| (d.as_secs_f64() * 1e6).round() / 1e3)
 }
+
+/// A probe tickr could not make: at most one warning every [`SHORTAGE_LOG_EVERY`] (a
+/// shortage comes in bursts of thousands of probes), each at debug level.
+fn log_shortage(target: &Target, o: &Outcome, shortage: Shortage) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let detail = o.failure.as_ref().map_or("", |f| f.detail.as_str());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let last = LAST.load(Ordering::Relaxed);
+    if now >= last + SHORTAGE_LOG_EVERY.as_secs()
+        && LAST
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        tracing::warn!(
+            target = %target.name,
+            cause = shortage.as_str(),
+            error = %detail,
+            fd_limit = crate::fds::limit(),
+            "probe skipped: tickr is short of a resource of its own; not counted against the target (see tickr_probes_skipped_total)"
+        );
+    } else {
+        tracing::debug!(target = %target.name, cause = shortage.as_str(), error = %detail, "probe skipped");
+    }
+}
+
+/// How often a shortage is logged at warning level.
+const SHORTAGE_LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// Every failed probe is one log line with the evidence; successes only at debug level.
 pub fn log_outcome(target: &Target, o: &Outcome, event: u64, attribution: Option<&Attribution>) {

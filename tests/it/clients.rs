@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -332,4 +332,188 @@ async fn stalled_and_trickling_scrapers_never_stop_probes_or_health() {
     // Shutdown is not held hostage either: no forced exit.
     let status = tickr.terminate(Duration::from_secs(10)).await;
     assert!(status.success(), "exit after SIGTERM: {status}");
+}
+
+/// `increase()`-style totals of one family across every target.
+fn total(m: &Exposition, name: &str, labels: &[(&str, &str)]) -> f64 {
+    m.find(name, labels).map(|s| s.value).sum()
+}
+
+/// Issue: under a descriptor limit, probes that found no descriptor left were counted as the
+/// targets' `connect` failures: a false alert about healthy services. 200 targets of one slow,
+/// healthy server, about 100 probes in flight at once, under a hard limit of 60 descriptors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_out_of_descriptors_is_counted_as_tickrs_own_not_the_targets() {
+    let healthy = Counting::start(Duration::from_secs(2)).await;
+    let url = format!("http://{}/", healthy.addr);
+    let mut yaml = String::from("targets:\n");
+    for i in 0..200 {
+        yaml.push_str(&format!(
+            "  - {{name: slow-{i:03}, url: \"{url}\", interval: 4s, timeout: 3500ms}}\n"
+        ));
+    }
+    let tickr = Binary::start(&yaml, &[], "ulimit -n 60 &&").await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let m = tickr.metrics().await;
+    let skipped = m.value(
+        "tickr_probes_skipped_total",
+        &[("cause", "file_descriptors")],
+    );
+    let failed = total(&m, "tickr_probe_runs_total", &[("result", "failure")]);
+    let succeeded = total(&m, "tickr_probe_runs_total", &[("result", "success")]);
+    let reasons = total(&m, "tickr_probe_failures_total", &[]);
+    eprintln!(
+        "limit 60: {succeeded} probes succeeded, {failed} failed, {skipped} skipped for want of a descriptor; \
+         {} served",
+        healthy.served()
+    );
+    assert!(
+        skipped > 0.0,
+        "the limit was never reached: the test proves nothing"
+    );
+    assert!(succeeded > 0.0, "no probe got through at all");
+    assert_eq!(
+        failed, 0.0,
+        "a healthy target was blamed for tickr's own shortage"
+    );
+    assert_eq!(reasons, 0.0);
+    // Every cause exists from the start, at zero or more.
+    for cause in ["file_descriptors", "memory", "local_ports"] {
+        assert!(
+            m.get("tickr_probes_skipped_total", &[("cause", cause)])
+                .is_some(),
+            "{cause}"
+        );
+    }
+    let log = tickr.log();
+    assert!(
+        log.contains("probe skipped"),
+        "the shortage is logged:\n{log}"
+    );
+    assert!(
+        log.matches("probe skipped").count() <= 3,
+        "the shortage warning is rate-limited:\n{log}"
+    );
+}
+
+/// The soft limit is raised to the hard one at start, and said so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_soft_descriptor_limit_is_raised_to_the_hard_one() {
+    let tickr = Binary::start("targets: []\n", &[], "ulimit -S -n 256 &&").await;
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", tickr.pid())).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("a limit line");
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(
+        fields[3], fields[4],
+        "soft limit raised to the hard one: {line}"
+    );
+    assert_ne!(fields[3], "256", "{line}");
+    let log = tickr.log();
+    assert!(log.contains("raised the file descriptor limit"), "{log}");
+    assert!(log.contains("before=256"), "{log}");
+}
+
+/// What a client hoarding idle connections did to tickr under `ulimit -n 1024`.
+struct Hoarded {
+    held: usize,
+    peak_fds: usize,
+    served: u64,
+    failed: f64,
+    skipped: f64,
+}
+
+/// 50 healthy targets every second, under `ulimit -n 1024`, while a client opens 1,100 idle
+/// connections to tickr (all at once, each given 3 s to connect) and holds them for 8 s.
+async fn hoard(flags: &[&str]) -> Hoarded {
+    // The hoarder needs more descriptors than this test process may have by default.
+    let _ = tickr::fds::raise_limit();
+    let healthy = Counting::start(Duration::ZERO).await;
+    let url = format!("http://{}/", healthy.addr);
+    let mut yaml = String::from("targets:\n");
+    for i in 0..50 {
+        yaml.push_str(&format!(
+            "  - {{name: ok-{i:02}, url: \"{url}\", interval: 1s, timeout: 900ms}}\n"
+        ));
+    }
+    let tickr = Binary::start(&yaml, flags, "ulimit -n 1024 &&").await;
+    let addr = tickr.addr;
+    let connecting: Vec<_> = (0..1300)
+        .map(|_| {
+            tokio::spawn(async move {
+                tokio::time::timeout(Duration::from_secs(3), TcpStream::connect(addr))
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+            })
+        })
+        .collect();
+    let mut hoard = Vec::new();
+    for c in connecting {
+        hoard.extend(c.await.expect("connect task"));
+    }
+    let before = healthy.served();
+    let mut peak_fds = 0;
+    for _ in 0..16 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        peak_fds = peak_fds.max(open_fds(tickr.pid()));
+    }
+    let served = healthy.served() - before;
+    let held = hoard.len();
+    drop(hoard);
+    let m = tickr.metrics().await;
+    let hoarded = Hoarded {
+        held,
+        peak_fds,
+        served,
+        failed: total(&m, "tickr_probe_runs_total", &[("result", "failure")]),
+        skipped: total(&m, "tickr_probes_skipped_total", &[]),
+    };
+    eprintln!(
+        "{flags:?}: {held} of 1300 idle connections made; tickr's peak fds {peak_fds}; {served} \
+         probes served in 8 s (50 targets every second); {} failed, {} skipped",
+        hoarded.failed, hoarded.skipped
+    );
+    hoarded
+}
+
+/// Issue: a client holding ~1,100 idle connections under `ulimit -n 1024` made a healthy target
+/// fail probes with "Too many open files". Without a connection limit (the old behaviour, as
+/// `--web.max-connections 65536`) descriptors run out, and the probes that find none are
+/// counted as skipped, not as the target's failures; with the default limit the server holds
+/// at most that many connections, the rest wait in the backlog, and no probe is lost at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_hoarder_under_ulimit_1024_costs_no_probe() {
+    let unlimited = hoard(&["--web.max-connections", "65536"]).await;
+    assert!(
+        unlimited.held > 1000,
+        "the hoarder could not open its connections"
+    );
+    assert!(
+        unlimited.skipped > 0.0,
+        "descriptors never ran out: the test proves nothing"
+    );
+    assert_eq!(
+        unlimited.failed, 0.0,
+        "a healthy target was blamed for tickr's shortage"
+    );
+
+    let limited = hoard(&[]).await;
+    assert!(
+        limited.peak_fds < 400,
+        "{} descriptors: the connection limit did not hold",
+        limited.peak_fds
+    );
+    assert_eq!(
+        limited.failed, 0.0,
+        "a healthy target was blamed for the hoarder"
+    );
+    assert_eq!(limited.skipped, 0.0, "probes ran out of descriptors");
+    assert!(
+        limited.served >= 50 * 8 * 7 / 10,
+        "probes lost their schedule: {} in 8 s",
+        limited.served
+    );
 }

@@ -17,10 +17,7 @@ const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/expositi
 
 fn outcome_502() -> Outcome {
     Outcome {
-        failure: Some(Failure {
-            reason: Reason::Status,
-            detail: "unexpected status 502".into(),
-        }),
+        failure: Some(Failure::new(Reason::Status, "unexpected status 502")),
         status: Some(502),
         phases: Phases {
             resolve: Some(Duration::from_millis(2)),
