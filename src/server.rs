@@ -198,17 +198,30 @@ async fn route(handle: &Handle, req: Request<Incoming>) -> Response<Body> {
                 text(StatusCode::SERVICE_UNAVAILABLE, "Not ready\n")
             }
         }
-        (&Method::POST | &Method::PUT, "/-/reload") => match handle.reload().await {
-            Ok(()) => text(StatusCode::OK, "Configuration reloaded\n"),
-            Err(e) => text(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("Configuration rejected, previous one kept: {e}\n"),
-            ),
-        },
+        (&Method::POST | &Method::PUT, "/-/reload") => reload(handle, &req).await,
         (_, "/metrics" | "/" | "/events" | "/-/healthy" | "/-/ready" | "/-/reload") => {
             text(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed\n")
         }
         _ => text(StatusCode::NOT_FOUND, "Not found\n"),
+    }
+}
+
+/// Reloads, unless a web page sent the request: see [`crate::browser::sent_by_web_page`].
+async fn reload(handle: &Handle, req: &Request<Incoming>) -> Response<Body> {
+    if let Some(page) = crate::browser::sent_by_web_page(req.headers()) {
+        tracing::info!(sent_by = %page, "reload refused: a web page sent it");
+        return text(
+            StatusCode::FORBIDDEN,
+            "Reload refused: a web page sent this request (it carries Origin or Sec-Fetch-Site); \
+             reload with curl -X POST or SIGHUP\n",
+        );
+    }
+    match handle.reload().await {
+        Ok(()) => text(StatusCode::OK, "Configuration reloaded\n"),
+        Err(e) => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("Configuration rejected, previous one kept: {e}\n"),
+        ),
     }
 }
 

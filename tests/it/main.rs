@@ -20,4 +20,5 @@ mod prometheus;
 mod properties;
 mod reload;
 mod secrets;
+mod web_security;
 mod webconfig;

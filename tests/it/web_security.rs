@@ -1,0 +1,126 @@
+//! What tickr refuses from browsers, over real sockets: the reload refused to anything a web
+//! page sends and granted to scripts whatever `Host` they use.
+//! Real Chromium trying the same is in `browser.rs`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::common::tickr::Tickr;
+
+/// One request written as is (so that `Host`, `Origin` and the rest are exactly what a client
+/// sends), and the answer as status, headers in order (names lowercased) and body.
+async fn raw(addr: SocketAddr, request: &str) -> (u16, Vec<(String, String)>, String) {
+    let exchange = async {
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        tcp.write_all(request.as_bytes()).await.expect("write");
+        let mut answer = Vec::new();
+        tcp.read_to_end(&mut answer).await.expect("read");
+        answer
+    };
+    let answer = tokio::time::timeout(Duration::from_secs(10), exchange)
+        .await
+        .expect("an answer within 10 s");
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let (head, body) = answer
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no end of head: {answer}"));
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line: {answer}"));
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    (status, headers, body.to_owned())
+}
+
+/// `method path` with `headers`, `Connection: close` and the body `body`.
+fn request(method: &str, path: &str, headers: &[&str], body: &str) -> String {
+    let mut text = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
+    for h in headers {
+        text.push_str(h);
+        text.push_str("\r\n");
+    }
+    if !body.is_empty() || method == "POST" || method == "PUT" {
+        text.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    text.push_str("\r\n");
+    text.push_str(body);
+    text
+}
+
+/// Every header combination a browser sends on a page's behalf is refused, same origin and
+/// rebound names included; scripts get through with any `Host`, any body and content type.
+#[tokio::test]
+async fn reload_is_refused_to_web_pages_and_granted_to_scripts() {
+    let tickr = Tickr::start("targets: []\n").await;
+    let own = format!("Host: {}", tickr.addr);
+    let own_origin = format!("Origin: http://{}", tickr.addr);
+    let refused: &[(&str, &[&str])] = &[
+        ("POST", &["Host: tickr", "Origin: http://evil.example"]),
+        ("POST", &[own.as_str(), own_origin.as_str()]),
+        ("POST", &[own.as_str(), "Origin: null"]),
+        ("POST", &[own.as_str(), "Sec-Fetch-Site: cross-site"]),
+        ("POST", &[own.as_str(), "Sec-Fetch-Site: same-site"]),
+        ("POST", &[own.as_str(), "Sec-Fetch-Site: same-origin"]),
+        // DNS rebinding: the attacker's name in both, as Chromium sends them.
+        (
+            "POST",
+            &[
+                "Host: rebind.example:10216",
+                "Origin: http://rebind.example:10216",
+            ],
+        ),
+        ("PUT", &[own.as_str(), own_origin.as_str()]),
+    ];
+    for (method, headers) in refused {
+        let (status, _, body) = raw(tickr.addr, &request(method, "/-/reload", headers, "")).await;
+        assert_eq!(status, 403, "{method} {headers:?}: {body}");
+        assert!(
+            body.starts_with("Reload refused: a web page sent"),
+            "{body}"
+        );
+        assert_eq!(body.lines().count(), 1, "{body}");
+    }
+    let granted: &[(&str, &[&str], &str)] = &[
+        ("POST", &[own.as_str()], ""),
+        ("PUT", &[own.as_str()], ""),
+        // curl -d '' and wget --post-data '': a form content type, from a script.
+        (
+            "POST",
+            &[
+                own.as_str(),
+                "Content-Type: application/x-www-form-urlencoded",
+            ],
+            "",
+        ),
+        ("POST", &["Host: tickr.example.com:10216"], "x"),
+        ("POST", &["Host: 10.0.0.7"], ""),
+        ("POST", &[own.as_str(), "Sec-Fetch-Site: none"], ""),
+    ];
+    for (method, headers, body) in granted {
+        let (status, _, answer) =
+            raw(tickr.addr, &request(method, "/-/reload", headers, body)).await;
+        assert_eq!(
+            (status, answer.as_str()),
+            (200, "Configuration reloaded\n"),
+            "{method} {headers:?}"
+        );
+    }
+    // Scrapes by any name, as service discovery and proxies address tickr.
+    for host in [
+        "Host: tickr.example.com",
+        "Host: rebind.example:10216",
+        "Host: [::1]:1",
+    ] {
+        let (status, _, body) = raw(tickr.addr, &request("GET", "/metrics", &[host], "")).await;
+        assert_eq!(status, 200, "{host}");
+        assert!(body.contains("# EOF"), "{host}");
+    }
+    tickr.stop().await;
+}
