@@ -1,10 +1,27 @@
-//! What tickr's HTTP server refuses from browsers: the guard that keeps web pages (of any
-//! origin) from reloading tickr.
+//! What tickr's HTTP server tells browsers and what it refuses from them: the security headers
+//! on every response, and the guard that keeps web pages (of any origin) from reloading tickr.
 
-use http::header::{HeaderMap, HeaderName, HeaderValue, ORIGIN};
+use std::sync::LazyLock;
+
+use http::header::{
+    HeaderMap, HeaderName, HeaderValue, CONTENT_SECURITY_POLICY, ORIGIN, REFERRER_POLICY,
+    X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
+};
 
 /// The browser's marker of why it sent a request; not in `http`'s list of names.
 const SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
+
+/// Sets the headers every response carries, whatever its type: the pages' policy (see
+/// [`crate::pages::content_security_policy`]), no MIME sniffing, no framing, no referrer.
+/// The web config's `http_server_config.headers` are applied after these and replace them.
+pub fn secure(headers: &mut HeaderMap) {
+    static POLICY: LazyLock<HeaderValue> =
+        LazyLock::new(|| HeaderValue::from_static(crate::pages::content_security_policy()));
+    headers.insert(CONTENT_SECURITY_POLICY, POLICY.clone());
+    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+}
 
 /// The header showing that a browser sent this request on behalf of a web page, if one does;
 /// a state-changing endpoint refuses such a request.

@@ -15,7 +15,8 @@
 //! - [`events`]: the failure recorder (the last failed probes, with their evidence) and hints.
 //! - [`server`]: `/metrics`, health, readiness and reload over HTTP; [`pages`] renders the
 //!   landing page and `/events`.
-//! - [`browser`]: what the server refuses from browsers: no reload sent by a web page.
+//! - [`browser`]: what the server tells browsers and refuses from them: security headers, no
+//!   reload sent by a web page.
 //! - [`webconfig`]: `--web.config.file` (exporter-toolkit format): TLS, client certificates and
 //!   bcrypt basic auth for every endpoint.
 //! - [`cli`], [`logging`], [`signals`]: the edges `main.rs` wires together.

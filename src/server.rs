@@ -148,6 +148,8 @@ impl Connection {
                     }
                     _ => route(&handle, req).await,
                 };
+                crate::browser::secure(response.headers_mut());
+                // `insert`: a configured header replaces tickr's default of the same name.
                 if let Some(config) = &config {
                     for (name, value) in config.headers() {
                         response.headers_mut().insert(name, value.clone());

@@ -135,18 +135,41 @@ async fn pages_render_in_chromium_with_their_events_and_no_console_errors() {
         .expect("the checkout's 503 event")
         .id;
 
+    // A page whose inline style and style attribute its own policy forbids, as tickr's would.
+    let canary = TestServer::plain(vec![respond(
+        200,
+        &[
+            ("content-type", "text/html"),
+            ("content-security-policy", "default-src 'none'"),
+        ],
+        "<!DOCTYPE html><title>canary</title><style>p{color:red}</style><p style=\"color:blue\">x</p>",
+    )])
+    .await;
+    let canary = canary.url("/");
+
     let base = format!("http://{}", tickr.addr);
     let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser");
     std::fs::create_dir_all(&shots).expect("screenshot dir");
     // Chromium is driven with blocking I/O, off the runtime that serves the pages it loads.
-    tokio::task::spawn_blocking(move || check_pages(&base, &shots, app_error))
+    tokio::task::spawn_blocking(move || check_pages(&base, &shots, app_error, &canary))
         .await
         .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
     tickr.stop().await;
 }
 
-fn check_pages(base: &str, shots: &Path, app_error: u64) {
+fn check_pages(base: &str, shots: &Path, app_error: u64, canary: &str) {
     let mut chromium = Chromium::launch();
+
+    // The check below sees a policy violation, as it would on tickr's pages.
+    let violating = chromium.open(canary);
+    let problems = chromium.problems(&violating);
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("violates the following Content Security Policy directive")),
+        "a page breaking its policy went unnoticed: {problems:?}"
+    );
+    chromium.close(violating);
 
     let landing = chromium.open(&format!("{base}/"));
     // The screenshot first, so that it shows what a failing assertion below is about.
@@ -248,6 +271,18 @@ fn check_pages(base: &str, shots: &Path, app_error: u64) {
     chromium.screenshot(&events, &shots.join("events-open.png"), true);
     chromium.assert_sound(&events);
     chromium.close(events);
+
+    // The JSON, as a browser shows it when a person follows the page's link.
+    let json = chromium.open(&format!("{base}/events?format=json"));
+    chromium.assert_quiet(&json);
+    let parsed = chromium.eval(
+        &json,
+        "(() => { const j = JSON.parse(document.body.innerText); \
+         return {events: j.events.length, markup: j.events.some(e => e.body_excerpt.includes('<script>'))}; })()",
+    );
+    assert_eq!(parsed["markup"], true, "{parsed}");
+    assert!(parsed["events"].as_u64().unwrap_or(0) >= 10, "{parsed}");
+    chromium.close(json);
 
     let shop = chromium.open(&format!("{base}/events?target=shop"));
     chromium.screenshot(&shop, &shots.join("events-shop.png"), true);
@@ -684,18 +719,45 @@ impl Chromium {
             "{} is wider than the window: {facts}",
             page.url
         );
-        let problems: Vec<String> = self
+        self.assert_quiet(page);
+    }
+
+    /// The page was served with tickr's Content-Security-Policy, and logged no error or warning:
+    /// a violation of the policy is one (see [`problems`](Self::problems)).
+    fn assert_quiet(&mut self, page: &Page) {
+        let policy = self
             .events
             .iter()
-            .filter(|e| e["sessionId"] == page.session.as_str())
-            .filter_map(problem)
-            .collect();
+            .rev()
+            .find(|e| {
+                e["sessionId"] == page.session.as_str()
+                    && e["method"] == "Network.responseReceived"
+                    && e["params"]["type"] == "Document"
+            })
+            .and_then(|e| e["params"]["response"]["headers"]["content-security-policy"].as_str())
+            .unwrap_or_default();
+        assert!(
+            policy.starts_with("default-src 'none'; style-src 'sha256-"),
+            "{} came without tickr's policy: {policy:?}",
+            page.url
+        );
+        let problems = self.problems(page);
         assert!(
             problems.is_empty(),
             "{} logged problems:\n{}",
             page.url,
             problems.join("\n")
         );
+    }
+
+    /// The page's console errors and warnings, uncaught exceptions, and errors the browser
+    /// logged: Chromium reports each violation of a Content-Security-Policy as such an error.
+    fn problems(&self, page: &Page) -> Vec<String> {
+        self.events
+            .iter()
+            .filter(|e| e["sessionId"] == page.session.as_str())
+            .filter_map(problem)
+            .collect()
     }
 
     /// Waits until the page has had answers to `count` requests for `url`, and returns each

@@ -1,13 +1,18 @@
-//! What tickr refuses from browsers, over real sockets: the reload refused to anything a web
-//! page sends and granted to scripts whatever `Host` they use.
-//! Real Chromium trying the same is in `browser.rs`.
+//! What tickr tells browsers and refuses from them, over real sockets: the security headers on
+//! every response (once each), and the reload refused to anything a web page sends and granted
+//! to scripts whatever `Host` they use.
+//! Real Chromium trying the same is in `browser.rs`; the web config's overrides in `webconfig.rs`.
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::common::server::{Step, TestServer};
 use crate::common::tickr::Tickr;
+
+/// An application error page that a probe records as evidence: markup, a script, entities.
+const ERROR_PAGE: &str = "<html><script>alert('x')</script><b>down</b> &amp; out</html>";
 
 /// One request written as is (so that `Host`, `Origin` and the rest are exactly what a client
 /// sends), and the answer as status, headers in order (names lowercased) and body.
@@ -52,6 +57,80 @@ fn request(method: &str, path: &str, headers: &[&str], body: &str) -> String {
     text.push_str("\r\n");
     text.push_str(body);
     text
+}
+
+fn values<'a>(headers: &'a [(String, String)], name: &str) -> Vec<&'a str> {
+    headers
+        .iter()
+        .filter(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+        .collect()
+}
+
+async fn with_events() -> (TestServer, Tickr) {
+    let server = TestServer::plain(vec![Step::Respond {
+        status: 502,
+        headers: vec![("content-type", "text/html".to_owned())],
+        body: ERROR_PAGE.to_owned(),
+        delay: Duration::ZERO,
+    }])
+    .await;
+    let tickr = Tickr::start(&format!(
+        "targets:\n  - name: \"shop <&>\"\n    url: {}\n    interval: 200ms\n    timeout: 150ms\n",
+        server.url("/down?a=1&b=2")
+    ))
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tickr.handle.recorder.failures(None, None, 10).is_empty() {
+        assert!(Instant::now() < deadline, "no failure recorded within 10 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    (server, tickr)
+}
+
+#[tokio::test]
+async fn every_response_carries_the_security_headers_once() {
+    let (_server, tickr) = with_events().await;
+    let host = format!("Host: {}", tickr.addr);
+    let origin = format!("Origin: http://{}", tickr.addr);
+    for (method, path, extra, status) in [
+        ("GET", "/", None, 200),
+        ("HEAD", "/", None, 200),
+        ("GET", "/metrics", None, 200),
+        ("GET", "/events", None, 200),
+        ("GET", "/events?format=json", None, 200),
+        ("GET", "/-/healthy", None, 200),
+        ("GET", "/-/ready", None, 200),
+        ("GET", "/-/reload", None, 405),
+        ("GET", "/nope", None, 404),
+        ("POST", "/-/reload", None, 200),
+        ("POST", "/-/reload", Some(origin.as_str()), 403),
+    ] {
+        let headers: Vec<&str> = [Some(host.as_str()), extra].into_iter().flatten().collect();
+        let (got, headers, _) = raw(tickr.addr, &request(method, path, &headers, "")).await;
+        let what = format!("{method} {path} {extra:?}");
+        assert_eq!(got, status, "{what}: {headers:?}");
+        let csp = values(&headers, "content-security-policy");
+        assert_eq!(csp.len(), 1, "{what}: {headers:?}");
+        for directive in [
+            "default-src 'none'",
+            "style-src 'sha256-",
+            "frame-ancestors 'none'",
+            "base-uri 'none'",
+            "form-action 'none'",
+        ] {
+            assert!(csp[0].contains(directive), "{what}: {directive} in {csp:?}");
+        }
+        assert!(!csp[0].contains("unsafe"), "{what}: {csp:?}");
+        for (name, value) in [
+            ("x-content-type-options", "nosniff"),
+            ("x-frame-options", "DENY"),
+            ("referrer-policy", "no-referrer"),
+        ] {
+            assert_eq!(values(&headers, name), [value], "{what}: {headers:?}");
+        }
+    }
+    tickr.stop().await;
 }
 
 /// Every header combination a browser sends on a page's behalf is refused, same origin and
