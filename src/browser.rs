@@ -1,12 +1,15 @@
 //! What tickr's HTTP server tells browsers and what it refuses from them: the security headers
-//! on every response, and the guard that keeps web pages (of any origin) from reloading tickr.
+//! on every response, the guard that keeps web pages (of any origin) from reloading tickr, and
+//! JSON that no browser can take for HTML.
 
+use std::io;
 use std::sync::LazyLock;
 
 use http::header::{
     HeaderMap, HeaderName, HeaderValue, CONTENT_SECURITY_POLICY, ORIGIN, REFERRER_POLICY,
     X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
 };
+use serde::Serialize;
 
 /// The browser's marker of why it sent a request; not in `http`'s list of names.
 const SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
@@ -50,9 +53,42 @@ fn printable(value: &HeaderValue) -> String {
         .collect()
 }
 
+/// `value` as JSON with `<`, `>` and `&` (and the two line separators JavaScript once rejected)
+/// as `\u` escapes: a browser that sniffed it, or a page that inlined it, finds no markup.
+pub fn json(value: &impl Serialize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4096);
+    value
+        .serialize(&mut serde_json::Serializer::with_formatter(
+            &mut out, HtmlSafe,
+        ))
+        .expect("serializing to a Vec cannot fail");
+    out
+}
+
+/// serde_json's compact output, with the escapes of [`json`].
+struct HtmlSafe;
+
+impl serde_json::ser::Formatter for HtmlSafe {
+    fn write_string_fragment<W: ?Sized + io::Write>(
+        &mut self,
+        writer: &mut W,
+        fragment: &str,
+    ) -> io::Result<()> {
+        let mut rest = fragment;
+        while let Some(at) = rest.find(['<', '>', '&', '\u{2028}', '\u{2029}']) {
+            writer.write_all(&rest.as_bytes()[..at])?;
+            let c = rest[at..].chars().next().expect("found a char here");
+            write!(writer, "\\u{:04x}", u32::from(c))?;
+            rest = &rest[at + c.len_utf8()..];
+        }
+        writer.write_all(rest.as_bytes())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json as value;
 
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         pairs
@@ -99,5 +135,19 @@ mod tests {
                 "{pairs:?}"
             );
         }
+    }
+
+    #[test]
+    fn json_has_no_markup_and_reads_back_the_same() {
+        let v = value!({"<b>&</b>": ["</script><script>alert(1)</script>", "a\u{2028}b", "é \"q\" \\"]});
+        let text = String::from_utf8(json(&v)).expect("UTF-8");
+        assert_eq!(
+            text,
+            r#"{"\u003cb\u003e\u0026\u003c/b\u003e":["\u003c/script\u003e\u003cscript\u003ealert(1)\u003c/script\u003e","a\u2028b","é \"q\" \\"]}"#
+        );
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&text).expect("JSON"),
+            v
+        );
     }
 }

@@ -16,7 +16,7 @@
 //! - [`server`]: `/metrics`, health, readiness and reload over HTTP; [`pages`] renders the
 //!   landing page and `/events`.
 //! - [`browser`]: what the server tells browsers and refuses from them: security headers, no
-//!   reload sent by a web page.
+//!   reload sent by a web page, JSON without markup.
 //! - [`webconfig`]: `--web.config.file` (exporter-toolkit format): TLS, client certificates and
 //!   bcrypt basic auth for every endpoint.
 //! - [`cli`], [`logging`], [`signals`]: the edges `main.rs` wires together.

@@ -370,8 +370,7 @@ fn events(handle: &Handle, req: &Request<Incoming>) -> Response<Body> {
     if !query.json {
         return html(crate::pages::events_html(handle, &query));
     }
-    let body = serde_json::to_vec(&crate::pages::events_json(handle, &query))
-        .expect("JSON values serialize");
+    let body = crate::browser::json(&crate::pages::events_json(handle, &query));
     let mut r = Response::new(Either::Left(Full::new(Bytes::from(body))));
     r.headers_mut()
         .insert(CONTENT_TYPE, "application/json".parse().expect("static"));

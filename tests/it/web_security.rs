@@ -1,11 +1,12 @@
 //! What tickr tells browsers and refuses from them, over real sockets: the security headers on
-//! every response (once each), and the reload refused to anything a web page sends and granted
-//! to scripts whatever `Host` they use.
+//! every response (once each), the reload refused to anything a web page sends and granted to
+//! scripts whatever `Host` they use, and JSON with no markup in it.
 //! Real Chromium trying the same is in `browser.rs`; the web config's overrides in `webconfig.rs`.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::common::server::{Step, TestServer};
@@ -129,6 +130,45 @@ async fn every_response_carries_the_security_headers_once() {
         ] {
             assert_eq!(values(&headers, name), [value], "{what}: {headers:?}");
         }
+    }
+    tickr.stop().await;
+}
+
+#[tokio::test]
+async fn events_json_carries_no_markup_a_browser_could_sniff() {
+    let (_server, tickr) = with_events().await;
+    for (path, accept) in [
+        ("/events?format=json", None),
+        ("/events", Some("Accept: application/json")),
+    ] {
+        let headers: Vec<&str> = [Some("Host: tickr"), accept]
+            .into_iter()
+            .flatten()
+            .collect();
+        let (status, headers, body) = raw(tickr.addr, &request("GET", path, &headers, "")).await;
+        assert_eq!(status, 200, "{path}");
+        assert_eq!(values(&headers, "content-type"), ["application/json"]);
+        assert!(
+            !body.contains(['<', '>', '&']),
+            "{path} has markup characters:\n{body}"
+        );
+        // Escaped, not lost: the evidence reads back as the target sent it.
+        let json: Value = serde_json::from_str(&body).expect("JSON");
+        let event = &json["events"][0];
+        assert_eq!(event["target"], "shop <&>", "{json}");
+        assert!(
+            event["url"]
+                .as_str()
+                .is_some_and(|u| u.ends_with("/down?a=1&b=2")),
+            "{event}"
+        );
+        assert!(
+            event["body_excerpt"]
+                .as_str()
+                .is_some_and(|b| b.contains("<script>alert('x')</script>")),
+            "{event}"
+        );
+        assert!(body.contains(r"\u003cscript\u003e"), "{body}");
     }
     tickr.stop().await;
 }
