@@ -1,7 +1,8 @@
 //! The HTML pages in a real headless Chromium (Debian's `chromium`): they render, show the
 //! events with their evidence, escape what responses carry, fit the window, land on an event's
-//! anchor, and log no console errors. Full-page screenshots are written to
-//! `target/tmp/browser/` for a person to look at; the test prints their paths.
+//! anchor, and log no console errors, policy violations included. Full-page screenshots are
+//! written to `target/tmp/browser/` for a person to look at; the test prints their paths.
+//! And pages of other origins, as a browser runs them, trying to reload tickr.
 //!
 //! Chromium is driven over the DevTools protocol by the small WebSocket client below (no new
 //! crates). `--dump-dom` and `--enable-logging` were the alternative: they show the DOM and
