@@ -15,6 +15,8 @@
 //! - [`events`]: the failure recorder (the last failed probes, with their evidence) and hints.
 //! - [`server`]: `/metrics`, health, readiness and reload over HTTP; [`pages`] renders the
 //!   landing page and `/events`.
+//! - [`browser`]: what the server tells browsers and refuses from them: security headers, no
+//!   reload sent by a web page, JSON without markup.
 //! - [`webconfig`]: `--web.config.file` (exporter-toolkit format): TLS, client certificates and
 //!   bcrypt basic auth for every endpoint.
 //! - [`cli`], [`logging`], [`signals`]: the edges `main.rs` wires together; [`fds`] the
@@ -24,6 +26,7 @@
 //! [`Exporter`] ties them together: [`Exporter::start`] begins probing, [`Exporter::run`] serves
 //! a bound listener until a shutdown future completes, and a [`Handle`] reloads from anywhere.
 
+pub mod browser;
 pub mod cli;
 pub mod config;
 pub mod demo;

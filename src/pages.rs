@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use serde_json::{json, Value};
 
@@ -45,7 +45,43 @@ pre{background:#f6f8fa;padding:.6em;overflow:auto;white-space:pre-wrap;overflow-
 nav a{margin-right:1em}code{background:#0000000f;border-radius:4px;padding:0 .3em}svg{background:#f6f8fa;border-radius:4px}\
 th{white-space:nowrap}.url{overflow-wrap:anywhere;min-width:12em}.nowrap{white-space:nowrap}\
 .legend span{margin-right:1.2em;white-space:nowrap}\
-.legend i{display:inline-block;width:.7em;height:.7em;border-radius:2px;margin-right:.35em}";
+.legend svg{background:none;margin-right:.35em;vertical-align:-1px}";
+
+/// The policy every response carries (see [`crate::browser::secure`]): nothing may load but
+/// the pages' one stylesheet, by its hash, and the `data:` icon; no script at all, no form, no
+/// `<base>`, no framing. Add here what a page comes to need.
+pub fn content_security_policy() -> &'static str {
+    static POLICY: LazyLock<String> = LazyLock::new(|| {
+        let suite = rustls::crypto::ring::cipher_suite::TLS13_AES_128_GCM_SHA256;
+        let sha256 = suite.tls13().expect("a TLS 1.3 suite").common.hash_provider;
+        let hash = base64(sha256.hash(STYLE.as_bytes()).as_ref());
+        format!(
+            "default-src 'none'; style-src 'sha256-{hash}'; img-src data:; base-uri 'none'; \
+             form-action 'none'; frame-ancestors 'none'"
+        )
+    });
+    &POLICY
+}
+
+/// Standard base64 (RFC 4648 §4) with padding, as CSP hashes are written.
+fn base64(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..4 {
+            out.push(if i <= chunk.len() {
+                char::from(DIGITS[(n >> (18 - 6 * i) & 63) as usize])
+            } else {
+                '='
+            });
+        }
+    }
+    out
+}
 
 /// The `data:,` icon stops browsers asking for `/favicon.ico`, whose 404 each would log as a
 /// console error.
@@ -304,10 +340,11 @@ pub fn events_html(handle: &Handle, q: &EventsQuery) -> String {
             .collect();
         reasons.sort_unstable();
         reasons.dedup();
+        // A swatch drawn like the marks: the policy allows no `style` attribute.
         for reason in reasons {
             let _ = write!(
                 html,
-                "<span><i style=\"background:{}\"></i>{reason}</span>",
+                "<span><svg width=\"11\" height=\"11\" aria-hidden=\"true\"><rect width=\"11\" height=\"11\" rx=\"2\" fill=\"{}\"/></svg>{reason}</span>",
                 reason_colour(Some(reason))
             );
         }
@@ -420,6 +457,37 @@ fn event_html(html: &mut String, e: &Event, failure: bool, open: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn base64_pads_as_csp_hashes_are_written() {
+        assert_eq!(base64(b"Man"), "TWFu");
+        assert_eq!(base64(b"Ma"), "TWE=");
+        assert_eq!(base64(b"M"), "TQ==");
+        assert_eq!(base64(b""), "");
+    }
+
+    #[test]
+    fn the_policy_allows_the_stylesheet_by_its_sha256() {
+        // The digest as `printf a | openssl dgst -sha256 -binary | base64` writes it.
+        assert_eq!(
+            base64(
+                rustls::crypto::ring::cipher_suite::TLS13_AES_128_GCM_SHA256
+                    .tls13()
+                    .expect("TLS 1.3")
+                    .common
+                    .hash_provider
+                    .hash(b"a")
+                    .as_ref()
+            ),
+            "ypeBEsobvcr6wjGzmiPcTaeG7/gUfE5yuYB3ha/uSLs="
+        );
+        let policy = content_security_policy();
+        assert!(
+            policy.starts_with("default-src 'none'; style-src 'sha256-"),
+            "{policy}"
+        );
+        assert!(!policy.contains("unsafe"), "{policy}");
+    }
 
     #[test]
     fn backticks_become_code_and_a_lone_one_stays() {

@@ -222,6 +222,8 @@ impl Connection {
                     }
                     _ => route(&handle, req, write_timeout).await,
                 };
+                crate::browser::secure(response.headers_mut());
+                // `insert`: a configured header replaces tickr's default of the same name.
                 if let Some(config) = &config {
                     for (name, value) in config.headers() {
                         response.headers_mut().insert(name, value.clone());
@@ -272,17 +274,30 @@ async fn route(handle: &Handle, req: Request<Incoming>, write_timeout: Duration)
                 text(StatusCode::SERVICE_UNAVAILABLE, "Not ready\n")
             }
         }
-        (&Method::POST | &Method::PUT, "/-/reload") => match handle.reload().await {
-            Ok(()) => text(StatusCode::OK, "Configuration reloaded\n"),
-            Err(e) => text(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("Configuration rejected, previous one kept: {e}\n"),
-            ),
-        },
+        (&Method::POST | &Method::PUT, "/-/reload") => reload(handle, &req).await,
         (_, "/metrics" | "/" | "/events" | "/-/healthy" | "/-/ready" | "/-/reload") => {
             text(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed\n")
         }
         _ => text(StatusCode::NOT_FOUND, "Not found\n"),
+    }
+}
+
+/// Reloads, unless a web page sent the request: see [`crate::browser::sent_by_web_page`].
+async fn reload(handle: &Handle, req: &Request<Incoming>) -> Response<Body> {
+    if let Some(page) = crate::browser::sent_by_web_page(req.headers()) {
+        tracing::info!(sent_by = %page, "reload refused: a web page sent it");
+        return text(
+            StatusCode::FORBIDDEN,
+            "Reload refused: a web page sent this request (it carries Origin or Sec-Fetch-Site); \
+             reload with curl -X POST or SIGHUP\n",
+        );
+    }
+    match handle.reload().await {
+        Ok(()) => text(StatusCode::OK, "Configuration reloaded\n"),
+        Err(e) => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("Configuration rejected, previous one kept: {e}\n"),
+        ),
     }
 }
 
@@ -557,8 +572,7 @@ fn events(handle: &Handle, req: &Request<Incoming>) -> Response<Body> {
     if !query.json {
         return html(crate::pages::events_html(handle, &query));
     }
-    let body = serde_json::to_vec(&crate::pages::events_json(handle, &query))
-        .expect("JSON values serialize");
+    let body = crate::browser::json(&crate::pages::events_json(handle, &query));
     let mut r = Response::new(Either::Left(Full::new(Bytes::from(body))));
     r.headers_mut()
         .insert(CONTENT_TYPE, "application/json".parse().expect("static"));

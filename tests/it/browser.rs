@@ -1,7 +1,8 @@
 //! The HTML pages in a real headless Chromium (Debian's `chromium`): they render, show the
 //! events with their evidence, escape what responses carry, fit the window, land on an event's
-//! anchor, and log no console errors. Full-page screenshots are written to
-//! `target/tmp/browser/` for a person to look at; the test prints their paths.
+//! anchor, and log no console errors, policy violations included. Full-page screenshots are
+//! written to `target/tmp/browser/` for a person to look at; the test prints their paths.
+//! And pages of other origins, as a browser runs them, trying to reload tickr.
 //!
 //! Chromium is driven over the DevTools protocol by the small WebSocket client below (no new
 //! crates). `--dump-dom` and `--enable-logging` were the alternative: they show the DOM and
@@ -135,18 +136,41 @@ async fn pages_render_in_chromium_with_their_events_and_no_console_errors() {
         .expect("the checkout's 503 event")
         .id;
 
+    // A page whose inline style and style attribute its own policy forbids, as tickr's would.
+    let canary = TestServer::plain(vec![respond(
+        200,
+        &[
+            ("content-type", "text/html"),
+            ("content-security-policy", "default-src 'none'"),
+        ],
+        "<!DOCTYPE html><title>canary</title><style>p{color:red}</style><p style=\"color:blue\">x</p>",
+    )])
+    .await;
+    let canary = canary.url("/");
+
     let base = format!("http://{}", tickr.addr);
     let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser");
     std::fs::create_dir_all(&shots).expect("screenshot dir");
     // Chromium is driven with blocking I/O, off the runtime that serves the pages it loads.
-    tokio::task::spawn_blocking(move || check_pages(&base, &shots, app_error))
+    tokio::task::spawn_blocking(move || check_pages(&base, &shots, app_error, &canary))
         .await
         .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
     tickr.stop().await;
 }
 
-fn check_pages(base: &str, shots: &Path, app_error: u64) {
+fn check_pages(base: &str, shots: &Path, app_error: u64, canary: &str) {
     let mut chromium = Chromium::launch();
+
+    // The check below sees a policy violation, as it would on tickr's pages.
+    let violating = chromium.open(canary);
+    let problems = chromium.problems(&violating);
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("violates the following Content Security Policy directive")),
+        "a page breaking its policy went unnoticed: {problems:?}"
+    );
+    chromium.close(violating);
 
     let landing = chromium.open(&format!("{base}/"));
     // The screenshot first, so that it shows what a failing assertion below is about.
@@ -249,6 +273,18 @@ fn check_pages(base: &str, shots: &Path, app_error: u64) {
     chromium.assert_sound(&events);
     chromium.close(events);
 
+    // The JSON, as a browser shows it when a person follows the page's link.
+    let json = chromium.open(&format!("{base}/events?format=json"));
+    chromium.assert_quiet(&json);
+    let parsed = chromium.eval(
+        &json,
+        "(() => { const j = JSON.parse(document.body.innerText); \
+         return {events: j.events.length, markup: j.events.some(e => e.body_excerpt.includes('<script>'))}; })()",
+    );
+    assert_eq!(parsed["markup"], true, "{parsed}");
+    assert!(parsed["events"].as_u64().unwrap_or(0) >= 10, "{parsed}");
+    chromium.close(json);
+
     let shop = chromium.open(&format!("{base}/events?target=shop"));
     chromium.screenshot(&shop, &shots.join("events-shop.png"), true);
     chromium.assert_sound(&shop);
@@ -316,6 +352,133 @@ fn check_pages(base: &str, shots: &Path, app_error: u64) {
     chromium.close(anchor);
 }
 
+/// A page of another origin that POSTs to tickr's reload endpoint in every way a page can
+/// without a CORS preflight: `?attack=` names a form to submit (each of the three encodings a
+/// form can send), or `fetch` for `fetch` (no-cors and simple cors) and `sendBeacon`.
+fn attack_page(reload: &str) -> String {
+    let form = |id: &str, enctype: &str| {
+        format!(
+            "<form id=\"{id}\" method=\"post\" enctype=\"{enctype}\" action=\"{reload}\">\
+             <input name=\"x\" value=\"1\"></form>"
+        )
+    };
+    format!(
+        "<!DOCTYPE html><html><head><title>attacker</title></head><body>{}{}{}<script>\
+         const u = '{reload}', ignore = () => {{}};\
+         const attack = new URLSearchParams(location.search).get('attack');\
+         if (attack === 'fetch') {{\
+           fetch(u, {{method: 'POST', mode: 'no-cors'}}).catch(ignore);\
+           fetch(u, {{method: 'POST', mode: 'no-cors', body: 'x', headers: {{'Content-Type': 'text/plain'}}}}).catch(ignore);\
+           fetch(u, {{method: 'POST', body: new URLSearchParams('x=1')}}).catch(ignore);\
+           navigator.sendBeacon(u, 'x');\
+         }} else {{ document.getElementById(attack).submit(); }}\
+         </script></body></html>",
+        form("urlencoded", "application/x-www-form-urlencoded"),
+        form("text", "text/plain"),
+        form("multipart", "multipart/form-data"),
+    )
+}
+
+/// Pages of other origins (another port of 127.0.0.1: same site; 127.0.0.2: another site) try to
+/// reload tickr as a browser lets them, and a page of a name rebound to tickr's address tries
+/// from tickr's own origin: the browser sends every request, tickr refuses each, and the new
+/// configuration waiting on disk is not loaded until curl asks for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_of_other_origins_cannot_reload_tickr() {
+    let tickr = Tickr::start("targets: []\n").await;
+    let refused = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port");
+    tickr.write_config(&format!(
+        "targets:\n  - name: sneaked\n    url: http://{refused}/\n    interval: 1h\n"
+    ));
+    let loaded = || -> Vec<String> {
+        let targets = tickr.handle.targets();
+        targets.iter().map(|(t, _)| t.name.clone()).collect()
+    };
+    let reloaded_at = tickr
+        .metrics()
+        .await
+        .get("tickr_config_last_reload_success_timestamp_seconds", &[])
+        .expect("the reload timestamp");
+
+    let reload = format!("http://{}/-/reload", tickr.addr);
+    let page = attack_page(&reload);
+    let html = [("content-type", "text/html")];
+    let same_site = TestServer::plain(vec![respond(200, &html, &page)]).await;
+    let cross_site =
+        TestServer::plain_on(([127, 0, 0, 2], 0).into(), vec![respond(200, &html, &page)]).await;
+    let attackers = [same_site.url("/"), cross_site.url("/")];
+    let rebound = format!("http://rebind.test:{}/-/healthy", tickr.addr.port());
+    let url = reload.clone();
+    let answers = tokio::task::spawn_blocking(move || {
+        // The name resolves to tickr's address, as an attacker's DNS would rebind it once the
+        // page has loaded from the attacker's server.
+        let mut chromium =
+            Chromium::launch_with(&["--host-resolver-rules=MAP rebind.test 127.0.0.1"]);
+        let mut answers = Vec::new();
+        for attacker in &attackers {
+            for (attack, requests) in [
+                ("urlencoded", 1),
+                ("text", 1),
+                ("multipart", 1),
+                ("fetch", 4),
+            ] {
+                let page = chromium.open(&format!("{attacker}?attack={attack}"));
+                for answer in chromium.answers(&page, &url, requests) {
+                    answers.push((format!("{attacker} {attack}"), answer));
+                }
+                chromium.close(page);
+            }
+        }
+        let page = chromium.open_with(&rebound, true);
+        let status = chromium.eval(
+            &page,
+            "fetch('/-/reload', {method: 'POST'}).then(r => r.status)",
+        );
+        let rebinding = chromium.answers(&page, &rebound.replace("/-/healthy", "/-/reload"), 1);
+        assert_eq!(Some(rebinding[0].0), status.as_u64(), "{rebinding:?}");
+        answers.push(("rebound name".to_owned(), rebinding[0].clone()));
+        chromium.close(page);
+        answers
+    })
+    .await
+    .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+
+    for (who, answer) in &answers {
+        println!("{who}: {answer:?}");
+    }
+    assert_eq!(answers.len(), 2 * 7 + 1, "{answers:#?}");
+    assert!(
+        answers.iter().all(|(_, (status, _, _))| *status == 403),
+        "a page reached the reload: {answers:#?}"
+    );
+    assert_eq!(loaded(), Vec::<String>::new(), "a page reloaded tickr");
+    assert_eq!(
+        tickr
+            .metrics()
+            .await
+            .get("tickr_config_last_reload_success_timestamp_seconds", &[]),
+        Some(reloaded_at),
+        "a page reloaded tickr"
+    );
+
+    // A script still can.
+    let curl = Command::new("curl")
+        .args(["--silent", "--show-error", "--max-time", "10", "-X", "POST"])
+        .arg(&reload)
+        .output()
+        .expect("curl must be installed");
+    assert_eq!(
+        String::from_utf8_lossy(&curl.stdout),
+        "Configuration reloaded\n",
+        "{}",
+        String::from_utf8_lossy(&curl.stderr)
+    );
+    assert_eq!(loaded(), ["sneaked"]);
+    tickr.stop().await;
+}
+
 fn strings(v: &Value) -> Vec<String> {
     v.as_array()
         .unwrap_or_else(|| panic!("expected an array, got {v}"))
@@ -343,6 +506,11 @@ struct Chromium {
 
 impl Chromium {
     fn launch() -> Self {
+        Self::launch_with(&[])
+    }
+
+    /// Like [`launch`](Self::launch), with extra command-line flags.
+    fn launch_with(extra: &[&str]) -> Self {
         if !Path::new(CHROMIUM).is_file() {
             panic!(
                 "{CHROMIUM} is required by this test and was not found.\n\
@@ -370,6 +538,7 @@ impl Chromium {
                 "--window-size=1280,1600",
                 "--remote-debugging-port=0",
             ])
+            .args(extra)
             .arg(format!("--user-data-dir={}", data.display()))
             .arg("about:blank")
             .process_group(0)
@@ -467,8 +636,16 @@ impl Chromium {
         }
     }
 
-    /// Opens `url` in a new tab, watching its console and log from before the first byte.
+    /// Opens `url` in a new tab, watching its console, log and network from before the first
+    /// byte.
     fn open(&mut self, url: &str) -> Page {
+        self.open_with(url, false)
+    }
+
+    /// Like [`open`](Self::open); with `bypass_csp`, the page's own Content-Security-Policy is
+    /// ignored, so that script evaluated in it acts as an attacker's script would in a page of
+    /// that origin without tickr's policy.
+    fn open_with(&mut self, url: &str, bypass_csp: bool) -> Page {
         let target = self.call(None, "Target.createTarget", json!({"url": "about:blank"}))
             ["targetId"]
             .as_str()
@@ -482,8 +659,15 @@ impl Chromium {
             .as_str()
             .expect("sessionId")
             .to_owned();
-        for domain in ["Page", "Runtime", "Log"] {
+        for domain in ["Page", "Runtime", "Log", "Network"] {
             self.call(Some(&session), &format!("{domain}.enable"), json!({}));
+        }
+        if bypass_csp {
+            self.call(
+                Some(&session),
+                "Page.setBypassCSP",
+                json!({"enabled": true}),
+            );
         }
         let navigated = self.call(Some(&session), "Page.navigate", json!({"url": url}));
         if let Some(error) = navigated.get("errorText") {
@@ -502,7 +686,7 @@ impl Chromium {
         let result = self.call(
             Some(&page.session),
             "Runtime.evaluate",
-            json!({"expression": expression, "returnByValue": true}),
+            json!({"expression": expression, "returnByValue": true, "awaitPromise": true}),
         );
         if let Some(exception) = result.get("exceptionDetails") {
             panic!("{expression} threw on {}: {exception}", page.url);
@@ -536,18 +720,119 @@ impl Chromium {
             "{} is wider than the window: {facts}",
             page.url
         );
-        let problems: Vec<String> = self
+        self.assert_quiet(page);
+    }
+
+    /// The page was served with tickr's Content-Security-Policy, and logged no error or warning:
+    /// a violation of the policy is one (see [`problems`](Self::problems)).
+    fn assert_quiet(&mut self, page: &Page) {
+        let policy = self
             .events
             .iter()
-            .filter(|e| e["sessionId"] == page.session.as_str())
-            .filter_map(problem)
-            .collect();
+            .rev()
+            .find(|e| {
+                e["sessionId"] == page.session.as_str()
+                    && e["method"] == "Network.responseReceived"
+                    && e["params"]["type"] == "Document"
+            })
+            .and_then(|e| e["params"]["response"]["headers"]["content-security-policy"].as_str())
+            .unwrap_or_default();
+        assert!(
+            policy.starts_with("default-src 'none'; style-src 'sha256-"),
+            "{} came without tickr's policy: {policy:?}",
+            page.url
+        );
+        let problems = self.problems(page);
         assert!(
             problems.is_empty(),
             "{} logged problems:\n{}",
             page.url,
             problems.join("\n")
         );
+    }
+
+    /// The page's console errors and warnings, uncaught exceptions, and errors the browser
+    /// logged: Chromium reports each violation of a Content-Security-Policy as such an error.
+    fn problems(&self, page: &Page) -> Vec<String> {
+        self.events
+            .iter()
+            .filter(|e| e["sessionId"] == page.session.as_str())
+            .filter_map(problem)
+            .collect()
+    }
+
+    /// Waits until the page has had answers to `count` requests for `url`, and returns each
+    /// answer's status with the `Origin` and `Sec-Fetch-Site` headers Chromium sent (`-` for
+    /// none), as the network stack saw them.
+    fn answers(&mut self, page: &Page, url: &str, count: usize) -> Vec<(u64, String, String)> {
+        let deadline = Instant::now() + LIMIT;
+        loop {
+            let of_page = |e: &&Value| e["sessionId"] == page.session.as_str();
+            // By request id: the extra-info events carry what went over the wire (the status
+            // too when the browser then withholds the response from the page, as CORS does).
+            let event = |method: &str, id: &Value| {
+                self.events
+                    .iter()
+                    .filter(of_page)
+                    .find(|e| e["method"] == method && e["params"]["requestId"] == *id)
+            };
+            let answers: Vec<_> = self
+                .events
+                .iter()
+                .filter(of_page)
+                .filter(|e| {
+                    e["method"] == "Network.requestWillBeSent"
+                        && e["params"]["request"]["url"] == url
+                })
+                .filter_map(|r| {
+                    let id = &r["params"]["requestId"];
+                    let sent = event("Network.requestWillBeSentExtraInfo", id)?;
+                    let answer = event("Network.responseReceivedExtraInfo", id)?;
+                    let headers = &sent["params"]["headers"];
+                    let header = |name: &str| {
+                        headers
+                            .as_object()
+                            .and_then(|h| h.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)))
+                            .and_then(|(_, v)| v.as_str())
+                            .unwrap_or("-")
+                            .to_owned()
+                    };
+                    Some((
+                        answer["params"]["statusCode"].as_u64().unwrap_or(0),
+                        header("origin"),
+                        header("sec-fetch-site"),
+                    ))
+                })
+                .collect();
+            if answers.len() >= count {
+                return answers;
+            }
+            match self.ws.receive(deadline) {
+                Ok(text) => self.events.push_back(
+                    serde_json::from_str(&text)
+                        .unwrap_or_else(|e| panic!("bad DevTools message {e}: {text}")),
+                ),
+                Err(e) => {
+                    let seen: Vec<String> = self
+                        .events
+                        .iter()
+                        .filter(of_page)
+                        .filter(|e| {
+                            e["method"]
+                                .as_str()
+                                .is_some_and(|m| m.starts_with("Network."))
+                        })
+                        .map(|e| format!("{} {}", e["method"], e["params"]["requestId"]))
+                        .collect();
+                    panic!(
+                        "{}: {} of {count} requests for {url} answered ({e}): {answers:?}\n{}",
+                        page.url,
+                        answers.len(),
+                        seen.join("\n")
+                    );
+                }
+            }
+        }
     }
 
     /// Writes a PNG of the page (whole, or what the window shows) and prints where it is.

@@ -21,4 +21,5 @@ mod prometheus;
 mod properties;
 mod reload;
 mod secrets;
+mod web_security;
 mod webconfig;

@@ -556,3 +556,75 @@ fn tls_versions_and_cipher_suites_are_enforced() {
     );
     assert_eq!(ok.status, 200, "{}{}", ok.output, ok.stderr);
 }
+
+/// `http_server_config.headers` replace tickr's security headers of the same name (one value
+/// each, never both), a blank one leaves tickr's, and the others stay; basic auth does not make
+/// a reload that a web page sends acceptable.
+#[test]
+fn configured_headers_replace_the_default_ones() {
+    let setup = Setup::new();
+    let web = setup.web_config(&format!(
+        "http_server_config:\n  headers:\n    Content-Security-Policy: \"default-src 'self'\"\n    \
+         X-Frame-Options: sameorigin\n    X-Content-Type-Options: \"\"\n    \
+         Strict-Transport-Security: max-age=31536000\n{}",
+        setup.users()
+    ));
+    let tickr = Running::start(&setup, &web);
+    let good = format!("{USER}:{PASSWORD}");
+    let lines = |c: &Curl, name: &str| -> Vec<String> {
+        let prefix = format!("{name}:");
+        c.output
+            .lines()
+            .filter(|l| l.to_lowercase().starts_with(&prefix))
+            .map(|l| l[prefix.len()..].trim().to_owned())
+            .collect()
+    };
+    for (args, path, status) in [
+        (vec!["-u", good.as_str()], "/", 200),
+        (vec!["-u", good.as_str()], "/events?format=json", 200),
+        (vec!["-u", good.as_str()], "/metrics", 200),
+        (vec![], "/", 401),
+        (vec!["-u", good.as_str(), "-X", "POST"], "/-/reload", 200),
+    ] {
+        let c = tickr.curl(&setup, &args, path);
+        assert_eq!(c.status, status, "{path}: {}{}", c.output, c.stderr);
+        assert_eq!(
+            lines(&c, "content-security-policy"),
+            ["default-src 'self'"],
+            "{}",
+            c.output
+        );
+        assert_eq!(lines(&c, "x-frame-options"), ["sameorigin"], "{}", c.output);
+        assert_eq!(
+            lines(&c, "x-content-type-options"),
+            ["nosniff"],
+            "{}",
+            c.output
+        );
+        assert_eq!(
+            lines(&c, "referrer-policy"),
+            ["no-referrer"],
+            "{}",
+            c.output
+        );
+        assert_eq!(
+            lines(&c, "strict-transport-security"),
+            ["max-age=31536000"],
+            "{}",
+            c.output
+        );
+    }
+    let page = tickr.curl(
+        &setup,
+        &[
+            "-u",
+            &good,
+            "-X",
+            "POST",
+            "-H",
+            "Origin: https://evil.example",
+        ],
+        "/-/reload",
+    );
+    assert_eq!(page.status, 403, "{}", page.output);
+}
