@@ -7,18 +7,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use http::header::{CONTENT_LOCATION, LOCATION};
 use serde_json::{json, Value};
 
 use crate::config::{Diagnosis, Target};
 use crate::layer::Attribution;
 use crate::probe::{Outcome, Phase};
+use crate::redact::{self, REDACTED};
 
 /// Headers an event keeps at most, and the longest value it keeps of each.
 const MAX_HEADERS: usize = 64;
 const MAX_HEADER_VALUE: usize = 512;
-
-/// What an event shows instead of a secret.
-const REDACTED: &str = "<redacted>";
 
 /// One probe as the recorder keeps it.
 #[derive(Debug)]
@@ -111,61 +110,6 @@ pub fn is_secret(name: &str, redact: &[String]) -> bool {
             .any(|f| name.contains(f))
 }
 
-/// The target's configured request header values: secrets, as far as tickr knows (the
-/// built-in `User-Agent` is not). Longest first, so that a secret containing another is
-/// redacted whole.
-fn secrets(target: &Target) -> Vec<&[u8]> {
-    let mut all: Vec<&[u8]> = target
-        .headers
-        .values()
-        .filter(|v| v.is_sensitive() && !v.is_empty())
-        .map(|v| v.as_bytes())
-        .collect();
-    all.sort_by_key(|s| std::cmp::Reverse(s.len()));
-    all
-}
-
-/// The first `limit` bytes (or a little more) of `text` with every occurrence of a secret
-/// replaced. A server may send the request back (debug endpoints and some error pages echo it),
-/// and with it the Authorization header tickr sent: an event must not keep it. When `cut` (the
-/// text stops at tickr's read limit, not at the end of the body) and the scan reaches the end,
-/// a trailing start of a secret goes too.
-///
-/// Only what is kept is scanned: an event keeps a 1 KiB excerpt of a 64 KiB body head.
-fn redact(text: &[u8], secrets: &[&[u8]], cut: bool, limit: usize) -> Vec<u8> {
-    if secrets.is_empty() {
-        return text[..text.len().min(limit)].to_vec();
-    }
-    let mut out = Vec::with_capacity(text.len().min(limit));
-    let mut i = 0;
-    'scan: while i < text.len() && out.len() < limit {
-        for secret in secrets {
-            if text[i..].starts_with(secret) {
-                out.extend_from_slice(REDACTED.as_bytes());
-                i += secret.len();
-                continue 'scan;
-            }
-        }
-        out.push(text[i]);
-        i += 1;
-    }
-    if cut && i >= text.len() {
-        let partial = secrets
-            .iter()
-            .filter_map(|s| (1..s.len()).rev().find(|&n| out.ends_with(&s[..n])))
-            .max();
-        if let Some(n) = partial {
-            out.truncate(out.len() - n);
-            out.extend_from_slice(REDACTED.as_bytes());
-        }
-    }
-    out
-}
-
-fn redact_str(text: &str, secrets: &[&[u8]]) -> String {
-    String::from_utf8_lossy(&redact(text.as_bytes(), secrets, false, usize::MAX)).into_owned()
-}
-
 fn truncate(s: &str, max: usize) -> String {
     if s.len() <= max {
         return s.to_owned();
@@ -228,7 +172,7 @@ impl Recorder {
         attribution: Option<&Attribution>,
         d: &Diagnosis,
     ) -> Arc<Event> {
-        let secrets = secrets(target);
+        let secrets = &target.secrets;
         let headers = o
             .headers
             .iter()
@@ -238,8 +182,16 @@ impl Recorder {
                 let value = if is_secret(name.as_str(), &d.redact_headers) {
                     REDACTED.to_owned()
                 } else {
-                    let value = redact(value.as_bytes(), &secrets, false, MAX_HEADER_VALUE + 1);
-                    truncate(&String::from_utf8_lossy(&value), MAX_HEADER_VALUE)
+                    let value = secrets.redact(value.as_bytes(), false, MAX_HEADER_VALUE + 1);
+                    let value = String::from_utf8_lossy(&value);
+                    // A redirect's target is a URL like any other: its keys are secrets too.
+                    match *name {
+                        LOCATION | CONTENT_LOCATION => truncate(
+                            &redact::url(&value, &d.redact_query_params),
+                            MAX_HEADER_VALUE,
+                        ),
+                        _ => truncate(&value, MAX_HEADER_VALUE),
+                    }
                 };
                 (name.as_str().to_owned(), value)
             })
@@ -248,7 +200,7 @@ impl Recorder {
         let read_limit = crate::probe::BODY_HEAD
             .min(usize::try_from(target.max_body_bytes).unwrap_or(usize::MAX));
         let cut = o.body_head.len() >= read_limit;
-        let body = redact(&o.body_head, &secrets, cut, d.body_excerpt);
+        let body = secrets.redact(&o.body_head, cut, d.body_excerpt);
         let excerpt = &body[..body.len().min(d.body_excerpt)];
         let event = Arc::new(Event {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
@@ -256,14 +208,17 @@ impl Recorder {
                 .duration_since(UNIX_EPOCH)
                 .map_or(0.0, |t| t.as_secs_f64()),
             target: target.name.clone(),
-            url: target.url.to_string(),
+            url: target.shown_url.clone(),
             success: o.success(),
             remote: o.remote.map(|a| a.to_string()),
             http_version: o.http_version.map(|v| format!("{v:?}")),
             tls_version: o.tls_version,
             status: o.status,
             reason: o.failure.as_ref().map(|f| f.reason.as_str()),
-            error: o.failure.as_ref().map(|f| redact_str(&f.detail, &secrets)),
+            error: o
+                .failure
+                .as_ref()
+                .map(|f| secrets.redact_str(&f.detail).into_owned()),
             phases_ms: Phase::ALL
                 .iter()
                 .filter_map(|p| {
@@ -273,7 +228,7 @@ impl Recorder {
                 })
                 .collect(),
             layer: attribution.map(|a| a.layer.clone()),
-            evidence: attribution.map(|a| redact_str(&a.evidence, &secrets)),
+            evidence: attribution.map(|a| secrets.redact_str(&a.evidence).into_owned()),
             headers,
             body_excerpt: String::from_utf8_lossy(excerpt).into_owned(),
             redirects: o.redirects,
@@ -513,6 +468,9 @@ mod tests {
 
     #[test]
     fn configured_header_values_are_redacted_wherever_a_server_echoes_them() {
+        let redact = |text: &[u8], secrets: &[&[u8]], cut, limit| {
+            redact::Secrets::new(secrets).redact(text, cut, limit)
+        };
         let secrets: Vec<&[u8]> = vec![b"Bearer tok-123", b"tok"];
         let echoed = b"authorization: Bearer tok-123\nx-key: tok\n";
         let all = usize::MAX;

@@ -12,7 +12,9 @@
 //!   [`dns`] bounds the blocking system lookups it needs.
 //! - [`metrics`]: outcomes into counters, histograms and gauges; the OpenMetrics exposition.
 //! - [`layer`]: which layer (CDN, load balancer, proxy, application) generated an error.
-//! - [`events`]: the failure recorder (the last failed probes, with their evidence) and hints.
+//! - [`events`]: the failure recorder (the last failed probes, with their evidence) and hints;
+//!   [`redact`] says what is secret (header values, secret-looking query parameters) and hides
+//!   it in every form a server may echo it in, and in every URL tickr shows.
 //! - [`server`]: `/metrics`, health, readiness and reload over HTTP; [`pages`] renders the
 //!   landing page and `/events`.
 //! - [`browser`]: what the server tells browsers and refuses from them: security headers, no
@@ -38,6 +40,7 @@ pub mod logging;
 pub mod metrics;
 pub mod pages;
 pub mod probe;
+pub mod redact;
 pub mod scheduler;
 pub mod server;
 pub mod signals;

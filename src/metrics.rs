@@ -301,7 +301,7 @@ impl Metrics {
         let own = Own {
             interval: target.interval.as_secs_f64(),
             facts: [
-                ("url", target.url.to_string()),
+                ("url", target.shown_url.clone()),
                 ("method", target.method.to_string()),
                 ("interval", format!("{:?}", target.interval)),
                 ("timeout", format!("{:?}", target.timeout)),

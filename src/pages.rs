@@ -121,7 +121,7 @@ pub fn landing(handle: &Handle) -> String {
             "<tr><td><a href=\"/events?target={link}\">{name}</a></td><td class=\"url\">{url}</td><td class=\"{class}\">{state}</td>\
              <td>{status}</td><td>{ok}</td><td>{failed}</td><td>{interval:?}</td><td class=\"nowrap\">{last}</td></tr>",
             link = escape(&url::form_urlencoded::byte_serialize(target.name.as_bytes()).collect::<String>()),
-            url = escape(target.url.as_str()),
+            url = escape(&target.shown_url),
             status = s.last_status,
             ok = s.successes,
             failed = s.failures,

@@ -32,6 +32,7 @@ pub struct Diagnosis {
     pub events: Option<usize>,
     pub body_excerpt: Option<ByteSize>,
     pub redact_headers: Option<Vec<String>>,
+    pub redact_query_params: Option<Vec<String>>,
     pub fingerprints: Option<Vec<FingerprintSpec>>,
     pub origin: Option<Vec<SignalsSpec>>,
 }

@@ -25,6 +25,7 @@ use locate::parse_path;
 pub(crate) use locate::{locate, Seg};
 
 use crate::layer::{self, Attributor, Fingerprint, Signal};
+use crate::redact::{self, Secrets};
 use crate::tls::{ClientTls, TlsSettings};
 
 /// Shortest accepted probe interval; shorter ones are almost always a typo for seconds.
@@ -71,6 +72,9 @@ pub struct Diagnosis {
     pub body_excerpt: usize,
     /// Response headers whose values events never keep (lowercase names).
     pub redact_headers: Vec<String>,
+    /// Query parameters whose values are secrets besides those [`redact::is_secret_param`]
+    /// recognises (lowercase names).
+    pub redact_query_params: Vec<String>,
     pub attributor: Arc<Attributor>,
 }
 
@@ -91,10 +95,13 @@ pub const REDACTED_FRAGMENTS: &[&str] = &[
 ];
 
 /// One target, with every default applied.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct Target {
     pub name: String,
     pub url: Url,
+    /// The URL as labels, pages, events and logs show it: secret-looking parameters' values
+    /// replaced (see [`redact::url`]).
+    pub shown_url: String,
     /// The user's extra labels, sorted by name; `target` is not among them.
     pub labels: Vec<(String, String)>,
     pub interval: Duration,
@@ -102,6 +109,9 @@ pub struct Target {
     pub method: Method,
     /// Every value is marked sensitive: header values are treated as secrets.
     pub headers: HeaderMap,
+    /// The configured header values and secret parameter values, for events to replace
+    /// wherever a server echoes them.
+    pub secrets: Secrets,
     pub body: Bytes,
     pub follow_redirects: bool,
     pub max_body_bytes: u64,
@@ -119,6 +129,35 @@ pub struct Target {
     pub addresses: Vec<IpAddr>,
     /// Which phases get a duration histogram, and its buckets.
     pub histograms: HistogramDetail,
+}
+
+/// Written out by hand so that the URL shows as [`Target::shown_url`]: its query may hold a key.
+impl fmt::Debug for Target {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.debug_struct("Target")
+            .field("name", &self.name)
+            .field("url", &self.shown_url)
+            .field("labels", &self.labels)
+            .field("interval", &self.interval)
+            .field("timeout", &self.timeout)
+            .field("method", &self.method)
+            .field("headers", &self.headers)
+            .field("secrets", &self.secrets)
+            .field("body", &self.body)
+            .field("follow_redirects", &self.follow_redirects)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("ip_protocol", &self.ip_protocol)
+            .field("http_version", &self.http_version)
+            .field("tls", &self.tls)
+            .field("expect_status", &self.expect_status)
+            .field("matchers", &self.matchers)
+            .field("confirm", &self.confirm)
+            .field("confirm_delay", &self.confirm_delay)
+            .field("per_address", &self.per_address)
+            .field("addresses", &self.addresses)
+            .field("histograms", &self.histograms)
+            .finish()
+    }
 }
 
 /// The detail of a target's `tickr_probe_duration_seconds`: its phases and bucket bounds.
@@ -330,18 +369,25 @@ fn validate(file: file::File, dir: &Path, path: &Path) -> Result<Config, Invalid
         return Err(Invalid(at, format!("at most {MAX_TARGETS} targets")));
     }
 
+    // First: which query parameters are secret decides how the targets' URLs are shown.
+    let diagnosis = validate_diagnosis(file.diagnosis)?;
     let mut names = HashSet::new();
     let mut targets = Vec::with_capacity(file.targets.len());
     for (i, target) in file.targets.iter().enumerate() {
         let base = vec![Seg::Key("targets"), Seg::Index(i)];
-        let t = validate_target(&defaults, target, dir, &base)?;
+        let t = validate_target(
+            &defaults,
+            target,
+            dir,
+            &base,
+            &diagnosis.redact_query_params,
+        )?;
         if !names.insert(t.name.clone()) {
             let at = at(&base, "name");
             return Err(Invalid(at, format!("duplicate target name {:?}", t.name)));
         }
         targets.push(Arc::new(t));
     }
-    let diagnosis = validate_diagnosis(file.diagnosis)?;
     Ok(Config {
         path: path.to_owned(),
         max_concurrent_probes,
@@ -378,6 +424,17 @@ fn validate_diagnosis(d: file::Diagnosis) -> Result<Diagnosis, Invalid> {
         })?;
         redact_headers.push(name.to_ascii_lowercase());
     }
+    let mut redact_query_params = Vec::new();
+    for name in d.redact_query_params.unwrap_or_default() {
+        // Names are compared once decoded; these would never be one.
+        if name.is_empty() || name.contains(['&', '=', '#']) || name.contains(char::is_control) {
+            return Err(Invalid(
+                at("redact_query_params"),
+                format!("invalid query parameter name {name:?}"),
+            ));
+        }
+        redact_query_params.push(name.to_lowercase());
+    }
     let mut user = Vec::new();
     for (i, spec) in d.fingerprints.unwrap_or_default().into_iter().enumerate() {
         let here = [at("fingerprints"), vec![Seg::Index(i)]].concat();
@@ -408,6 +465,7 @@ fn validate_diagnosis(d: file::Diagnosis) -> Result<Diagnosis, Invalid> {
         events,
         body_excerpt: body_excerpt as usize,
         redact_headers,
+        redact_query_params,
         attributor: Arc::new(Attributor::new(user, origin)),
     })
 }
@@ -454,6 +512,7 @@ fn validate_target(
     t: &Settings,
     dir: &Path,
     base: &[Seg],
+    secret_params: &[String],
 ) -> Result<Target, Invalid> {
     let err = |key: &'static str, msg: String| Invalid(at(base, key), msg);
     let name = t
@@ -467,7 +526,8 @@ fn validate_target(
         .url
         .as_deref()
         .ok_or_else(|| Invalid(base.to_vec(), format!("target {name:?} needs a `url`")))?;
-    let url = validate_url(raw_url).map_err(|m| err("url", m))?;
+    let url = validate_url(raw_url, secret_params).map_err(|m| err("url", m))?;
+    let shown_url = redact::url(url.as_str(), secret_params).into_owned();
 
     let mut labels = d.labels.clone().unwrap_or_default();
     labels.extend(t.labels.clone().unwrap_or_default());
@@ -545,6 +605,14 @@ fn validate_target(
             headers.insert(name, value);
         }
     }
+    let secrets = Secrets::new(
+        headers
+            .values()
+            .filter(|v| v.is_sensitive())
+            .map(HeaderValue::as_bytes)
+            .map(<[u8]>::to_vec)
+            .chain(redact::url_secrets(url.as_str(), secret_params)),
+    );
     let body = Bytes::from(
         t.body
             .clone()
@@ -669,11 +737,13 @@ fn validate_target(
     Ok(Target {
         name,
         url,
+        shown_url,
         labels: labels.into_iter().collect(),
         interval,
         timeout,
         method,
         headers,
+        secrets,
         body,
         follow_redirects: t.follow_redirects.or(d.follow_redirects).unwrap_or(true),
         max_body_bytes,
@@ -740,9 +810,11 @@ fn validate_histograms(
     Ok(detail)
 }
 
-fn validate_url(raw: &str) -> Result<Url, String> {
+fn validate_url(raw: &str, secret_params: &[String]) -> Result<Url, String> {
+    // Messages quote the URL as tickr would show it: a key in its query is a secret too.
+    let shown = || redact::url(raw, secret_params);
     let url = Url::parse(raw).map_err(|e| {
-        let shown = redact_userinfo(raw);
+        let shown = shown();
         match e {
             url::ParseError::RelativeUrlWithoutBase => {
                 format!("invalid URL {shown:?}: it needs a scheme, e.g. \"https://{shown}\"")
@@ -767,27 +839,11 @@ fn validate_url(raw: &str) -> Result<Url, String> {
     // standard: `url` keeps `"`, `` ` ``, `{` and `}` in a host name.
     if let Err(e) = url.as_str().parse::<http::Uri>() {
         return Err(format!(
-            "invalid URL {raw:?}: an HTTP request cannot carry it ({e})"
+            "invalid URL {:?}: an HTTP request cannot carry it ({e})",
+            shown()
         ));
     }
     Ok(url)
-}
-
-/// `https://user:pass@host/` → `https://<credentials>@host/`, for messages about a URL that
-/// did not even parse.
-fn redact_userinfo(raw: &str) -> String {
-    let authority_start = raw.find("://").map_or(0, |i| i + 3);
-    let authority_end = raw[authority_start..]
-        .find(['/', '?', '#'])
-        .map_or(raw.len(), |i| authority_start + i);
-    match raw[authority_start..authority_end].rfind('@') {
-        Some(at) => format!(
-            "{}<credentials>{}",
-            &raw[..authority_start],
-            &raw[authority_start + at..]
-        ),
-        None => raw.to_owned(),
-    }
 }
 
 fn check_label_name(name: &str) -> Result<(), String> {

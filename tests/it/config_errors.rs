@@ -249,6 +249,13 @@ fn full_fixture_merges_defaults_into_targets() {
         (staging.interval, staging.timeout),
         (Duration::from_secs(120), Duration::from_secs(20))
     );
+    // `preview` is secret by `diagnosis.redact_query_params`; the probe still sends it.
+    assert_eq!(
+        staging.shown_url,
+        "https://staging.example.com/?preview=<redacted>&lang=en"
+    );
+    assert_eq!(staging.url.query(), Some("preview=s3cr3t-token&lang=en"));
+    assert_eq!(config.diagnosis.redact_query_params, ["preview"]);
 
     // Targets without their own `tls` share the defaults' material; the others differ from it.
     assert_eq!(shop.tls, legacy.tls);

@@ -425,6 +425,7 @@ const KEYS: &[&str] = &[
     "events",
     "body_excerpt",
     "redact_headers",
+    "redact_query_params",
     "fingerprints",
     "origin",
     "layer",
