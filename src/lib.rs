@@ -32,10 +32,9 @@ pub mod browser;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod diagnosis;
 pub mod dns;
-pub mod events;
 pub mod fds;
-pub mod layer;
 pub mod logging;
 pub mod metrics;
 pub mod pages;
@@ -46,6 +45,9 @@ pub mod server;
 pub mod signals;
 pub mod tls;
 pub mod webconfig;
+
+// Transition: `crate::events` and `crate::layer` keep resolving until imports are rewritten.
+pub use diagnosis::{events, layer};
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};

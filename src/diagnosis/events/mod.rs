@@ -11,7 +11,7 @@ use http::header::{CONTENT_LOCATION, LOCATION};
 use serde_json::{json, Value};
 
 use crate::config::{Diagnosis, Target};
-use crate::layer::Attribution;
+use crate::diagnosis::layer::{self, Attribution};
 use crate::probe::{Outcome, Phase};
 use crate::redact::{self, REDACTED};
 
@@ -388,7 +388,7 @@ fn hints_for(target: &str, failures: &[&Event], success: Option<&Event>) -> Vec<
     }
 
     // One layer generating most error responses.
-    let known_layer = |l: &&str| *l != crate::layer::UNKNOWN;
+    let known_layer = |l: &&str| *l != layer::UNKNOWN;
     if let Some((layer, count)) = mode(
         failures
             .iter()
