@@ -1,7 +1,7 @@
 //! Hints: plain-words observations drawn from a target's failures in the ring (one bad node,
 //! a scheduled minute, a dominant reason, a stalling phase or layer).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::Event;
 use crate::diagnosis::layer::UNKNOWN;
@@ -27,94 +27,110 @@ fn mode<T: Eq + std::hash::Hash + Clone>(values: impl Iterator<Item = T>) -> Opt
 }
 
 pub(super) fn hints_for(target: &str, failures: &[&Event], success: Option<&Event>) -> Vec<Hint> {
-    let n = failures.len();
-    if n < HINT_MIN_FAILURES {
+    if failures.len() < HINT_MIN_FAILURES {
         return Vec::new();
     }
-    let share = |count: usize| count as f64 / n as f64;
-    let hint = |text: String| Hint {
+    [
+        bad_node(failures, success),
+        scheduled_minute(failures),
+        dominant_reason(failures),
+        stalled_phase(failures),
+        dominant_layer(failures),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|text| Hint {
         target: target.to_owned(),
         text,
-    };
-    let mut out = Vec::new();
+    })
+    .collect()
+}
 
-    // One remote address behind most failures, while others answer: a bad node.
-    let addresses: std::collections::HashSet<&str> = failures
+/// Whether `count` of the failures is enough of them to call it a cluster.
+fn clusters(count: usize, failures: &[&Event]) -> bool {
+    count as f64 / failures.len() as f64 >= HINT_SHARE
+}
+
+/// One remote address behind most failures, while others answer: a bad node.
+fn bad_node(failures: &[&Event], success: Option<&Event>) -> Option<String> {
+    let n = failures.len();
+    let addresses: HashSet<&str> = failures
         .iter()
         .filter_map(|e| e.remote.as_deref())
         .chain(success.and_then(|s| s.remote.as_deref()))
         .collect();
-    if let Some((addr, count)) = mode(failures.iter().filter_map(|e| e.remote.as_deref())) {
-        if addresses.len() > 1 && share(count) >= HINT_SHARE {
-            out.push(hint(format!(
-                "{count} of {n} failures came from {addr}, while other addresses answered: one bad node or backend?"
-            )));
-        }
+    let (addr, count) = mode(failures.iter().filter_map(|e| e.remote.as_deref()))?;
+    if addresses.len() < 2 || !clusters(count, failures) {
+        return None;
     }
+    Some(format!(
+        "{count} of {n} failures came from {addr}, while other addresses answered: one bad node or backend?"
+    ))
+}
 
-    // The same minute of the hour, across different hours: something scheduled.
-    let hours: std::collections::HashSet<i64> =
-        failures.iter().map(|e| (e.time / 3600.0) as i64).collect();
-    if let Some((minute, count)) = mode(
+/// The same minute of the hour, across different hours: something scheduled.
+fn scheduled_minute(failures: &[&Event]) -> Option<String> {
+    let n = failures.len();
+    let hours: HashSet<i64> = failures.iter().map(|e| (e.time / 3600.0) as i64).collect();
+    let (minute, count) = mode(
         failures
             .iter()
             .map(|e| ((e.time / 60.0) as i64).rem_euclid(60)),
-    ) {
-        if hours.len() > 1 && share(count) >= HINT_SHARE {
-            out.push(hint(format!(
-                "{count} of {n} failures happened at minute :{minute:02} of the hour, across {} hours: a cron job, backup or scheduled restart?",
-                hours.len()
-            )));
-        }
+    )?;
+    if hours.len() < 2 || !clusters(count, failures) {
+        return None;
     }
+    Some(format!(
+        "{count} of {n} failures happened at minute :{minute:02} of the hour, across {} hours: a cron job, backup or scheduled restart?",
+        hours.len()
+    ))
+}
 
-    // One reason dominating says which kind of trouble it is.
-    if let Some((reason, count)) = mode(failures.iter().filter_map(|e| e.reason)) {
-        if share(count) >= HINT_SHARE {
-            let meaning = match reason {
-                "timeout" => "the application is slow or hung, or a proxy waits on it: compare with the proxy's timeouts",
-                "reset" => "connections are cut mid-request: crashes, restarts or a proxy closing them",
-                "connect" => "nothing accepts connections: the service is down, restarting or out of file descriptors",
-                "status" => "a layer answers with an error status: see which layer below",
-                "tls" => "the TLS handshake fails: certificate or protocol configuration",
-                "dns" => "the name does not resolve reliably",
-                _ => "one kind of failure dominates",
-            };
-            out.push(hint(format!(
-                "{count} of {n} failures are `{reason}`: {meaning}."
-            )));
-        }
+/// One reason dominating says which kind of trouble it is.
+fn dominant_reason(failures: &[&Event]) -> Option<String> {
+    let n = failures.len();
+    let (reason, count) = mode(failures.iter().filter_map(|e| e.reason))?;
+    if !clusters(count, failures) {
+        return None;
     }
+    let meaning = match reason {
+        "timeout" => "the application is slow or hung, or a proxy waits on it: compare with the proxy's timeouts",
+        "reset" => "connections are cut mid-request: crashes, restarts or a proxy closing them",
+        "connect" => "nothing accepts connections: the service is down, restarting or out of file descriptors",
+        "status" => "a layer answers with an error status: see which layer below",
+        "tls" => "the TLS handshake fails: certificate or protocol configuration",
+        "dns" => "the name does not resolve reliably",
+        _ => "one kind of failure dominates",
+    };
+    Some(format!(
+        "{count} of {n} failures are `{reason}`: {meaning}."
+    ))
+}
 
-    // Timeouts stuck in one step point at the layer that stalls.
-    if let Some((step, count)) = mode(failures.iter().filter_map(|e| {
+/// Timeouts stuck in one step point at the layer that stalls.
+fn stalled_phase(failures: &[&Event]) -> Option<String> {
+    let n = failures.len();
+    let (step, count) = mode(failures.iter().filter_map(|e| {
         e.error
             .as_deref()
             .and_then(|m| m.split("stuck in ").nth(1))
             .map(|s| s.trim_end_matches(')').to_owned())
-    })) {
-        if count >= HINT_MIN_FAILURES && share(count) >= HINT_SHARE {
-            out.push(hint(format!(
-                "{count} of {n} failures timed out in the {step} phase."
-            )));
-        }
-    }
+    }))?;
+    (count >= HINT_MIN_FAILURES && clusters(count, failures))
+        .then(|| format!("{count} of {n} failures timed out in the {step} phase."))
+}
 
-    // One layer generating most error responses.
-    let known_layer = |l: &&str| *l != UNKNOWN;
-    if let Some((layer, count)) = mode(
+/// One layer generating most error responses.
+fn dominant_layer(failures: &[&Event]) -> Option<String> {
+    let n = failures.len();
+    let (layer, count) = mode(
         failures
             .iter()
             .filter_map(|e| e.layer.as_deref())
-            .filter(known_layer),
-    ) {
-        if share(count) >= HINT_SHARE {
-            out.push(hint(format!(
-                "{count} of {n} failures were attributed to the {layer} layer."
-            )));
-        }
-    }
-    out
+            .filter(|l| *l != UNKNOWN),
+    )?;
+    clusters(count, failures)
+        .then(|| format!("{count} of {n} failures were attributed to the {layer} layer."))
 }
 
 #[cfg(test)]

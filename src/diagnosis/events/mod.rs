@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use crate::config::{Diagnosis, Target};
 use crate::diagnosis::layer::Attribution;
 use crate::probe::{Outcome, Phase};
-use crate::redact::{self, REDACTED};
+use crate::redact::{self, Secrets, REDACTED};
 
 use hints::hints_for;
 pub use hints::Hint;
@@ -115,6 +115,33 @@ pub fn is_secret(name: &str, redact: &[String]) -> bool {
             .any(|f| name.contains(f))
 }
 
+/// The response headers an event keeps: at most [`MAX_HEADERS`], each value cut to
+/// [`MAX_HEADER_VALUE`], secret ones replaced and the configured secrets redacted in the rest.
+fn kept_headers(o: &Outcome, secrets: &Secrets, d: &Diagnosis) -> Vec<(String, String)> {
+    o.headers
+        .iter()
+        .flatten()
+        .take(MAX_HEADERS)
+        .map(|(name, value)| {
+            let value = if is_secret(name.as_str(), &d.redact_headers) {
+                REDACTED.to_owned()
+            } else {
+                let value = secrets.redact(value.as_bytes(), false, MAX_HEADER_VALUE + 1);
+                let value = String::from_utf8_lossy(&value);
+                // A redirect's target is a URL like any other: its keys are secrets too.
+                match *name {
+                    LOCATION | CONTENT_LOCATION => truncate(
+                        &redact::url(&value, &d.redact_query_params),
+                        MAX_HEADER_VALUE,
+                    ),
+                    _ => truncate(&value, MAX_HEADER_VALUE),
+                }
+            };
+            (name.as_str().to_owned(), value)
+        })
+        .collect()
+}
+
 fn truncate(s: &str, max: usize) -> String {
     if s.len() <= max {
         return s.to_owned();
@@ -178,29 +205,7 @@ impl Recorder {
         d: &Diagnosis,
     ) -> Arc<Event> {
         let secrets = &target.secrets;
-        let headers = o
-            .headers
-            .iter()
-            .flatten()
-            .take(MAX_HEADERS)
-            .map(|(name, value)| {
-                let value = if is_secret(name.as_str(), &d.redact_headers) {
-                    REDACTED.to_owned()
-                } else {
-                    let value = secrets.redact(value.as_bytes(), false, MAX_HEADER_VALUE + 1);
-                    let value = String::from_utf8_lossy(&value);
-                    // A redirect's target is a URL like any other: its keys are secrets too.
-                    match *name {
-                        LOCATION | CONTENT_LOCATION => truncate(
-                            &redact::url(&value, &d.redact_query_params),
-                            MAX_HEADER_VALUE,
-                        ),
-                        _ => truncate(&value, MAX_HEADER_VALUE),
-                    }
-                };
-                (name.as_str().to_owned(), value)
-            })
-            .collect();
+        let headers = kept_headers(o, secrets, d);
         // Redacted before the excerpt is cut, so that the cut cannot split a secret.
         let read_limit = crate::probe::BODY_HEAD
             .min(usize::try_from(target.max_body_bytes).unwrap_or(usize::MAX));
