@@ -9,7 +9,7 @@
 //! - [`tls`]: trust roots, client certificates, and a verifier that records certificate expiry.
 //! - [`scheduler`]: one task per target on its own interval; diff-and-apply on reload.
 //! - [`probe`]: one request on a fresh connection, timed per phase, into an [`probe::Outcome`];
-//!   [`dns`] bounds the blocking system lookups it needs.
+//!   [`probe::dns`] bounds the blocking system lookups it needs.
 //! - [`metrics`]: outcomes into counters, histograms and gauges; the OpenMetrics exposition.
 //! - [`layer`]: which layer (CDN, load balancer, proxy, application) generated an error.
 //! - [`events`]: the failure recorder (the last failed probes, with their evidence) and hints;
@@ -32,7 +32,6 @@ pub mod browser;
 pub mod cli;
 pub mod config;
 pub mod demo;
-pub mod dns;
 pub mod events;
 pub mod fds;
 pub mod layer;

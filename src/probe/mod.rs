@@ -29,6 +29,8 @@ use url::Url;
 use crate::config::{HttpVersion, IpProtocol, Target};
 use crate::fds::Shortage;
 
+pub mod dns;
+
 /// Redirects a probe follows before failing with [`Reason::Redirects`].
 pub const MAX_REDIRECTS: u8 = 10;
 /// How much of the final body an [`Outcome`] keeps for diagnosis. CDN error pages put their
@@ -770,7 +772,7 @@ async fn resolve(host: &str, port: u16, protocol: IpProtocol) -> Result<Vec<Sock
             format!("resolve {host}: reserved name that never resolves (RFC 6761)"),
         ));
     }
-    let mut addrs = crate::dns::lookup(host, port)
+    let mut addrs = dns::lookup(host, port)
         .await
         .map_err(|e| Failure::io(Reason::Dns, format_args!("resolve {host}"), &e))?;
     addrs.retain(|a| wanted(&a.ip()));
