@@ -14,7 +14,6 @@ use hyper::body::Incoming;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::classify::classify_hyper;
-use super::exchange::AbortOnDrop;
 use super::{Failure, Reason};
 
 /// How much one connection may read. What a probe keeps is bounded by `max_body_bytes`, but
@@ -128,10 +127,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Metered<S> {
 }
 
 /// Reads at most `limit` bytes of the body; the flag says whether there was more.
-pub(super) async fn read_body(
-    (mut body, _driver): (Incoming, AbortOnDrop),
-    limit: u64,
-) -> Result<(Bytes, bool), Failure> {
+pub(super) async fn read_body(mut body: Incoming, limit: u64) -> Result<(Bytes, bool), Failure> {
     // Sized up front when the server announces a length, within reason: growing by doubling
     // copies the body several times, and a 64 KiB page would end up in a 128 KiB buffer.
     let announced = hyper::body::Body::size_hint(&body)

@@ -2,6 +2,7 @@
 //! handshake if the URL asks for one, and the HTTP handshake and request, each phase timed.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -15,14 +16,14 @@ use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use url::Url;
 
-use super::budget::{Metered, ReadBudget};
+use super::budget::{read_body, Metered, ReadBudget};
 use super::classify::classify_hyper;
 use super::resolve::resolve_for;
-use super::{Failure, Outcome, Phase, Pinned, Reason};
+use super::{Failure, Outcome, Phase, Pinned, Reason, BODY_HEAD};
 use crate::config::{HttpVersion, Target};
 
 /// Aborts the spawned connection driver when the probe is done with it (or is cancelled).
-pub(super) struct AbortOnDrop(JoinHandle<Result<(), hyper::Error>>);
+struct AbortOnDrop(JoinHandle<Result<(), hyper::Error>>);
 
 impl AbortOnDrop {
     /// Waits for the connection to end, and returns its error, if it had one.
@@ -53,66 +54,94 @@ impl Response {
     pub(super) fn headers(&self) -> &http::HeaderMap {
         self.inner.headers()
     }
-    pub(super) fn into_body(self) -> (Incoming, AbortOnDrop) {
+    fn into_body(self) -> (Incoming, AbortOnDrop) {
         (self.inner.into_body(), self.driver)
     }
 }
 
-/// One request on one fresh connection, and the budget its reads draw on.
-pub(super) async fn exchange(
-    target: &Target,
-    url: &Url,
-    pinned: Option<Pinned>,
-    method: &Method,
-    body: Bytes,
-    out: &mut Outcome,
-    step: &mut &'static str,
-) -> Result<(Response, ReadBudget), Failure> {
-    let host = url
-        .host_str()
-        .ok_or_else(|| Failure::new(Reason::Protocol, "URL without host"))?;
-
-    *step = "resolve";
-    let addr = match pinned {
-        Some(p) => {
-            out.phases.add(Phase::Resolve, p.resolve);
-            p.addr
-        }
-        None => {
-            let started = Instant::now();
-            let addrs = resolve_for(target, url).await;
-            out.phases.add(Phase::Resolve, started.elapsed());
-            // The resolver's order (RFC 6724 preference) decides under `auto`.
-            addrs?[0]
-        }
-    };
-    out.remote = Some(addr);
-
-    *step = "connect";
-    let started = Instant::now();
-    let tcp = TcpStream::connect(addr)
-        .await
-        .map_err(|e| Failure::io(Reason::Connect, format_args!("connect to {addr}"), &e))?;
-    out.phases.add(Phase::Connect, started.elapsed());
-    let _ = tcp.set_nodelay(true);
-    let budget = ReadBudget::new(target.max_body_bytes);
-    let request = build_request(target, url, method, body)?;
-    let response = secure_and_send(target, url, host, budget.wrap(tcp), request, out, step).await;
-    Ok((response.map_err(|f| budget.explain(f))?, budget))
+/// One probe in progress: the target, the outcome being built, and the step it is in (which a
+/// timeout names). The steps are its methods, so no `&mut` state is handed from one to the next;
+/// the future under the timeout borrows it, and what it holds is read after, fired or not.
+pub(super) struct Probe<'t> {
+    pub(super) target: &'t Target,
+    pub(super) out: Outcome,
+    pub(super) step: Phase,
 }
 
-/// The TLS handshake if the URL asks for one, then the request.
-async fn secure_and_send(
-    target: &Target,
-    url: &Url,
-    host: &str,
-    tcp: Metered<TcpStream>,
-    request: Request<Full<Bytes>>,
-    out: &mut Outcome,
-    step: &mut &'static str,
-) -> Result<Response, Failure> {
-    if url.scheme() == "https" {
-        *step = "tls";
+impl<'t> Probe<'t> {
+    pub(super) fn new(target: &'t Target) -> Self {
+        Self {
+            target,
+            out: Outcome::default(),
+            step: Phase::Resolve,
+        }
+    }
+
+    /// One request on one fresh connection, and the budget its reads draw on.
+    pub(super) async fn exchange(
+        &mut self,
+        url: &Url,
+        pinned: Option<Pinned>,
+        method: &Method,
+        body: Bytes,
+    ) -> Result<(Response, ReadBudget), Failure> {
+        let host = url
+            .host_str()
+            .ok_or_else(|| Failure::new(Reason::Protocol, "URL without host"))?;
+        let addr = self.resolve(url, pinned).await?;
+        let tcp = self.connect(addr).await?;
+        let budget = ReadBudget::new(self.target.max_body_bytes);
+        let request = build_request(self.target, url, method, body)?;
+        let response = self.secure_and_send(url, host, budget.wrap(tcp), request);
+        Ok((response.await.map_err(|f| budget.explain(f))?, budget))
+    }
+
+    /// The address to connect to: the pinned one (timed as its lookup was), or the first the
+    /// lookup gives.
+    async fn resolve(&mut self, url: &Url, pinned: Option<Pinned>) -> Result<SocketAddr, Failure> {
+        self.step = Phase::Resolve;
+        let addr = match pinned {
+            Some(p) => {
+                self.out.phases.add(Phase::Resolve, p.resolve);
+                p.addr
+            }
+            None => {
+                let started = Instant::now();
+                let addrs = resolve_for(self.target, url).await;
+                self.out.phases.add(Phase::Resolve, started.elapsed());
+                // The resolver's order (RFC 6724 preference) decides under `auto`.
+                addrs?[0]
+            }
+        };
+        self.out.remote = Some(addr);
+        Ok(addr)
+    }
+
+    async fn connect(&mut self, addr: SocketAddr) -> Result<TcpStream, Failure> {
+        self.step = Phase::Connect;
+        let started = Instant::now();
+        let tcp = TcpStream::connect(addr)
+            .await
+            .map_err(|e| Failure::io(Reason::Connect, format_args!("connect to {addr}"), &e))?;
+        self.out.phases.add(Phase::Connect, started.elapsed());
+        let _ = tcp.set_nodelay(true);
+        Ok(tcp)
+    }
+
+    /// The TLS handshake if the URL asks for one, then the request.
+    async fn secure_and_send(
+        &mut self,
+        url: &Url,
+        host: &str,
+        tcp: Metered<TcpStream>,
+        request: Request<Full<Bytes>>,
+    ) -> Result<Response, Failure> {
+        let target = self.target;
+        if url.scheme() != "https" {
+            let h2 = target.http_version == HttpVersion::Http2;
+            return self.send(TokioIo::new(tcp), h2, request).await;
+        }
+        self.step = Phase::Tls;
         let started = Instant::now();
         let alpn: &[&[u8]] = match target.http_version {
             HttpVersion::Auto => &[b"h2", b"http/1.1"],
@@ -127,12 +156,12 @@ async fn secure_and_send(
         let handshake = tokio_rustls::TlsConnector::from(config)
             .connect(name, tcp)
             .await;
-        out.cert_not_after = recorder.not_after();
+        self.out.cert_not_after = recorder.not_after();
         let tls =
             handshake.map_err(|e| Failure::new(Reason::Tls, format!("TLS handshake: {e}")))?;
-        out.phases.add(Phase::Tls, started.elapsed());
+        self.out.phases.add(Phase::Tls, started.elapsed());
         let session = tls.get_ref().1;
-        out.tls_version = session.protocol_version().map(tls_version_name);
+        self.out.tls_version = session.protocol_version().map(tls_version_name);
         let h2 = session.alpn_protocol() == Some(b"h2");
         if target.http_version == HttpVersion::Http2 && !h2 {
             return Err(Failure::new(
@@ -140,10 +169,78 @@ async fn secure_and_send(
                 "server did not negotiate HTTP/2 (ALPN h2)",
             ));
         }
-        send(TokioIo::new(tls), h2, request, out, step).await
-    } else {
-        let h2 = target.http_version == HttpVersion::Http2;
-        send(TokioIo::new(tcp), h2, request, out, step).await
+        self.send(TokioIo::new(tls), h2, request).await
+    }
+
+    /// The HTTP handshake and the request, up to the response's head.
+    async fn send<I>(
+        &mut self,
+        io: TokioIo<I>,
+        h2: bool,
+        mut request: Request<Full<Bytes>>,
+    ) -> Result<Response, Failure>
+    where
+        I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        self.step = Phase::Processing;
+        let started = Instant::now();
+        let (response, driver) = if h2 {
+            request.headers_mut().remove(HOST);
+            let (mut sender, conn) =
+                hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+                    .await
+                    .map_err(classify_hyper)?;
+            let driver = spawn_driver(conn);
+            (sender.send_request(request).await, driver)
+        } else {
+            let uri = request.uri();
+            let origin_form = uri
+                .path_and_query()
+                .map_or("/", |p| p.as_str())
+                .parse()
+                .expect("a path is a URI");
+            *request.uri_mut() = origin_form;
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
+                .await
+                .map_err(classify_hyper)?;
+            let driver = spawn_driver(conn);
+            (sender.send_request(request).await, driver)
+        };
+        let response = match response {
+            Ok(response) => response,
+            // hyper cancels a request that a dying connection never took up, whatever killed it:
+            // a server answering h2 with HTTP/1.1 lands here or on the request, depending on
+            // timing. The connection's own error says why, and keeps the reason from flipping to
+            // `reset`.
+            Err(e) if e.is_canceled() => {
+                return Err(classify_hyper(driver.error().await.unwrap_or(e)));
+            }
+            Err(e) => return Err(classify_hyper(e)),
+        };
+        self.out.phases.add(Phase::Processing, started.elapsed());
+        Ok(Response {
+            inner: response,
+            driver,
+        })
+    }
+
+    /// Reads the final response's body within `max_body_bytes`, keeping its head for diagnosis;
+    /// the flag says whether there was more.
+    pub(super) async fn transfer(
+        &mut self,
+        response: Response,
+        budget: ReadBudget,
+    ) -> Result<(Bytes, bool), Failure> {
+        self.step = Phase::Transfer;
+        let started = Instant::now();
+        let (body, driver) = response.into_body();
+        let read = read_body(body, self.target.max_body_bytes).await;
+        // The connection is driven until its body is read, and no longer.
+        drop(driver);
+        self.out.phases.add(Phase::Transfer, started.elapsed());
+        let (bytes, truncated) = read.map_err(|f| budget.explain(f))?;
+        self.out.body_head = bytes.slice(..bytes.len().min(BODY_HEAD));
+        Ok((bytes, truncated))
     }
 }
 
@@ -166,7 +263,7 @@ pub(super) fn request_uri(url: &Url) -> Result<http::Uri, Failure> {
 }
 
 /// HTTP/1.1 wants an origin-form target and a Host header; HTTP/2 wants the absolute URI, which
-/// becomes `:scheme` and `:authority`. Both are prepared here; [`send`] picks.
+/// becomes `:scheme` and `:authority`. Both are prepared here; [`Probe::send`] picks.
 fn build_request(
     target: &Target,
     url: &Url,
@@ -188,56 +285,6 @@ fn build_request(
         }
     }
     Ok(request)
-}
-
-async fn send<I>(
-    io: TokioIo<I>,
-    h2: bool,
-    mut request: Request<Full<Bytes>>,
-    out: &mut Outcome,
-    step: &mut &'static str,
-) -> Result<Response, Failure>
-where
-    I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
-{
-    *step = "processing";
-    let started = Instant::now();
-    let (response, driver) = if h2 {
-        request.headers_mut().remove(HOST);
-        let (mut sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
-            .await
-            .map_err(classify_hyper)?;
-        let driver = spawn_driver(conn);
-        (sender.send_request(request).await, driver)
-    } else {
-        let uri = request.uri();
-        let origin_form = uri
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .parse()
-            .expect("a path is a URI");
-        *request.uri_mut() = origin_form;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
-            .await
-            .map_err(classify_hyper)?;
-        let driver = spawn_driver(conn);
-        (sender.send_request(request).await, driver)
-    };
-    let response = match response {
-        Ok(response) => response,
-        // hyper cancels a request that a dying connection never took up, whatever killed it: a
-        // server answering h2 with HTTP/1.1 lands here or on the request, depending on timing.
-        // The connection's own error says why, and keeps the reason from flipping to `reset`.
-        Err(e) if e.is_canceled() => {
-            return Err(classify_hyper(driver.error().await.unwrap_or(e)));
-        }
-        Err(e) => return Err(classify_hyper(e)),
-    };
-    out.phases.add(Phase::Processing, started.elapsed());
-    Ok(Response {
-        inner: response,
-        driver,
-    })
 }
 
 /// Runs a hyper connection; its error, if any, is the task's output (see [`AbortOnDrop::error`]).
