@@ -1,5 +1,6 @@
-//! One request on one fresh connection: resolve (or take the pinned address), connect, the TLS
-//! handshake if the URL asks for one, and the HTTP handshake and request, each phase timed.
+//! One request on one fresh connection, as the steps of [`Probe`] (the one context value a probe
+//! carries): resolve (or take the pinned address), connect, the TLS handshake if the URL asks for
+//! one, the HTTP handshake and request, and the read of the final body, each phase timed.
 
 use std::future::Future;
 use std::net::SocketAddr;

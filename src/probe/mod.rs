@@ -4,6 +4,11 @@
 //!
 //! The steps are explicit (DNS, TCP, TLS, HTTP handshake) rather than a pooled client, so that each
 //! phase can be timed and every probe measures what a new visitor would.
+//!
+//! Here: [`run`], the redirect loop and [`resolve_target`]. Below: `exchange` (one request on one
+//! fresh connection, the steps of the context value a probe carries), `outcome` (the types of
+//! [`Outcome`]), `budget` (the read budget), `resolve` and [`dns`] (addresses), and `classify`
+//! (errors into exactly one [`Reason`]).
 
 mod budget;
 mod classify;
