@@ -19,7 +19,7 @@
 //! - [`diagnosis`]: which layer (CDN, load balancer, proxy, application) produced an error, and
 //!   the failure recorder (the last failed probes, with their evidence) and its hints.
 //! - [`probe`]: one request on a fresh connection, timed per phase, into a [`probe::Outcome`];
-//!   [`dns`] bounds the blocking system lookups it needs.
+//!   [`probe::dns`] bounds the blocking system lookups it needs.
 //! - [`config`]: the YAML file in two stages, a strict mirror and validated [`config::Target`]s.
 //! - Leaves: [`time`] (Unix time, once), [`tls`] (trust roots, client certificates, expiry),
 //!   [`redact`] (what is secret, hidden in every form a server may echo it in), [`fds`] (the
@@ -30,7 +30,6 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod diagnosis;
-pub mod dns;
 pub mod exporter;
 pub mod fds;
 pub mod handle;

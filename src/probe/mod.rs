@@ -1,0 +1,188 @@
+//! One probe of one target: a fresh connection, a request, a bounded read of the answer, and an
+//! [`Outcome`] with per-phase timings and at most one failure [`Reason`]. Knows nothing of
+//! Prometheus; [`crate::metrics`] turns outcomes into samples.
+//!
+//! The steps are explicit (DNS, TCP, TLS, HTTP handshake) rather than a pooled client, so that each
+//! phase can be timed and every probe measures what a new visitor would.
+//!
+//! Here: [`run`], the redirect loop and [`resolve_target`]. Below: `exchange` (one request on one
+//! fresh connection, the steps of the context value a probe carries), `outcome` (the types of
+//! [`Outcome`]), `budget` (the read budget), `resolve` and [`dns`] (addresses), and `classify`
+//! (errors into exactly one [`Reason`]).
+
+mod budget;
+mod classify;
+pub mod dns;
+mod exchange;
+mod outcome;
+mod resolve;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::LOCATION;
+use http::Method;
+use url::Url;
+
+use crate::config::Target;
+
+pub use outcome::{Failure, Outcome, Phase, Phases, Pinned, Reason};
+
+use exchange::{request_uri, Probe};
+use resolve::resolve_for;
+
+/// Redirects a probe follows before failing with [`Reason::Redirects`].
+pub const MAX_REDIRECTS: u8 = 10;
+/// How much of the final body an [`Outcome`] keeps for diagnosis. CDN error pages put their
+/// signatures near the end, so this is more than a glance.
+pub const BODY_HEAD: usize = 64 << 10;
+
+/// Runs one probe of `target`, entirely under its timeout.
+pub async fn run(target: &Target) -> Outcome {
+    run_pinned(target, None).await
+}
+
+/// Like [`run`], with the first connection going to `pinned` (Host and SNI stay the URL's).
+pub async fn run_pinned(target: &Target, pinned: Option<Pinned>) -> Outcome {
+    let start = Instant::now();
+    let mut probe = Probe::new(target);
+    let result = tokio::time::timeout(target.timeout, probe.follow(pinned)).await;
+    let failure = match result {
+        Ok(Ok(())) => None,
+        Ok(Err(failure)) => Some(failure),
+        Err(_) => Some(Failure::new(
+            Reason::Timeout,
+            format!(
+                "no complete answer within {:?} (stuck in {})",
+                target.timeout,
+                probe.step.as_str()
+            ),
+        )),
+    };
+    let mut out = probe.out;
+    out.failure = failure;
+    out.phases.total = start.elapsed();
+    out
+}
+
+impl Probe<'_> {
+    /// Requests the target's URL, follows redirects to the final response, reads its body and
+    /// judges it.
+    async fn follow(&mut self, pinned: Option<Pinned>) -> Result<(), Failure> {
+        let target = self.target;
+        let mut url = target.url.clone();
+        let mut method = target.method.clone();
+        let mut body = target.body.clone();
+        loop {
+            let pin = pinned.filter(|_| self.out.redirects == 0);
+            let (response, budget) = self.exchange(&url, pin, &method, body.clone()).await?;
+            let code = response.status().as_u16();
+            self.out.status = Some(code);
+            self.out.http_version = Some(response.version());
+            if let Some(next) = self.redirect(&url, code, response.headers())? {
+                // Browsers turn a 303 (and a 301/302 after POST) into a GET without a body.
+                if code == 303 || (matches!(code, 301 | 302) && method == Method::POST) {
+                    method = Method::GET;
+                    body = Bytes::new();
+                }
+                url = next;
+                self.out.redirects += 1;
+                continue;
+            }
+            self.out.headers = Some(response.headers().clone());
+            let (bytes, truncated) = self.transfer(response, budget).await?;
+            return self.judge(code, &bytes, truncated);
+        }
+    }
+
+    /// Where a response sends the probe next, if it is a redirect the target follows.
+    fn redirect(
+        &self,
+        url: &Url,
+        code: u16,
+        headers: &http::HeaderMap,
+    ) -> Result<Option<Url>, Failure> {
+        let redirect = self.target.follow_redirects && matches!(code, 301 | 302 | 303 | 307 | 308);
+        let location = headers.get(LOCATION).and_then(|l| l.to_str().ok());
+        let (true, Some(location)) = (redirect, location) else {
+            return Ok(None);
+        };
+        if self.out.redirects >= MAX_REDIRECTS {
+            return Err(Failure::new(
+                Reason::Redirects,
+                format!("more than {MAX_REDIRECTS} redirects"),
+            ));
+        }
+        let next = url.join(location).map_err(|e| {
+            Failure::new(
+                Reason::Protocol,
+                format!("redirect to an invalid location: {e}"),
+            )
+        })?;
+        if !matches!(next.scheme(), "http" | "https") {
+            return Err(Failure::new(
+                Reason::Redirects,
+                format!("redirect to unsupported scheme {:?}", next.scheme()),
+            ));
+        }
+        // Refused here, before any lookup or connection for it.
+        request_uri(&next)?;
+        Ok(Some(next))
+    }
+
+    /// The final response against what the target expects: its status, its size, then each
+    /// matcher (all evaluated, for `matches`; the first that fails names the failure).
+    fn judge(&mut self, status: u16, body: &[u8], truncated: bool) -> Result<(), Failure> {
+        let target = self.target;
+        if !target.expect_status.iter().any(|p| p.matches(status)) {
+            return Err(Failure::new(
+                Reason::Status,
+                format!("unexpected status {status}"),
+            ));
+        }
+        if truncated {
+            let limit = target.max_body_bytes;
+            return Err(Failure::new(
+                Reason::TooLarge,
+                format!("body exceeds max_body_bytes ({limit} bytes)"),
+            ));
+        }
+        self.out.matches = target
+            .matchers
+            .iter()
+            .map(|m| m.is_satisfied_by(body))
+            .collect();
+        if let Some((m, _)) = target
+            .matchers
+            .iter()
+            .zip(&self.out.matches)
+            .find(|(_, ok)| !**ok)
+        {
+            let verb = if m.negate {
+                "contains"
+            } else {
+                "does not contain"
+            };
+            return Err(Failure::new(
+                Reason::BodyMismatch,
+                format!("body {verb} {:?}", m.label),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Every address of the target's host (of the configured family), at most `limit`, in the
+/// resolver's order; and how long the lookup took.
+pub async fn resolve_target(
+    target: &Target,
+    limit: usize,
+) -> Result<(Vec<SocketAddr>, Duration), Failure> {
+    let started = Instant::now();
+    let mut addrs = resolve_for(target, &target.url).await?;
+    let mut seen = std::collections::HashSet::new();
+    addrs.retain(|a| seen.insert(*a));
+    addrs.truncate(limit);
+    Ok((addrs, started.elapsed()))
+}
