@@ -36,6 +36,7 @@ pub mod dns;
 pub mod events;
 pub mod fds;
 pub mod layer;
+pub mod limits;
 pub mod logging;
 pub mod metrics;
 pub mod pages;

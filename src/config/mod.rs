@@ -25,29 +25,15 @@ use locate::parse_path;
 pub(crate) use locate::{locate, Seg};
 
 use crate::layer::{self, Attributor, Fingerprint, Signal};
+// Re-exported: code outside config reads these bounds as `crate::config::X` today.
+use crate::limits::{BODY_HEAD, DEFAULT_BODY_EXCERPT, MESSAGE_END};
+pub use crate::limits::{
+    DEFAULT_EVENTS, DEFAULT_MAX_CONCURRENT_PROBES, MAX_ADDRESSES, MAX_BODY_LIMIT, MAX_BUCKETS,
+    MAX_CONCURRENT_PROBES, MAX_CONFIG_BYTES, MAX_CONFIRM, MAX_EVENTS, MAX_TARGETS, MIN_INTERVAL,
+};
 use crate::redact::{self, Secrets};
 use crate::tls::{ClientTls, TlsSettings};
 
-/// Shortest accepted probe interval; shorter ones are almost always a typo for seconds.
-pub const MIN_INTERVAL: Duration = Duration::from_millis(100);
-/// Largest accepted `max_body_bytes`: a probe reads at most this much per response.
-pub const MAX_BODY_LIMIT: u64 = 64 << 20;
-/// Most follow-up probes after a failure.
-pub const MAX_CONFIRM: usize = 10;
-/// Most addresses probed per target with `per_address`.
-pub const MAX_ADDRESSES: usize = 16;
-/// Default cap on probes running at once, across all targets.
-pub const DEFAULT_MAX_CONCURRENT_PROBES: usize = 1024;
-/// Largest accepted `max_concurrent_probes`: far beyond what file descriptors allow, and within
-/// what a semaphore can count.
-pub const MAX_CONCURRENT_PROBES: usize = 1_000_000;
-/// Most buckets of one duration histogram.
-pub const MAX_BUCKETS: usize = 30;
-/// Most targets in one file: ten times what the performance figures measure.
-pub const MAX_TARGETS: usize = 100_000;
-/// Largest configuration (or web configuration) file read: every other count in it is
-/// bounded by its size first.
-pub const MAX_CONFIG_BYTES: u64 = 16 << 20;
 /// Label names tickr uses itself, which a target's `labels` must not shadow.
 pub const RESERVED_LABELS: &[&str] = &[
     "target", "result", "phase", "code", "class", "reason", "matcher", "layer", "address", "url",
@@ -78,10 +64,6 @@ pub struct Diagnosis {
     pub attributor: Arc<Attributor>,
 }
 
-/// Default number of failed probes the event recorder keeps.
-pub const DEFAULT_EVENTS: usize = 1000;
-/// Most failed probes the event recorder may keep.
-pub const MAX_EVENTS: usize = 100_000;
 /// Response headers redacted from events whatever the configuration says, and name fragments
 /// that mark a header as secret.
 pub const REDACTED_HEADERS: &[&str] = &[
@@ -303,9 +285,6 @@ fn escape_into(out: &mut String, chars: &[char]) {
     }
 }
 
-/// How many characters of a long error message are kept at each end.
-const MESSAGE_END: usize = 200;
-
 /// serde_yaml writes " at line L column C" into its messages; tickr puts the position in front.
 pub(crate) fn strip_positions(message: &str) -> String {
     let mut out = message.to_owned();
@@ -405,9 +384,9 @@ fn validate_diagnosis(d: file::Diagnosis) -> Result<Diagnosis, Invalid> {
             format!("events must be between 1 and {MAX_EVENTS}"),
         ));
     }
-    let body_excerpt = d.body_excerpt.map_or(1024, |b| b.0);
-    if body_excerpt > crate::probe::BODY_HEAD as u64 {
-        let max = crate::probe::BODY_HEAD;
+    let body_excerpt = d.body_excerpt.map_or(DEFAULT_BODY_EXCERPT, |b| b.0);
+    if body_excerpt > BODY_HEAD as u64 {
+        let max = BODY_HEAD;
         return Err(Invalid(
             at("body_excerpt"),
             format!("body_excerpt must be at most {max} bytes"),
