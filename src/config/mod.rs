@@ -6,6 +6,7 @@
 mod error;
 mod file;
 mod locate;
+mod merge;
 mod target;
 
 use std::collections::HashSet;

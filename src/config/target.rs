@@ -1,7 +1,7 @@
 //! One target, validated: [`Target`] with every default applied, and the steps that build it
 //! from the target's settings over `defaults`.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -14,8 +14,11 @@ use http::Method;
 use url::Url;
 
 use super::error::{at, Invalid};
-use super::file::{HttpVersion, HumanDuration, IpProtocol, PhaseDetail, Settings, StatusPattern};
+use super::file::{
+    ByteSize, HttpVersion, HumanDuration, IpProtocol, PhaseDetail, Settings, StatusPattern,
+};
 use super::locate::Seg;
+use super::merge::Layers;
 use crate::limits::{MAX_ADDRESSES, MAX_BODY_LIMIT, MAX_BUCKETS, MAX_CONFIRM, MIN_INTERVAL};
 use crate::redact::{self, Secrets};
 use crate::tls::{ClientTls, TlsSettings};
@@ -136,15 +139,15 @@ fn memmem(haystack: &[u8], needle: &[u8]) -> bool {
     needle.is_empty() || haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-/// Where a merged setting came from: the target when it sets it, else the defaults.
-fn origin(base: &[Seg], target_sets: bool, key: &'static str) -> Vec<Seg> {
-    if target_sets {
-        at(base, key)
-    } else {
-        vec![Seg::Key("defaults"), Seg::Key(key)]
-    }
-}
+/// Built-in values of settings no layer sets. The timeout's depends on the interval: 10 s, or
+/// four fifths of a shorter interval.
+const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_MAX_BODY_BYTES: u64 = 1 << 20;
+const DEFAULT_CONFIRM_DELAY: Duration = Duration::from_millis(500);
 
+/// Validates the target at `base` over `defaults`, step by step in the order its errors are
+/// reported: the first invalid setting, in that order, is the one named.
 pub(super) fn validate_target(
     d: &Settings,
     t: &Settings,
@@ -152,80 +155,161 @@ pub(super) fn validate_target(
     base: &[Seg],
     secret_params: &[String],
 ) -> Result<Target, Invalid> {
-    let err = |key: &'static str, msg: String| Invalid(at(base, key), msg);
+    let layers = Layers::new(t, base, d);
+    let (name, url) = identity(t, base, secret_params)?;
+    let shown_url = redact::url(url.as_str(), secret_params).into_owned();
+    let labels = validate_labels(&layers)?;
+    let (interval, timeout) = validate_timing(&layers)?;
+    let method = validate_method(&layers)?;
+    let headers = validate_headers(&layers)?;
+    let secrets = Secrets::new(
+        headers
+            .values()
+            .filter(|v| v.is_sensitive())
+            .map(HeaderValue::as_bytes)
+            .map(<[u8]>::to_vec)
+            .chain(redact::url_secrets(url.as_str(), secret_params)),
+    );
+    let body = Bytes::from(layers.get(|s| s.body.as_ref(), String::new()).value);
+    let max_body_bytes = validate_max_body_bytes(&layers)?;
+    let tls = validate_tls(&layers, dir)?;
+    let addresses = validate_addresses(t, base)?;
+    let (confirm, confirm_delay) = validate_confirm(&layers, interval, timeout)?;
+    let histograms = validate_histograms(&layers)?;
+    let (expect_status, matchers) = validate_expect(&layers)?;
+    Ok(Target {
+        name,
+        url,
+        shown_url,
+        labels,
+        interval,
+        timeout,
+        method,
+        headers,
+        secrets,
+        body,
+        follow_redirects: layers.get(|s| s.follow_redirects.as_ref(), true).value,
+        max_body_bytes,
+        ip_protocol: layers
+            .get(|s| s.ip_protocol.as_ref(), IpProtocol::Auto)
+            .value,
+        http_version: layers
+            .get(|s| s.http_version.as_ref(), HttpVersion::Auto)
+            .value,
+        tls,
+        expect_status,
+        matchers,
+        confirm,
+        confirm_delay,
+        per_address: layers.get(|s| s.per_address.as_ref(), false).value,
+        addresses,
+        histograms,
+    })
+}
+
+/// The target's own `name` and `url`: no other layer may set them.
+fn identity(
+    t: &Settings,
+    base: &[Seg],
+    secret_params: &[String],
+) -> Result<(String, Url), Invalid> {
     let name = t
         .name
         .clone()
         .ok_or_else(|| Invalid(base.to_vec(), "target needs a `name`".into()))?;
     if name.trim().is_empty() {
-        return Err(err("name", "target name must not be empty".into()));
+        return Err(Invalid(
+            at(base, "name"),
+            "target name must not be empty".into(),
+        ));
     }
     let raw_url = t
         .url
         .as_deref()
         .ok_or_else(|| Invalid(base.to_vec(), format!("target {name:?} needs a `url`")))?;
-    let url = validate_url(raw_url, secret_params).map_err(|m| err("url", m))?;
-    let shown_url = redact::url(url.as_str(), secret_params).into_owned();
+    let url = validate_url(raw_url, secret_params).map_err(|m| Invalid(at(base, "url"), m))?;
+    Ok((name, url))
+}
 
-    let mut labels = d.labels.clone().unwrap_or_default();
-    labels.extend(t.labels.clone().unwrap_or_default());
-    for label in labels.keys() {
+/// Labels merge by name, the more specific layer's value winning; sorted by name.
+fn validate_labels(layers: &Layers) -> Result<Vec<(String, String)>, Invalid> {
+    let mut labels = BTreeMap::new();
+    for layer in layers.each(|s| s.labels.as_ref()) {
+        for (name, value) in layer.value {
+            labels.insert(name.clone(), (value.clone(), layer.rank));
+        }
+    }
+    for (label, (_, rank)) in &labels {
         check_label_name(label).map_err(|m| {
-            let from_target = t.labels.as_ref().is_some_and(|l| l.contains_key(label));
-            let mut at = origin(base, from_target, "labels");
+            let mut at = layers.at(*rank, "labels");
             at.push(Seg::Name(label.clone(), 0));
             Invalid(at, m)
         })?;
     }
+    Ok(labels.into_iter().map(|(k, (v, _))| (k, v)).collect())
+}
 
-    let interval = t
-        .interval
-        .or(d.interval)
-        .map_or(Duration::from_secs(60), |h| h.0);
-    if interval < MIN_INTERVAL {
-        let at = origin(base, t.interval.is_some(), "interval");
+/// The interval and the timeout, which must fit in it.
+fn validate_timing(layers: &Layers) -> Result<(Duration, Duration), Invalid> {
+    let interval = layers
+        .get(|s| s.interval.as_ref(), HumanDuration(DEFAULT_INTERVAL))
+        .map(|h| h.0);
+    if interval.value < MIN_INTERVAL {
         return Err(Invalid(
-            at,
+            layers.at(interval.rank, "interval"),
             format!("interval must be at least {}", HumanDuration(MIN_INTERVAL)),
         ));
     }
-    let timeout = match t.timeout.or(d.timeout) {
-        Some(h) => h.0,
-        None => Duration::from_secs(10).min(interval * 4 / 5),
-    };
-    let timeout_at = || origin(base, t.timeout.is_some(), "timeout");
-    if timeout.is_zero() {
-        return Err(Invalid(timeout_at(), "timeout must be above zero".into()));
+    let timeout = layers
+        .get_or_else(
+            |s| s.timeout.as_ref(),
+            || HumanDuration(DEFAULT_TIMEOUT.min(interval.value * 4 / 5)),
+        )
+        .map(|h| h.0);
+    if timeout.value.is_zero() {
+        return Err(Invalid(
+            layers.at(timeout.rank, "timeout"),
+            "timeout must be above zero".into(),
+        ));
     }
-    if timeout >= interval {
-        let at = if t.timeout.is_some() || (d.timeout.is_some() && t.interval.is_none()) {
-            timeout_at()
+    if timeout.value >= interval.value {
+        // Blame the more specific of the two (the timeout on a tie): that is the line to change.
+        // The built-in timeout always fits.
+        let at = if timeout.rank <= interval.rank {
+            layers.at(timeout.rank, "timeout")
         } else {
-            origin(base, t.interval.is_some(), "interval")
+            layers.at(interval.rank, "interval")
         };
-        let (timeout, interval) = (HumanDuration(timeout), HumanDuration(interval));
+        let (timeout, interval) = (HumanDuration(timeout.value), HumanDuration(interval.value));
         return Err(Invalid(
             at,
             format!("timeout ({timeout}) must be shorter than the interval ({interval})"),
         ));
     }
+    Ok((interval.value, timeout.value))
+}
 
-    let method_text = t.method.as_deref().or(d.method.as_deref()).unwrap_or("GET");
-    let method = Method::from_bytes(method_text.to_ascii_uppercase().as_bytes()).map_err(|_| {
+fn validate_method(layers: &Layers) -> Result<Method, Invalid> {
+    let text = layers.get(|s| s.method.as_ref(), "GET".to_owned());
+    Method::from_bytes(text.value.to_ascii_uppercase().as_bytes()).map_err(|_| {
         Invalid(
-            origin(base, t.method.is_some(), "method"),
-            format!("invalid HTTP method {method_text:?}"),
+            layers.at(text.rank, "method"),
+            format!("invalid HTTP method {:?}", text.value),
         )
-    })?;
+    })
+}
 
+/// tickr's `User-Agent`, then each layer's headers, least specific first: a more specific
+/// layer's header replaces one of the same name.
+fn validate_headers(layers: &Layers) -> Result<HeaderMap, Invalid> {
     let mut headers = HeaderMap::new();
     headers.insert(
         USER_AGENT,
         HeaderValue::from_static(concat!("tickr/", env!("CARGO_PKG_VERSION"))),
     );
-    for (source, set) in [(&d.headers, false), (&t.headers, true)] {
-        for (k, v) in source.iter().flat_map(|h| h.0.iter()) {
-            let at = |seg| [origin(base, set, "headers"), vec![seg]].concat();
+    for layer in layers.each(|s| s.headers.as_ref()) {
+        for (k, v) in &layer.value.0 {
+            let at = |seg| [layers.at(layer.rank, "headers"), vec![seg]].concat();
             let name = HeaderName::from_bytes(k.as_bytes()).map_err(|_| {
                 Invalid(
                     at(Seg::Name(k.clone(), 0)),
@@ -243,38 +327,25 @@ pub(super) fn validate_target(
             headers.insert(name, value);
         }
     }
-    let secrets = Secrets::new(
-        headers
-            .values()
-            .filter(|v| v.is_sensitive())
-            .map(HeaderValue::as_bytes)
-            .map(<[u8]>::to_vec)
-            .chain(redact::url_secrets(url.as_str(), secret_params)),
-    );
-    let body = Bytes::from(
-        t.body
-            .clone()
-            .or_else(|| d.body.clone())
-            .unwrap_or_default(),
-    );
+    Ok(headers)
+}
 
-    let max_body_bytes = t
-        .max_body_bytes
-        .or(d.max_body_bytes)
-        .map_or(1 << 20, |b| b.0);
-    if max_body_bytes == 0 || max_body_bytes > MAX_BODY_LIMIT {
-        let at = origin(base, t.max_body_bytes.is_some(), "max_body_bytes");
+fn validate_max_body_bytes(layers: &Layers) -> Result<u64, Invalid> {
+    let max = layers.get(
+        |s| s.max_body_bytes.as_ref(),
+        ByteSize(DEFAULT_MAX_BODY_BYTES),
+    );
+    if max.value.0 == 0 || max.value.0 > MAX_BODY_LIMIT {
         return Err(Invalid(
-            at,
-            format!(
-                "max_body_bytes must be between 1 and {} bytes",
-                MAX_BODY_LIMIT
-            ),
+            layers.at(max.rank, "max_body_bytes"),
+            format!("max_body_bytes must be between 1 and {MAX_BODY_LIMIT} bytes"),
         ));
     }
+    Ok(max.value.0)
+}
 
-    let tls = validate_tls(d, t, dir, base)?;
-
+/// Static addresses: the target's own, since they belong to its URL's host.
+fn validate_addresses(t: &Settings, base: &[Seg]) -> Result<Vec<IpAddr>, Invalid> {
     let mut addresses = Vec::new();
     for (i, text) in t.addresses.iter().flatten().enumerate() {
         let at = [at(base, "addresses"), vec![Seg::Index(i)]].concat();
@@ -290,141 +361,61 @@ pub(super) fn validate_target(
             format!("at most {MAX_ADDRESSES} addresses"),
         ));
     }
+    Ok(addresses)
+}
 
-    let confirm = t.confirm.or(d.confirm).unwrap_or(0);
-    let confirm_delay = t
-        .confirm_delay
-        .or(d.confirm_delay)
-        .map_or(Duration::from_millis(500), |h| h.0);
-    if confirm > MAX_CONFIRM {
-        let at = origin(base, t.confirm.is_some(), "confirm");
+/// Follow-up probes after a failure and the pause before each.
+fn validate_confirm(
+    layers: &Layers,
+    interval: Duration,
+    timeout: Duration,
+) -> Result<(usize, Duration), Invalid> {
+    let confirm = layers.get(|s| s.confirm.as_ref(), 0);
+    let delay = layers
+        .get(
+            |s| s.confirm_delay.as_ref(),
+            HumanDuration(DEFAULT_CONFIRM_DELAY),
+        )
+        .value
+        .0;
+    let at = || layers.at(confirm.rank, "confirm");
+    let count = confirm.value;
+    if count > MAX_CONFIRM {
         return Err(Invalid(
-            at,
+            at(),
             format!("confirm must be at most {MAX_CONFIRM}"),
         ));
     }
     // The follow-ups must fit before the next probe, or they would push it back.
-    let burst = (timeout + confirm_delay) * confirm as u32 + timeout;
-    if confirm > 0 && burst > interval {
-        let at = origin(base, t.confirm.is_some(), "confirm");
+    let burst = (timeout + delay) * count as u32 + timeout;
+    if count > 0 && burst > interval {
         let msg = format!(
-            "{confirm} confirmations of up to {} each, after a probe of up to {}, do not fit in the interval ({})",
-            HumanDuration(timeout + confirm_delay),
+            "{count} confirmations of up to {} each, after a probe of up to {}, do not fit in the interval ({})",
+            HumanDuration(timeout + delay),
             HumanDuration(timeout),
             HumanDuration(interval)
         );
-        return Err(Invalid(at, msg));
+        return Err(Invalid(at(), msg));
     }
-
-    let histograms = validate_histograms(d, t, base)?;
-
-    let te = t.expect.clone().unwrap_or_default();
-    let de = d.expect.clone().unwrap_or_default();
-    let expect_at = |key| {
-        let mut p = origin(base, t.expect.is_some(), "expect");
-        p.push(Seg::Key(key));
-        p
-    };
-    let expect_status = te.status.or(de.status).unwrap_or_else(|| {
-        vec![StatusPattern {
-            low: 200,
-            high: 299,
-        }]
-    });
-    if expect_status.is_empty() {
-        return Err(Invalid(
-            expect_at("status"),
-            "expect.status must list at least one status".into(),
-        ));
-    }
-    let mut matchers = Vec::new();
-    let mut seen = HashSet::new();
-    for (specs, negate, key) in [
-        (
-            te.body_contains.or(de.body_contains),
-            false,
-            "body_contains",
-        ),
-        (
-            te.body_not_contains.or(de.body_not_contains),
-            true,
-            "body_not_contains",
-        ),
-    ] {
-        for (i, spec) in specs.unwrap_or_default().into_iter().enumerate() {
-            let at = || [expect_at(key), vec![Seg::Index(i)]].concat();
-            let label = spec.name.unwrap_or_else(|| spec.text.clone());
-            if spec.text.is_empty() {
-                return Err(Invalid(
-                    at(),
-                    "a body matcher's text must not be empty".into(),
-                ));
-            }
-            if !seen.insert(label.clone()) {
-                let msg = format!("two body matchers share the label {label:?}: give one a `name`");
-                return Err(Invalid(at(), msg));
-            }
-            matchers.push(Matcher {
-                label,
-                text: spec.text,
-                negate,
-            });
-        }
-    }
-
-    Ok(Target {
-        name,
-        url,
-        shown_url,
-        labels: labels.into_iter().collect(),
-        interval,
-        timeout,
-        method,
-        headers,
-        secrets,
-        body,
-        follow_redirects: t.follow_redirects.or(d.follow_redirects).unwrap_or(true),
-        max_body_bytes,
-        ip_protocol: t.ip_protocol.or(d.ip_protocol).unwrap_or(IpProtocol::Auto),
-        http_version: t
-            .http_version
-            .or(d.http_version)
-            .unwrap_or(HttpVersion::Auto),
-        tls,
-        expect_status,
-        matchers,
-        confirm,
-        confirm_delay,
-        per_address: t.per_address.or(d.per_address).unwrap_or(false),
-        addresses,
-        histograms,
-    })
+    Ok((count, delay))
 }
 
-/// The histogram detail, each of its keys from the target or else the defaults.
-fn validate_histograms(
-    d: &Settings,
-    t: &Settings,
-    base: &[Seg],
-) -> Result<HistogramDetail, Invalid> {
-    let (th, dh) = (
-        t.histograms.clone().unwrap_or_default(),
-        d.histograms.clone().unwrap_or_default(),
-    );
+/// The histogram detail, each of its keys from the most specific layer that sets it.
+fn validate_histograms(layers: &Layers) -> Result<HistogramDetail, Invalid> {
     let mut detail = HistogramDetail::default();
-    if let Some(phases) = th.phases.or(dh.phases) {
-        detail.phases = phases;
+    if let Some(phases) = layers.first(|s| s.histograms.as_ref()?.phases.as_ref()) {
+        detail.phases = *phases.value;
     }
-    let from_target = th.buckets.is_some();
-    let Some(buckets) = th.buckets.or(dh.buckets) else {
+    let Some(buckets) = layers.first(|s| s.histograms.as_ref()?.buckets.as_ref()) else {
         return Ok(detail);
     };
     let at = |i: Option<usize>| {
-        let mut p = origin(base, from_target, "histograms");
+        let mut p = layers.at(buckets.rank, "histograms");
         p.push(Seg::Key("buckets"));
         p.extend(i.map(Seg::Index));
         p
     };
+    let buckets = buckets.value;
     if buckets.is_empty() || buckets.len() > MAX_BUCKETS {
         let msg = format!("histograms.buckets needs 1 to {MAX_BUCKETS} bucket bounds");
         return Err(Invalid(at(None), msg));
@@ -446,6 +437,69 @@ fn validate_histograms(
     }
     detail.buckets = buckets.iter().map(|b| b.0.as_secs_f64()).collect();
     Ok(detail)
+}
+
+/// The accepted statuses and the body matchers, each key from the most specific layer that
+/// sets it. Errors point into the `expect` of the most specific layer that has one.
+fn validate_expect(layers: &Layers) -> Result<(Vec<StatusPattern>, Vec<Matcher>), Invalid> {
+    let block = layers
+        .first(|s| s.expect.as_ref())
+        .map_or(layers.built_in(), |m| m.rank);
+    let expect_at = |key| {
+        let mut p = layers.at(block, "expect");
+        p.push(Seg::Key(key));
+        p
+    };
+    let status = layers.get_or_else(
+        |s| s.expect.as_ref()?.status.as_ref(),
+        || {
+            vec![StatusPattern {
+                low: 200,
+                high: 299,
+            }]
+        },
+    );
+    if status.value.is_empty() {
+        return Err(Invalid(
+            expect_at("status"),
+            "expect.status must list at least one status".into(),
+        ));
+    }
+    let mut matchers = Vec::new();
+    let mut seen = HashSet::new();
+    for (specs, negate, key) in [
+        (
+            layers.first(|s| s.expect.as_ref()?.body_contains.as_ref()),
+            false,
+            "body_contains",
+        ),
+        (
+            layers.first(|s| s.expect.as_ref()?.body_not_contains.as_ref()),
+            true,
+            "body_not_contains",
+        ),
+    ] {
+        for (i, spec) in specs.into_iter().flat_map(|m| m.value).enumerate() {
+            let at = || [expect_at(key), vec![Seg::Index(i)]].concat();
+            let label = spec.name.clone().unwrap_or_else(|| spec.text.clone());
+            if spec.text.is_empty() {
+                return Err(Invalid(
+                    at(),
+                    "a body matcher's text must not be empty".into(),
+                ));
+            }
+            if !seen.insert(label.clone()) {
+                let msg = format!("two body matchers share the label {label:?}: give one a `name`");
+                return Err(Invalid(at(), msg));
+            }
+            matchers.push(Matcher {
+                label,
+                text: spec.text.clone(),
+                negate,
+            });
+        }
+    }
+    Ok((status.value, matchers))
 }
 
 fn validate_url(raw: &str, secret_params: &[String]) -> Result<Url, String> {
@@ -503,16 +557,14 @@ fn check_label_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn validate_tls(
-    d: &Settings,
-    t: &Settings,
-    dir: &Path,
-    base: &[Seg],
-) -> Result<Arc<ClientTls>, Invalid> {
-    let dt = d.tls.clone().unwrap_or_default();
-    let tt = t.tls.clone().unwrap_or_default();
+/// The client TLS settings, each key from the most specific layer that sets it. Errors point
+/// into the `tls` of the most specific layer that has one.
+fn validate_tls(layers: &Layers, dir: &Path) -> Result<Arc<ClientTls>, Invalid> {
+    let block = layers
+        .first(|s| s.tls.as_ref())
+        .map_or(layers.built_in(), |m| m.rank);
     let tls_at = |key| {
-        let mut p = origin(base, t.tls.is_some(), "tls");
+        let mut p = layers.at(block, "tls");
         p.push(Seg::Key(key));
         p
     };
@@ -521,16 +573,14 @@ fn validate_tls(
         std::fs::read(&full)
             .map_err(|e| Invalid(tls_at(key), format!("cannot read {}: {e}", full.display())))
     };
-    let ca_pem = tt
-        .ca_file
-        .as_ref()
-        .or(dt.ca_file.as_ref())
-        .map(|p| read(p, "ca_file"))
+    let ca_pem = layers
+        .first(|s| s.tls.as_ref()?.ca_file.as_ref())
+        .map(|m| read(m.value, "ca_file"))
         .transpose()?;
-    let cert = tt.cert_file.as_ref().or(dt.cert_file.as_ref());
-    let key = tt.key_file.as_ref().or(dt.key_file.as_ref());
+    let cert = layers.first(|s| s.tls.as_ref()?.cert_file.as_ref());
+    let key = layers.first(|s| s.tls.as_ref()?.key_file.as_ref());
     let client_pem = match (cert, key) {
-        (Some(c), Some(k)) => Some((read(c, "cert_file")?, read(k, "key_file")?)),
+        (Some(c), Some(k)) => Some((read(c.value, "cert_file")?, read(k.value, "key_file")?)),
         (None, None) => None,
         (Some(_), None) => {
             return Err(Invalid(
@@ -545,15 +595,15 @@ fn validate_tls(
             ))
         }
     };
-    let server_name = tt.server_name.or(dt.server_name);
     let settings = TlsSettings {
         ca_pem,
         client_pem,
-        insecure_skip_verify: tt
-            .insecure_skip_verify
-            .or(dt.insecure_skip_verify)
-            .unwrap_or(false),
-        server_name,
+        insecure_skip_verify: layers
+            .get(|s| s.tls.as_ref()?.insecure_skip_verify.as_ref(), false)
+            .value,
+        server_name: layers
+            .first(|s| s.tls.as_ref()?.server_name.as_ref())
+            .map(|m| m.value.clone()),
     };
     ClientTls::new(settings)
         .map(Arc::new)
