@@ -120,3 +120,56 @@ impl<T> Merged<T> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(yaml: &str) -> Settings {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn the_most_specific_layer_wins_and_says_where() {
+        let (t, d) = (
+            settings("{method: POST}"),
+            settings("{method: PUT, body: x}"),
+        );
+        let base = [Seg::Key("targets"), Seg::Index(3)];
+        let layers = Layers::new(&t, &base, &d);
+        let method = layers.get(|s| s.method.as_ref(), "GET".to_owned());
+        assert_eq!(method.value, "POST");
+        assert_eq!(layers.at(method.rank, "method"), at(&base, "method"));
+        let body = layers.get(|s| s.body.as_ref(), String::new());
+        assert_eq!(body.value, "x");
+        assert_eq!(layers.at(body.rank, "body"), defaults("body"));
+    }
+
+    #[test]
+    fn a_built_in_value_points_at_the_defaults() {
+        let (t, d) = (Settings::default(), Settings::default());
+        let layers = Layers::new(&t, &[], &d);
+        let confirm = layers.get(|s| s.confirm.as_ref(), 0);
+        assert_eq!(confirm.rank, layers.built_in());
+        assert_eq!(layers.at(confirm.rank, "confirm"), defaults("confirm"));
+    }
+
+    #[test]
+    fn each_walks_the_layers_least_specific_first() {
+        let (t, d) = (settings("{confirm: 1}"), settings("{confirm: 2}"));
+        let layers = Layers::new(&t, &[], &d);
+        let all: Vec<usize> = layers
+            .each(|s| s.confirm.as_ref())
+            .map(|m| *m.value)
+            .collect();
+        assert_eq!(all, [2, 1]);
+    }
+
+    fn at(base: &[Seg], key: &'static str) -> Vec<Seg> {
+        [base, &[Seg::Key(key)]].concat()
+    }
+
+    fn defaults(key: &'static str) -> Vec<Seg> {
+        vec![Seg::Key("defaults"), Seg::Key(key)]
+    }
+}

@@ -1,7 +1,8 @@
 //! Configuration in two stages: [`file`] mirrors what users write; [`Config`] is what the rest of
 //! tickr runs on, validated, with defaults applied and TLS material loaded.
 //!
-//! Every error names the file, line and column. `--config.check` runs exactly [`load`].
+//! Each target is validated in `target`, over the layers `merge` walks; every error names the
+//! file, line and column (`error`). `--config.check` runs exactly [`load`].
 
 mod error;
 mod file;
@@ -25,11 +26,12 @@ use target::validate_target;
 pub use target::{HistogramDetail, Matcher, Target, DEFAULT_BUCKETS, RESERVED_LABELS};
 
 use crate::layer::{self, Attributor, Fingerprint, Signal};
-use crate::limits::{BODY_HEAD, DEFAULT_BODY_EXCERPT};
-// Re-exported because code outside config reads these bounds as `crate::config::X`.
+use crate::limits::{
+    BODY_HEAD, DEFAULT_BODY_EXCERPT, DEFAULT_EVENTS, MAX_CONCURRENT_PROBES, MAX_EVENTS,
+};
+// Re-exported until code outside config (cli, scheduler, tests) reads them from `limits`.
 pub use crate::limits::{
-    DEFAULT_EVENTS, DEFAULT_MAX_CONCURRENT_PROBES, MAX_ADDRESSES, MAX_BODY_LIMIT, MAX_BUCKETS,
-    MAX_CONCURRENT_PROBES, MAX_CONFIG_BYTES, MAX_CONFIRM, MAX_EVENTS, MAX_TARGETS, MIN_INTERVAL,
+    DEFAULT_MAX_CONCURRENT_PROBES, MAX_ADDRESSES, MAX_CONFIG_BYTES, MAX_TARGETS, MIN_INTERVAL,
 };
 
 /// A loaded, validated configuration.
