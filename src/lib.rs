@@ -33,6 +33,7 @@ pub mod diagnosis;
 pub mod exporter;
 pub mod fds;
 pub mod handle;
+pub mod limits;
 pub mod logging;
 pub mod metrics;
 pub mod pages;
