@@ -13,13 +13,11 @@
 //! its first increment from `increase()`, and the first 502 is the one that matters.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{
@@ -27,7 +25,6 @@ use prometheus_client::encoding::{
     MetricEncoder,
 };
 use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::exemplar::{CounterWithExemplar, Exemplar, HistogramWithExemplars};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
@@ -35,40 +32,19 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::config::{PhaseDetail, Target};
+use crate::config::Target;
 use crate::fds::Shortage;
-use crate::probe::{Outcome, Phase, Reason};
+use crate::probe::Reason;
+
+mod target;
+
+use target::{EventLabel, Own, Targets, NO_CERT};
+pub use target::{Summary, TargetLabels, TargetMetrics};
 
 /// Buckets of `tickr_scheduler_lag_seconds`.
 pub const LAG_BUCKETS: [f64; 9] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0, 5.0];
 /// Status codes whose counters exist from the start, at zero (see the module docs).
 pub const PRECREATED_CODES: [u16; 4] = [500, 502, 503, 504];
-
-/// `target` first, then the target's own labels. Shared by every series of one target.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct TargetLabels(Arc<[(String, String)]>);
-
-impl TargetLabels {
-    pub fn new(target: &Target) -> Self {
-        Self::with_address(target, None)
-    }
-
-    /// With per-address probing, each address's series also carry `address`.
-    pub fn with_address(target: &Target, address: Option<IpAddr>) -> Self {
-        let mut labels = vec![("target".to_owned(), target.name.clone())];
-        labels.extend(target.labels.iter().cloned());
-        if let Some(ip) = address {
-            labels.push(("address".to_owned(), ip.to_string()));
-        }
-        Self(labels.into())
-    }
-}
-
-impl EncodeLabelSet for TargetLabels {
-    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), fmt::Error> {
-        self.0.as_ref().encode(encoder)
-    }
-}
 
 /// One series' labels: the target's, then the family's own.
 struct Labels<'a, const N: usize>(&'a TargetLabels, [(&'static str, &'a str); N]);
@@ -81,62 +57,6 @@ impl<const N: usize> EncodeLabelSet for Labels<'_, N> {
 }
 
 type FloatGauge = Gauge<f64, AtomicU64>;
-/// The exemplar of a failure observation: the id of its event in the failure recorder.
-type EventLabel = [(&'static str, String); 1];
-type ExHistogram = HistogramWithExemplars<EventLabel>;
-
-fn event_label(id: u64) -> EventLabel {
-    [("event_id", id.to_string())]
-}
-
-/// A counter whose last failure increment keeps the failure's event id, as its exemplar.
-#[derive(Debug, Default)]
-struct Count {
-    value: AtomicU64,
-    /// The event id + 1; 0 for none.
-    event: AtomicU64,
-}
-
-impl Count {
-    fn inc(&self, event: Option<u64>) {
-        self.value.fetch_add(1, Ordering::Relaxed);
-        if let Some(id) = event {
-            self.event.store(id + 1, Ordering::Relaxed);
-        }
-    }
-
-    fn get(&self) -> u64 {
-        self.value.load(Ordering::Relaxed)
-    }
-
-    fn encode(&self, encoder: &mut MetricEncoder, labels: &impl EncodeLabelSet) -> fmt::Result {
-        let value = self.get();
-        let family = encoder.encode_family(labels)?;
-        match self.event.load(Ordering::Relaxed).checked_sub(1) {
-            // prometheus-client builds exemplars only inside its own metrics, so the rare
-            // series that has one is encoded through a throwaway counter carrying it, with the
-            // increment it marks (1) as the exemplar's value.
-            Some(id) if value > 0 => {
-                let counter = CounterWithExemplar::<EventLabel>::default();
-                counter.inc_by(value - 1, None, None);
-                counter.inc_by(1, Some(event_label(id)), None);
-                counter.encode(family)
-            }
-            _ => {
-                let mut family = family;
-                family.encode_counter::<EventLabel, _, u64>(&value, None::<&Exemplar<_, _>>)
-            }
-        }
-    }
-}
-
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO)
-        .as_secs_f64()
-}
-
 /// Where [`Metrics::stream`] writes an exposition.
 pub trait Sink {
     /// Takes more text. Must not wait: the encoder may hold a series' lock meanwhile.
@@ -174,7 +94,7 @@ impl fmt::Write for SinkWriter {
 /// Every series tickr exposes, and the registry that encodes them.
 pub struct Metrics {
     registry: Registry,
-    series: Arc<Series>,
+    series: Arc<Targets>,
     pub reload_successful: Gauge,
     pub reload_timestamp: FloatGauge,
     pub scheduler_lag: Histogram,
@@ -199,7 +119,7 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Self {
         let mut r = Registry::default();
-        let series = Arc::new(Series::default());
+        let series = Arc::new(Targets::default());
         r.register_collector(Box::new(series.clone()));
         r.register(
             "tickr_build",
@@ -298,15 +218,7 @@ impl Metrics {
 
     /// Creates the series of `target` (at zero) and returns the handles to record its outcomes.
     pub fn register_target(&self, target: &Target) -> Arc<TargetMetrics> {
-        let own = Own {
-            interval: target.interval.as_secs_f64(),
-            facts: [
-                ("url", target.shown_url.clone()),
-                ("method", target.method.to_string()),
-                ("interval", format!("{:?}", target.interval)),
-                ("timeout", format!("{:?}", target.timeout)),
-            ],
-        };
+        let own = Own::of(target);
         self.series
             .insert(target, TargetLabels::new(target), Some(Box::new(own)))
     }
@@ -339,268 +251,6 @@ impl Metrics {
             .remove(&ip)
         {
             tm.remove();
-        }
-    }
-}
-
-/// Every target's series, keyed (and so exposed) in label order.
-#[derive(Debug, Default)]
-struct Series(RwLock<BTreeMap<TargetLabels, Arc<TargetMetrics>>>);
-
-impl Series {
-    fn insert(
-        self: &Arc<Self>,
-        target: &Target,
-        labels: TargetLabels,
-        own: Option<Box<Own>>,
-    ) -> Arc<TargetMetrics> {
-        let phases: &[Phase] = match target.histograms.phases {
-            PhaseDetail::All => &Phase::ALL,
-            PhaseDetail::Total => &[Phase::Total],
-        };
-        let buckets = &target.histograms.buckets;
-        let tm = Arc::new(TargetMetrics {
-            labels: labels.clone(),
-            series: Arc::downgrade(self),
-            own,
-            runs: Default::default(),
-            success: AtomicI64::new(0),
-            status_code: AtomicI64::new(0),
-            phases: phases
-                .iter()
-                .map(|p| (*p, ExHistogram::new(buckets.iter().copied())))
-                .collect(),
-            failures: Default::default(),
-            matchers: target
-                .matchers
-                .iter()
-                .map(|m| (m.label.clone(), AtomicI64::new(0), AtomicU64::new(0)))
-                .collect(),
-            state_changes: AtomicU64::new(0),
-            // Only targets that confirm failures have these series.
-            confirmations: (target.confirm > 0).then(Default::default),
-            last_probe: AtomicU64::new(0),
-            cert_not_after: AtomicI64::new(NO_CERT),
-            codes: Mutex::new(PRECREATED_CODES.map(|c| (c, Count::default())).into()),
-            server_errors: Mutex::new(Vec::new()),
-            last_result: AtomicU8::new(UNKNOWN),
-            children: Mutex::new(BTreeMap::new()),
-        });
-        // Until the first probe, "last probe" is when the target was loaded: a target whose
-        // probes never start then ages like one whose probes stopped, and alerts can see both.
-        tm.touch();
-        self.0
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(labels, tm.clone());
-        tm
-    }
-}
-
-const UNKNOWN: u8 = 0;
-const SUCCEEDED: u8 = 1;
-const FAILED: u8 = 2;
-const NO_CERT: i64 = i64::MIN;
-
-/// What only a configured target has, not each of its addresses.
-#[derive(Debug)]
-struct Own {
-    interval: f64,
-    /// `tickr_target_info`'s labels besides the target's own.
-    facts: [(&'static str, String); 4],
-}
-
-/// The series of one target (or one address of a per-address target).
-pub struct TargetMetrics {
-    labels: TargetLabels,
-    series: std::sync::Weak<Series>,
-    own: Option<Box<Own>>,
-    /// Success, failure.
-    runs: [Count; 2],
-    success: AtomicI64,
-    status_code: AtomicI64,
-    phases: Box<[(Phase, ExHistogram)]>,
-    failures: [Count; Reason::ALL.len()],
-    /// Label, last result, mismatches.
-    matchers: Box<[(String, AtomicI64, AtomicU64)]>,
-    state_changes: AtomicU64,
-    /// Success, failure.
-    confirmations: Option<[AtomicU64; 2]>,
-    /// Unix seconds, as f64 bits.
-    last_probe: AtomicU64,
-    cert_not_after: AtomicI64,
-    codes: Mutex<Vec<(u16, Count)>>,
-    server_errors: Mutex<Vec<(u16, Box<str>, Count)>>,
-    last_result: AtomicU8,
-    /// Per-address series of a target probed at every address.
-    children: Mutex<BTreeMap<IpAddr, Arc<TargetMetrics>>>,
-}
-
-impl fmt::Debug for TargetMetrics {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.debug_struct("TargetMetrics")
-            .field("labels", &self.labels)
-            .finish_non_exhaustive()
-    }
-}
-
-/// What the landing page shows of a target.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Summary {
-    pub last_success: Option<bool>,
-    pub last_status: i64,
-    pub last_probe_timestamp: f64,
-    pub successes: u64,
-    pub failures: u64,
-}
-
-impl TargetMetrics {
-    /// Records one finished probe. `event` is the failure recorder's id for it, attached as an
-    /// exemplar to the failure observations; `layer` is the attributed layer of a 5xx.
-    pub fn record(&self, outcome: &Outcome, event: Option<u64>, layer: Option<&str>) {
-        let ok = outcome.success();
-        let exemplar = if ok { None } else { event };
-        self.runs[usize::from(!ok)].inc(exemplar);
-        self.success.store(i64::from(ok), Ordering::Relaxed);
-        for (phase, histogram) in self.phases.iter() {
-            if let Some(d) = outcome.phases.get(*phase) {
-                histogram.observe(d.as_secs_f64(), exemplar.map(event_label), None);
-            }
-        }
-        if let Some(code) = outcome.status {
-            let mut codes = self.codes.lock().unwrap_or_else(|e| e.into_inner());
-            match codes.iter().position(|(c, _)| *c == code) {
-                Some(i) => codes[i].1.inc(exemplar),
-                None => {
-                    let count = Count::default();
-                    count.inc(exemplar);
-                    let at = codes.partition_point(|(c, _)| *c < code);
-                    codes.insert(at, (code, count));
-                }
-            }
-            drop(codes);
-            if code >= 500 {
-                let layer = layer.unwrap_or(crate::layer::UNKNOWN);
-                let mut all = self.server_errors.lock().unwrap_or_else(|e| e.into_inner());
-                match all.iter().position(|(c, l, _)| *c == code && **l == *layer) {
-                    Some(i) => all[i].2.inc(event),
-                    None => {
-                        let count = Count::default();
-                        count.inc(event);
-                        all.push((code, layer.into(), count));
-                        all.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
-                    }
-                }
-            }
-        }
-        self.status_code
-            .store(outcome.status.map_or(0, i64::from), Ordering::Relaxed);
-        if let Some(failure) = &outcome.failure {
-            let i = Reason::ALL
-                .iter()
-                .position(|r| *r == failure.reason)
-                .expect("every reason is listed");
-            self.failures[i].inc(exemplar);
-        }
-        for (i, (_, gauge, mismatches)) in self.matchers.iter().enumerate() {
-            let matched = outcome.matches.get(i).copied();
-            gauge.store(i64::from(matched == Some(true)), Ordering::Relaxed);
-            if matched == Some(false) {
-                mismatches.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        let now = if ok { SUCCEEDED } else { FAILED };
-        let before = self.last_result.swap(now, Ordering::Relaxed);
-        if before != UNKNOWN && before != now {
-            self.state_changes.fetch_add(1, Ordering::Relaxed);
-        }
-        self.touch();
-        if let Some(not_after) = outcome.cert_not_after {
-            self.cert_not_after.store(not_after, Ordering::Relaxed);
-        }
-    }
-
-    /// Counts one follow-up probe after a failure.
-    pub fn record_confirmation(&self, success: bool) {
-        if let Some([ok, failed]) = &self.confirmations {
-            if success { ok } else { failed }.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    /// Marks a round of per-address probes as done, for the stall alert.
-    pub fn touch(&self) {
-        self.last_probe
-            .store(unix_now().to_bits(), Ordering::Relaxed);
-    }
-
-    /// The target at a glance; for a per-address target, its addresses together: failing when
-    /// any address failed last, counts summed, status of the most recent probe.
-    pub fn summary(&self) -> Summary {
-        let own = Summary {
-            last_success: match self.last_result.load(Ordering::Relaxed) {
-                SUCCEEDED => Some(true),
-                FAILED => Some(false),
-                _ => None,
-            },
-            last_status: self.status_code.load(Ordering::Relaxed),
-            last_probe_timestamp: f64::from_bits(self.last_probe.load(Ordering::Relaxed)),
-            successes: self.runs[0].get(),
-            failures: self.runs[1].get(),
-        };
-        let children = self.children.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(mut all) = children
-            .values()
-            .map(|c| c.summary())
-            .reduce(|a, b| Summary {
-                last_success: match (a.last_success, b.last_success) {
-                    (Some(false), _) | (_, Some(false)) => Some(false),
-                    (Some(true), _) | (_, Some(true)) => Some(true),
-                    _ => None,
-                },
-                last_status: if b.last_probe_timestamp >= a.last_probe_timestamp {
-                    b.last_status
-                } else {
-                    a.last_status
-                },
-                last_probe_timestamp: a.last_probe_timestamp.max(b.last_probe_timestamp),
-                successes: a.successes + b.successes,
-                failures: a.failures + b.failures,
-            })
-        else {
-            return own;
-        };
-        // The target's own series count the rounds whose lookup failed.
-        all.successes += own.successes;
-        all.failures += own.failures;
-        if own.last_success == Some(false) {
-            all.last_success = Some(false);
-            all.last_status = 0;
-        }
-        all
-    }
-
-    /// A per-address round resolved: the last lookup failure, if any, is over.
-    pub fn resolved(&self) {
-        self.last_result.store(UNKNOWN, Ordering::Relaxed);
-    }
-
-    /// Removes every series of this target (and of its addresses) from the exposition. A newer
-    /// registration under the same labels (a changed target, restarted) keeps its own.
-    pub fn remove(&self) {
-        for (_, child) in
-            std::mem::take(&mut *self.children.lock().unwrap_or_else(|e| e.into_inner()))
-        {
-            child.remove();
-        }
-        let Some(series) = self.series.upgrade() else {
-            return;
-        };
-        let mut all = series.0.write().unwrap_or_else(|e| e.into_inner());
-        if all
-            .get(&self.labels)
-            .is_some_and(|tm| std::ptr::eq(Arc::as_ptr(tm), self))
-        {
-            all.remove(&self.labels);
         }
     }
 }
@@ -645,16 +295,10 @@ fn class(code: u16) -> &'static str {
     }
 }
 
-impl Collector for Series {
+impl Collector for Targets {
     fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
         // A snapshot: probes and reloads go on while the scrape encodes.
-        let all: Vec<Arc<TargetMetrics>> = self
-            .0
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .cloned()
-            .collect();
+        let all = self.snapshot();
         let e = &mut encoder;
         let always = |_: &TargetMetrics| true;
         use MetricType::{Counter, Gauge, Histogram, Info};
@@ -912,7 +556,13 @@ impl Collector for Series {
             |tm| tm.own.is_some(),
             &|tm, m| match &tm.own {
                 Some(own) => {
-                    let facts = own.facts.each_ref().map(|(k, v)| (*k, v.as_str()));
+                    let [url, method, interval, timeout] = own.facts.each_ref().map(String::as_str);
+                    let facts = [
+                        ("url", url),
+                        ("method", method),
+                        ("interval", interval),
+                        ("timeout", timeout),
+                    ];
                     m.encode_info(&Labels(&tm.labels, facts))
                 }
                 None => Ok(()),
