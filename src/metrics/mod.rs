@@ -16,45 +16,33 @@ use std::cell::RefCell;
 use std::fmt;
 use std::net::IpAddr;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{
-    DescriptorEncoder, EncodeGaugeValue, EncodeLabelSet, EncodeMetric, LabelSetEncoder,
-    MetricEncoder,
-};
+use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::info::Info;
-use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::config::Target;
 use crate::fds::Shortage;
-use crate::probe::Reason;
 
+mod families;
 mod target;
 
-use target::{EventLabel, Own, Targets, NO_CERT};
+use families::FAMILIES;
+
+use target::{Own, Targets};
 pub use target::{Summary, TargetLabels, TargetMetrics};
 
 /// Buckets of `tickr_scheduler_lag_seconds`.
 pub const LAG_BUCKETS: [f64; 9] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0, 5.0];
 /// Status codes whose counters exist from the start, at zero (see the module docs).
 pub const PRECREATED_CODES: [u16; 4] = [500, 502, 503, 504];
-
-/// One series' labels: the target's, then the family's own.
-struct Labels<'a, const N: usize>(&'a TargetLabels, [(&'static str, &'a str); N]);
-
-impl<const N: usize> EncodeLabelSet for Labels<'_, N> {
-    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), fmt::Error> {
-        self.0.encode(encoder)?;
-        self.1.as_slice().encode(encoder)
-    }
-}
 
 type FloatGauge = Gauge<f64, AtomicU64>;
 /// Where [`Metrics::stream`] writes an exposition.
@@ -255,318 +243,23 @@ impl Metrics {
     }
 }
 
-type Each<'a> = &'a dyn Fn(&TargetMetrics, &mut MetricEncoder) -> fmt::Result;
-
-/// One family: its descriptor, then the series of every target that has any (none: omitted).
-fn family(
-    encoder: &mut DescriptorEncoder,
-    all: &[Arc<TargetMetrics>],
-    (name, help, unit, kind): (&str, &str, Option<&Unit>, MetricType),
-    has: impl Fn(&TargetMetrics) -> bool,
-    each: Each,
-) -> fmt::Result {
-    if !all.iter().any(|tm| has(tm)) {
-        return Ok(());
-    }
-    let mut metric = encoder.encode_descriptor(name, help, unit, kind)?;
-    for tm in all.iter().filter(|tm| has(tm)) {
-        each(tm, &mut metric)?;
-        // `each` has released whatever it locked.
-        pause()?;
-    }
-    Ok(())
-}
-
-fn gauge(
-    encoder: &mut MetricEncoder,
-    labels: &impl EncodeLabelSet,
-    v: impl EncodeGaugeValue,
-) -> fmt::Result {
-    encoder.encode_family(labels)?.encode_gauge(&v)
-}
-
-fn class(code: u16) -> &'static str {
-    match code / 100 {
-        1 => "1xx",
-        2 => "2xx",
-        3 => "3xx",
-        4 => "4xx",
-        _ => "5xx",
-    }
-}
-
 impl Collector for Targets {
     fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
-        // A snapshot: probes and reloads go on while the scrape encodes.
         let all = self.snapshot();
-        let e = &mut encoder;
-        let always = |_: &TargetMetrics| true;
-        use MetricType::{Counter, Gauge, Histogram, Info};
-        let seconds = Some(&Unit::Seconds);
-
-        family(
-            e,
-            &all,
-            (
-                "tickr_probe_runs",
-                "Finished probes, by result.",
-                None,
-                Counter,
-            ),
-            always,
-            &|tm, m| {
-                tm.runs[1].encode(m, &Labels(&tm.labels, [("result", "failure")]))?;
-                tm.runs[0].encode(m, &Labels(&tm.labels, [("result", "success")]))
-            },
-        )?;
-        family(
-            e,
-            &all,
-            (
-                "tickr_probe_success",
-                "1 if the last probe succeeded, else 0.",
-                None,
-                Gauge,
-            ),
-            always,
-            &|tm, m| gauge(m, &tm.labels, tm.success.load(Ordering::Relaxed)),
-        )?;
-        family(
-            e,
-            &all,
-            (
-                "tickr_probe_duration",
-                "Duration of each probe phase; a failed probe observes the phases it finished, and total.",
-                seconds,
-                Histogram,
-            ),
-            |tm| !tm.phases.is_empty(),
-            &|tm, m| {
-                for (phase, histogram) in tm.phases.iter() {
-                    let labels = Labels(&tm.labels, [("phase", phase.as_str())]);
-                    histogram.encode(m.encode_family(&labels)?)?;
-                }
-                Ok(())
-            },
-        )?;
-        family(
-            e,
-            &all,
-            (
-                "tickr_http_responses",
-                "Final HTTP responses received, by status code and class.",
-                None,
-                Counter,
-            ),
-            always,
-            &|tm, m| {
-                let codes = tm.codes.lock().unwrap_or_else(|e| e.into_inner());
-                let mut text = itoa::Buffer::new();
-                for (code, count) in codes.iter() {
-                    let labels = Labels(
-                        &tm.labels,
-                        [("code", text.format(*code)), ("class", class(*code))],
-                    );
-                    count.encode(m, &labels)?;
-                }
-                Ok(())
-            },
-        )?;
-        family(
-            e,
-            &all,
-            (
-                "tickr_http_server_errors",
-                "Final 5xx responses, by status code and the layer that most likely generated them.",
-                None,
-                Counter,
-            ),
-            |tm| {
-                !tm.server_errors
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .is_empty()
-            },
-            &|tm, m| {
-                let all = tm.server_errors.lock().unwrap_or_else(|e| e.into_inner());
-                let mut text = itoa::Buffer::new();
-                for (code, layer, count) in all.iter() {
-                    let labels = Labels(&tm.labels, [("code", text.format(*code)), ("layer", layer)]);
-                    count.encode(m, &labels)?;
-                }
-                Ok(())
-            },
-        )?;
-        family(
-            e,
-            &all,
-            (
-                "tickr_http_status_code",
-                "Status code of the last probe's final response, 0 if none.",
-                None,
-                Gauge,
-            ),
-            always,
-            &|tm, m| gauge(m, &tm.labels, tm.status_code.load(Ordering::Relaxed)),
-        )?;
-        family(
-            e,
-            &all,
-            (
-                "tickr_probe_failures",
-                "Failed probes, by reason.",
-                None,
-                Counter,
-            ),
-            always,
-            &|tm, m| {
-                for (reason, count) in Reason::ALL.iter().zip(&tm.failures) {
-                    count.encode(m, &Labels(&tm.labels, [("reason", reason.as_str())]))?;
-                }
-                Ok(())
-            },
-        )?;
-        family(
-            e,
-            &all,
-            (
-                "tickr_body_match",
-                "1 if the last evaluated body satisfied the matcher, else 0.",
-                None,
-                Gauge,
-            ),
-            |tm| !tm.matchers.is_empty(),
-            &|tm, m| {
-                for (label, last, _) in tm.matchers.iter() {
-                    let labels = Labels(&tm.labels, [("matcher", label.as_str())]);
-                    gauge(m, &labels, last.load(Ordering::Relaxed))?;
-                }
-                Ok(())
-            },
-        )?;
-        family(
-            e,
-            &all,
-            (
-                "tickr_body_mismatches",
-                "Probes with an expected status whose body failed the matcher.",
-                None,
-                Counter,
-            ),
-            |tm| !tm.matchers.is_empty(),
-            &|tm, m| {
-                for (label, _, mismatches) in tm.matchers.iter() {
-                    let labels = Labels(&tm.labels, [("matcher", label.as_str())]);
-                    let v = mismatches.load(Ordering::Relaxed);
-                    m.encode_family(&labels)?
-                        .encode_counter::<EventLabel, _, u64>(&v, None)?;
-                }
-                Ok(())
-            },
-        )?;
-        family(
-            e,
-            &all,
-            (
-                "tickr_probe_state_changes",
-                "Transitions between success and failure.",
-                None,
-                Counter,
-            ),
-            always,
-            &|tm, m| {
-                let v = tm.state_changes.load(Ordering::Relaxed);
-                m.encode_family(&tm.labels)?
-                    .encode_counter::<EventLabel, _, u64>(&v, None)
-            },
-        )?;
-        family(
-            e,
-            &all,
-            (
-                "tickr_confirmations",
-                "Follow-up probes after a failure, by result; not counted in tickr_probe_runs_total.",
-                None,
-                Counter,
-            ),
-            |tm| tm.confirmations.is_some(),
-            &|tm, m| {
-                for (result, count) in ["success", "failure"]
-                    .iter()
-                    .zip(tm.confirmations.iter().flatten())
-                {
-                    let v = count.load(Ordering::Relaxed);
-                    m.encode_family(&Labels(&tm.labels, [("result", *result)]))?
-                        .encode_counter::<EventLabel, _, u64>(&v, None)?;
-                }
-                Ok(())
-            },
-        )?;
-        family(
-            e,
-            &all,
-            (
-                "tickr_last_probe_timestamp",
-                "When the last probe finished (before the first: when the target was loaded).",
-                seconds,
-                Gauge,
-            ),
-            always,
-            &|tm, m| {
-                let v = f64::from_bits(tm.last_probe.load(Ordering::Relaxed));
-                gauge(m, &tm.labels, v)
-            },
-        )?;
-        family(
-            e,
-            &all,
-            (
-                "tickr_probe_interval",
-                "Configured time between the starts of two probes.",
-                seconds,
-                Gauge,
-            ),
-            |tm| tm.own.is_some(),
-            &|tm, m| match &tm.own {
-                Some(own) => gauge(m, &tm.labels, own.interval),
-                None => Ok(()),
-            },
-        )?;
-        family(
-            e,
-            &all,
-            (
-                "tickr_tls_cert_not_after_timestamp",
-                "Earliest notAfter in the last certificate chain served, also when verification failed.",
-                seconds,
-                Gauge,
-            ),
-            |tm| tm.cert_not_after.load(Ordering::Relaxed) != NO_CERT,
-            &|tm, m| gauge(m, &tm.labels, tm.cert_not_after.load(Ordering::Relaxed)),
-        )?;
-        family(
-            e,
-            &all,
-            (
-                "tickr_target",
-                "Static facts about each configured target.",
-                None,
-                Info,
-            ),
-            |tm| tm.own.is_some(),
-            &|tm, m| match &tm.own {
-                Some(own) => {
-                    let [url, method, interval, timeout] = own.facts.each_ref().map(String::as_str);
-                    let facts = [
-                        ("url", url),
-                        ("method", method),
-                        ("interval", interval),
-                        ("timeout", timeout),
-                    ];
-                    m.encode_info(&Labels(&tm.labels, facts))
-                }
-                None => Ok(()),
-            },
-        )
+        for family in FAMILIES.iter() {
+            // A family that no target has is left out, descriptor included.
+            if !all.iter().any(|tm| (family.has)(tm)) {
+                continue;
+            }
+            let unit = family.unit.as_ref();
+            let mut metric =
+                encoder.encode_descriptor(family.name, family.help, unit, family.kind)?;
+            for tm in all.iter().filter(|tm| (family.has)(tm)) {
+                family.write(tm, &mut metric)?;
+                // `write` has released whatever it locked.
+                pause()?;
+            }
+        }
+        Ok(())
     }
 }
