@@ -1,9 +1,11 @@
-//! Turns probe outcomes into Prometheus samples, and encodes the exposition.
+//! Turns probe outcomes into Prometheus samples, and encodes the exposition: [`Metrics`] holds
+//! the registry, the exporter-wide series and every target's; `target.rs` is a target's block
+//! of atomics, `families.rs` the table of per-target families that the collector here walks.
 //!
 //! Each target owns its series in one [`TargetMetrics`]: counters and gauges as plain atomics,
 //! each phase histogram as prometheus-client's (which keeps per-bucket exemplars). Recording an
 //! outcome is a handful of atomic operations, and a target costs about 4.6 KB with every phase
-//! histogram (1.6 KB with `total` only). At scrape time, one [`Collector`] walks the targets once
+//! histogram (1.6 KB with `total` only). At scrape time, the collector walks the targets once
 //! per family and hands each series to prometheus-client's encoder, which names and formats it.
 //! Fourteen `Family` maps (a hash-map entry, lock and label copy per series) cost 10.5 KB per
 //! target and a third more encode time; they were measured and replaced.
@@ -35,7 +37,6 @@ mod families;
 mod target;
 
 use families::FAMILIES;
-
 use target::{Own, Targets};
 pub use target::{Summary, TargetLabels, TargetMetrics};
 
@@ -45,6 +46,7 @@ pub const LAG_BUCKETS: [f64; 9] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.
 pub const PRECREATED_CODES: [u16; 4] = [500, 502, 503, 504];
 
 type FloatGauge = Gauge<f64, AtomicU64>;
+
 /// Where [`Metrics::stream`] writes an exposition.
 pub trait Sink {
     /// Takes more text. Must not wait: the encoder may hold a series' lock meanwhile.
@@ -243,6 +245,8 @@ impl Metrics {
     }
 }
 
+/// The collector: every family of [`FAMILIES`] in turn, each with every target's series, and a
+/// [`pause`] after each target's, where nothing is locked.
 impl Collector for Targets {
     fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
         let all = self.snapshot();
