@@ -1,0 +1,337 @@
+//! Every per-target family, one entry each: name, help, unit, type, its own labels, which
+//! targets have it and how its series are read from a [`TargetMetrics`], side by side. Adding
+//! or renaming a series is an edit here (plus the field it reads); the collector walks [`FAMILIES`].
+
+use std::fmt;
+use std::sync::atomic::Ordering::Relaxed;
+
+use prometheus_client::encoding::{
+    EncodeGaugeValue, EncodeLabel, EncodeLabelSet, EncodeMetric, LabelSetEncoder, MetricEncoder,
+};
+use prometheus_client::metrics::MetricType::{self, Counter, Gauge, Histogram, Info};
+use prometheus_client::registry::Unit;
+
+use crate::probe::Reason;
+
+use super::target::{Count, EventLabel, ExHistogram, TargetLabels, TargetMetrics, NO_CERT};
+
+/// One family of per-target series.
+pub(super) struct Family {
+    /// Without the suffixes prometheus-client appends (`_total`, the unit, `_info`).
+    pub(super) name: &'static str,
+    pub(super) help: &'static str,
+    pub(super) unit: Option<Unit>,
+    pub(super) kind: MetricType,
+    /// The family's own labels, after the target's; `read` gives their values in this order.
+    pub(super) labels: &'static [&'static str],
+    /// Whether a target has series in this family; a family no target has is left out whole.
+    pub(super) has: fn(&TargetMetrics) -> bool,
+    /// Writes one target's series of this family.
+    pub(super) read: fn(&TargetMetrics, &mut Series) -> fmt::Result,
+}
+
+const SECONDS: Option<Unit> = Some(Unit::Seconds);
+
+fn always(_: &TargetMetrics) -> bool {
+    true
+}
+
+/// In exposition order.
+pub(super) static FAMILIES: [Family; 15] = [
+    Family {
+        name: "tickr_probe_runs",
+        help: "Finished probes, by result.",
+        unit: None,
+        kind: Counter,
+        labels: &["result"],
+        has: always,
+        read: |tm, s| {
+            s.count(&["failure"], &tm.runs[1])?;
+            s.count(&["success"], &tm.runs[0])
+        },
+    },
+    Family {
+        name: "tickr_probe_success",
+        help: "1 if the last probe succeeded, else 0.",
+        unit: None,
+        kind: Gauge,
+        labels: &[],
+        has: always,
+        read: |tm, s| s.gauge(&[], tm.success.load(Relaxed)),
+    },
+    Family {
+        name: "tickr_probe_duration",
+        help: "Duration of each probe phase; a failed probe observes the phases it finished, and total.",
+        unit: SECONDS,
+        kind: Histogram,
+        labels: &["phase"],
+        has: |tm| !tm.phases.is_empty(),
+        read: |tm, s| {
+            for (phase, histogram) in tm.phases.iter() {
+                s.histogram(&[phase.as_str()], histogram)?;
+            }
+            Ok(())
+        },
+    },
+    Family {
+        name: "tickr_http_responses",
+        help: "Final HTTP responses received, by status code and class.",
+        unit: None,
+        kind: Counter,
+        labels: &["code", "class"],
+        has: always,
+        read: |tm, s| {
+            let codes = tm.codes.lock().unwrap_or_else(|e| e.into_inner());
+            let mut text = itoa::Buffer::new();
+            for (code, count) in codes.iter() {
+                s.count(&[text.format(*code), class(*code)], count)?;
+            }
+            Ok(())
+        },
+    },
+    Family {
+        name: "tickr_http_server_errors",
+        help: "Final 5xx responses, by status code and the layer that most likely generated them.",
+        unit: None,
+        kind: Counter,
+        labels: &["code", "layer"],
+        has: |tm| {
+            !tm.server_errors
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_empty()
+        },
+        read: |tm, s| {
+            let all = tm.server_errors.lock().unwrap_or_else(|e| e.into_inner());
+            let mut text = itoa::Buffer::new();
+            for (code, layer, count) in all.iter() {
+                s.count(&[text.format(*code), &**layer], count)?;
+            }
+            Ok(())
+        },
+    },
+    Family {
+        name: "tickr_http_status_code",
+        help: "Status code of the last probe's final response, 0 if none.",
+        unit: None,
+        kind: Gauge,
+        labels: &[],
+        has: always,
+        read: |tm, s| s.gauge(&[], tm.status_code.load(Relaxed)),
+    },
+    Family {
+        name: "tickr_probe_failures",
+        help: "Failed probes, by reason.",
+        unit: None,
+        kind: Counter,
+        labels: &["reason"],
+        has: always,
+        read: |tm, s| {
+            for (reason, count) in Reason::ALL.iter().zip(&tm.failures) {
+                s.count(&[reason.as_str()], count)?;
+            }
+            Ok(())
+        },
+    },
+    Family {
+        name: "tickr_body_match",
+        help: "1 if the last evaluated body satisfied the matcher, else 0.",
+        unit: None,
+        kind: Gauge,
+        labels: &["matcher"],
+        has: |tm| !tm.matchers.is_empty(),
+        read: |tm, s| {
+            for (label, last, _) in tm.matchers.iter() {
+                s.gauge(&[label.as_str()], last.load(Relaxed))?;
+            }
+            Ok(())
+        },
+    },
+    Family {
+        name: "tickr_body_mismatches",
+        help: "Probes with an expected status whose body failed the matcher.",
+        unit: None,
+        kind: Counter,
+        labels: &["matcher"],
+        has: |tm| !tm.matchers.is_empty(),
+        read: |tm, s| {
+            for (label, _, mismatches) in tm.matchers.iter() {
+                s.counter(&[label.as_str()], mismatches.load(Relaxed))?;
+            }
+            Ok(())
+        },
+    },
+    Family {
+        name: "tickr_probe_state_changes",
+        help: "Transitions between success and failure.",
+        unit: None,
+        kind: Counter,
+        labels: &[],
+        has: always,
+        read: |tm, s| s.counter(&[], tm.state_changes.load(Relaxed)),
+    },
+    Family {
+        name: "tickr_confirmations",
+        help: "Follow-up probes after a failure, by result; not counted in tickr_probe_runs_total.",
+        unit: None,
+        kind: Counter,
+        labels: &["result"],
+        has: |tm| tm.confirmations.is_some(),
+        read: |tm, s| {
+            for (result, count) in ["success", "failure"]
+                .iter()
+                .zip(tm.confirmations.iter().flatten())
+            {
+                s.counter(&[*result], count.load(Relaxed))?;
+            }
+            Ok(())
+        },
+    },
+    Family {
+        name: "tickr_last_probe_timestamp",
+        help: "When the last probe finished (before the first: when the target was loaded).",
+        unit: SECONDS,
+        kind: Gauge,
+        labels: &[],
+        has: always,
+        read: |tm, s| s.gauge(&[], f64::from_bits(tm.last_probe.load(Relaxed))),
+    },
+    Family {
+        name: "tickr_probe_interval",
+        help: "Configured time between the starts of two probes.",
+        unit: SECONDS,
+        kind: Gauge,
+        labels: &[],
+        has: |tm| tm.own.is_some(),
+        read: |tm, s| match &tm.own {
+            Some(own) => s.gauge(&[], own.interval),
+            None => Ok(()),
+        },
+    },
+    Family {
+        name: "tickr_tls_cert_not_after_timestamp",
+        help: "Earliest notAfter in the last certificate chain served, also when verification failed.",
+        unit: SECONDS,
+        kind: Gauge,
+        labels: &[],
+        has: |tm| tm.cert_not_after.load(Relaxed) != NO_CERT,
+        read: |tm, s| s.gauge(&[], tm.cert_not_after.load(Relaxed)),
+    },
+    Family {
+        name: "tickr_target",
+        help: "Static facts about each configured target.",
+        unit: None,
+        kind: Info,
+        // The values are computed once, when the target is registered (`Own::of`).
+        labels: &["url", "method", "interval", "timeout"],
+        has: |tm| tm.own.is_some(),
+        read: |tm, s| match &tm.own {
+            Some(own) => s.info(&own.facts.each_ref().map(String::as_str)),
+            None => Ok(()),
+        },
+    },
+];
+
+fn class(code: u16) -> &'static str {
+    match code / 100 {
+        1 => "1xx",
+        2 => "2xx",
+        3 => "3xx",
+        4 => "4xx",
+        _ => "5xx",
+    }
+}
+
+impl Family {
+    /// Writes `tm`'s series of this family into `encoder`, the family's after its descriptor.
+    pub(super) fn write(&self, tm: &TargetMetrics, encoder: &mut MetricEncoder) -> fmt::Result {
+        (self.read)(
+            tm,
+            &mut Series {
+                encoder,
+                target: &tm.labels,
+                family: self,
+            },
+        )
+    }
+}
+
+/// Where a family's `read` writes one target's series: it names the values of the family's
+/// labels, and the series gets the target's labels, then the family's.
+pub(super) struct Series<'e, 'm> {
+    encoder: &'e mut MetricEncoder<'m>,
+    target: &'e TargetLabels,
+    family: &'e Family,
+}
+
+impl<'e> Series<'e, '_> {
+    /// The labels of one series, checked against the family's entry: a mismatch is a bug in
+    /// the table, so debug builds (and so every test) catch it.
+    fn labels<'a>(&self, values: &'a [&'a str], kind: MetricType) -> Labels<'a>
+    where
+        'e: 'a,
+    {
+        debug_assert_eq!(
+            values.len(),
+            self.family.labels.len(),
+            "{}: label values",
+            self.family.name
+        );
+        debug_assert_eq!(
+            std::mem::discriminant(&kind),
+            std::mem::discriminant(&self.family.kind),
+            "{}: type",
+            self.family.name
+        );
+        Labels {
+            target: self.target,
+            names: self.family.labels,
+            values,
+        }
+    }
+
+    /// A counter carrying its last failure's event id as an exemplar.
+    fn count(&mut self, values: &[&str], count: &Count) -> fmt::Result {
+        let labels = self.labels(values, Counter);
+        count.encode(self.encoder, &labels)
+    }
+
+    fn counter(&mut self, values: &[&str], value: u64) -> fmt::Result {
+        let labels = self.labels(values, Counter);
+        self.encoder
+            .encode_family(&labels)?
+            .encode_counter::<EventLabel, _, u64>(&value, None)
+    }
+
+    fn gauge(&mut self, values: &[&str], value: impl EncodeGaugeValue) -> fmt::Result {
+        let labels = self.labels(values, Gauge);
+        self.encoder.encode_family(&labels)?.encode_gauge(&value)
+    }
+
+    fn histogram(&mut self, values: &[&str], histogram: &ExHistogram) -> fmt::Result {
+        let labels = self.labels(values, Histogram);
+        histogram.encode(self.encoder.encode_family(&labels)?)
+    }
+
+    fn info(&mut self, values: &[&str]) -> fmt::Result {
+        let labels = self.labels(values, Info);
+        self.encoder.encode_info(&labels)
+    }
+}
+
+/// One series' labels: the target's, then the family's own.
+struct Labels<'a> {
+    target: &'a TargetLabels,
+    names: &'static [&'static str],
+    values: &'a [&'a str],
+}
+
+impl EncodeLabelSet for Labels<'_> {
+    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), fmt::Error> {
+        self.target.encode(encoder)?;
+        for (name, value) in self.names.iter().zip(self.values) {
+            (*name, *value).encode(encoder.encode_label())?;
+        }
+        Ok(())
+    }
+}

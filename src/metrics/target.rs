@@ -1,0 +1,391 @@
+//! A target's series: one [`TargetMetrics`] per target (or per address of a per-address
+//! target), its counters and gauges as plain atomics and each phase histogram as
+//! prometheus-client's; recording an outcome, the landing page's summary, and removal.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, LabelSetEncoder, MetricEncoder};
+use prometheus_client::metrics::exemplar::{CounterWithExemplar, Exemplar, HistogramWithExemplars};
+
+use crate::config::{PhaseDetail, Target};
+use crate::probe::{Outcome, Phase, Reason};
+
+use super::PRECREATED_CODES;
+
+/// `target` first, then the target's own labels. Shared by every series of one target.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TargetLabels(Arc<[(String, String)]>);
+
+impl TargetLabels {
+    pub fn new(target: &Target) -> Self {
+        Self::with_address(target, None)
+    }
+
+    /// With per-address probing, each address's series also carry `address`.
+    pub fn with_address(target: &Target, address: Option<IpAddr>) -> Self {
+        let mut labels = vec![("target".to_owned(), target.name.clone())];
+        labels.extend(target.labels.iter().cloned());
+        if let Some(ip) = address {
+            labels.push(("address".to_owned(), ip.to_string()));
+        }
+        Self(labels.into())
+    }
+}
+
+impl EncodeLabelSet for TargetLabels {
+    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), fmt::Error> {
+        self.0.as_ref().encode(encoder)
+    }
+}
+
+/// The exemplar of a failure observation: the id of its event in the failure recorder.
+pub(super) type EventLabel = [(&'static str, String); 1];
+pub(super) type ExHistogram = HistogramWithExemplars<EventLabel>;
+
+fn event_label(id: u64) -> EventLabel {
+    [("event_id", id.to_string())]
+}
+
+/// A counter whose last failure increment keeps the failure's event id, as its exemplar.
+#[derive(Debug, Default)]
+pub(super) struct Count {
+    value: AtomicU64,
+    /// The event id + 1; 0 for none.
+    event: AtomicU64,
+}
+
+impl Count {
+    fn inc(&self, event: Option<u64>) {
+        self.value.fetch_add(1, Ordering::Relaxed);
+        if let Some(id) = event {
+            self.event.store(id + 1, Ordering::Relaxed);
+        }
+    }
+
+    pub(super) fn get(&self) -> u64 {
+        self.value.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn encode(
+        &self,
+        encoder: &mut MetricEncoder,
+        labels: &impl EncodeLabelSet,
+    ) -> fmt::Result {
+        let value = self.get();
+        let family = encoder.encode_family(labels)?;
+        match self.event.load(Ordering::Relaxed).checked_sub(1) {
+            // prometheus-client builds exemplars only inside its own metrics, so the rare
+            // series that has one is encoded through a throwaway counter carrying it, with the
+            // increment it marks (1) as the exemplar's value.
+            Some(id) if value > 0 => {
+                let counter = CounterWithExemplar::<EventLabel>::default();
+                counter.inc_by(value - 1, None, None);
+                counter.inc_by(1, Some(event_label(id)), None);
+                counter.encode(family)
+            }
+            _ => {
+                let mut family = family;
+                family.encode_counter::<EventLabel, _, u64>(&value, None::<&Exemplar<_, _>>)
+            }
+        }
+    }
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_secs_f64()
+}
+
+/// Every target's series, keyed (and so exposed) in label order.
+#[derive(Debug, Default)]
+pub(super) struct Targets(RwLock<BTreeMap<TargetLabels, Arc<TargetMetrics>>>);
+
+impl Targets {
+    pub(super) fn insert(
+        self: &Arc<Self>,
+        target: &Target,
+        labels: TargetLabels,
+        own: Option<Box<Own>>,
+    ) -> Arc<TargetMetrics> {
+        let phases: &[Phase] = match target.histograms.phases {
+            PhaseDetail::All => &Phase::ALL,
+            PhaseDetail::Total => &[Phase::Total],
+        };
+        let buckets = &target.histograms.buckets;
+        let tm = Arc::new(TargetMetrics {
+            labels: labels.clone(),
+            targets: Arc::downgrade(self),
+            own,
+            runs: Default::default(),
+            success: AtomicI64::new(0),
+            status_code: AtomicI64::new(0),
+            phases: phases
+                .iter()
+                .map(|p| (*p, ExHistogram::new(buckets.iter().copied())))
+                .collect(),
+            failures: Default::default(),
+            matchers: target
+                .matchers
+                .iter()
+                .map(|m| (m.label.clone(), AtomicI64::new(0), AtomicU64::new(0)))
+                .collect(),
+            state_changes: AtomicU64::new(0),
+            // Only targets that confirm failures have these series.
+            confirmations: (target.confirm > 0).then(Default::default),
+            last_probe: AtomicU64::new(0),
+            cert_not_after: AtomicI64::new(NO_CERT),
+            codes: Mutex::new(PRECREATED_CODES.map(|c| (c, Count::default())).into()),
+            server_errors: Mutex::new(Vec::new()),
+            last_result: AtomicU8::new(UNKNOWN),
+            children: Mutex::new(BTreeMap::new()),
+        });
+        // Until the first probe, "last probe" is when the target was loaded: a target whose
+        // probes never start then ages like one whose probes stopped, and alerts can see both.
+        tm.touch();
+        self.0
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(labels, tm.clone());
+        tm
+    }
+
+    /// The targets now; probes and reloads go on while a scrape encodes them.
+    pub(super) fn snapshot(&self) -> Vec<Arc<TargetMetrics>> {
+        self.0
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+}
+
+const UNKNOWN: u8 = 0;
+const SUCCEEDED: u8 = 1;
+const FAILED: u8 = 2;
+pub(super) const NO_CERT: i64 = i64::MIN;
+
+/// What only a configured target has, not each of its addresses.
+#[derive(Debug)]
+pub(super) struct Own {
+    pub(super) interval: f64,
+    /// The values of `tickr_target_info`'s own labels, in the order its entry in
+    /// [`super::families`] names them.
+    pub(super) facts: [String; 4],
+}
+
+impl Own {
+    pub(super) fn of(target: &Target) -> Self {
+        Self {
+            interval: target.interval.as_secs_f64(),
+            facts: [
+                target.shown_url.clone(),
+                target.method.to_string(),
+                format!("{:?}", target.interval),
+                format!("{:?}", target.timeout),
+            ],
+        }
+    }
+}
+
+/// The series of one target (or one address of a per-address target).
+pub struct TargetMetrics {
+    pub(super) labels: TargetLabels,
+    targets: Weak<Targets>,
+    pub(super) own: Option<Box<Own>>,
+    /// Success, failure.
+    pub(super) runs: [Count; 2],
+    pub(super) success: AtomicI64,
+    pub(super) status_code: AtomicI64,
+    pub(super) phases: Box<[(Phase, ExHistogram)]>,
+    pub(super) failures: [Count; Reason::ALL.len()],
+    /// Label, last result, mismatches.
+    pub(super) matchers: Box<[(String, AtomicI64, AtomicU64)]>,
+    pub(super) state_changes: AtomicU64,
+    /// Success, failure.
+    pub(super) confirmations: Option<[AtomicU64; 2]>,
+    /// Unix seconds, as f64 bits.
+    pub(super) last_probe: AtomicU64,
+    pub(super) cert_not_after: AtomicI64,
+    pub(super) codes: Mutex<Vec<(u16, Count)>>,
+    pub(super) server_errors: Mutex<Vec<(u16, Box<str>, Count)>>,
+    last_result: AtomicU8,
+    /// Per-address series of a target probed at every address.
+    pub(super) children: Mutex<BTreeMap<IpAddr, Arc<TargetMetrics>>>,
+}
+
+impl fmt::Debug for TargetMetrics {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.debug_struct("TargetMetrics")
+            .field("labels", &self.labels)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the landing page shows of a target.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Summary {
+    pub last_success: Option<bool>,
+    pub last_status: i64,
+    pub last_probe_timestamp: f64,
+    pub successes: u64,
+    pub failures: u64,
+}
+
+impl TargetMetrics {
+    /// Records one finished probe. `event` is the failure recorder's id for it, attached as an
+    /// exemplar to the failure observations; `layer` is the attributed layer of a 5xx.
+    pub fn record(&self, outcome: &Outcome, event: Option<u64>, layer: Option<&str>) {
+        let ok = outcome.success();
+        let exemplar = if ok { None } else { event };
+        self.runs[usize::from(!ok)].inc(exemplar);
+        self.success.store(i64::from(ok), Ordering::Relaxed);
+        for (phase, histogram) in self.phases.iter() {
+            if let Some(d) = outcome.phases.get(*phase) {
+                histogram.observe(d.as_secs_f64(), exemplar.map(event_label), None);
+            }
+        }
+        if let Some(code) = outcome.status {
+            let mut codes = self.codes.lock().unwrap_or_else(|e| e.into_inner());
+            match codes.iter().position(|(c, _)| *c == code) {
+                Some(i) => codes[i].1.inc(exemplar),
+                None => {
+                    let count = Count::default();
+                    count.inc(exemplar);
+                    let at = codes.partition_point(|(c, _)| *c < code);
+                    codes.insert(at, (code, count));
+                }
+            }
+            drop(codes);
+            if code >= 500 {
+                let layer = layer.unwrap_or(crate::layer::UNKNOWN);
+                let mut all = self.server_errors.lock().unwrap_or_else(|e| e.into_inner());
+                match all.iter().position(|(c, l, _)| *c == code && **l == *layer) {
+                    Some(i) => all[i].2.inc(event),
+                    None => {
+                        let count = Count::default();
+                        count.inc(event);
+                        all.push((code, layer.into(), count));
+                        all.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+                    }
+                }
+            }
+        }
+        self.status_code
+            .store(outcome.status.map_or(0, i64::from), Ordering::Relaxed);
+        if let Some(failure) = &outcome.failure {
+            let i = Reason::ALL
+                .iter()
+                .position(|r| *r == failure.reason)
+                .expect("every reason is listed");
+            self.failures[i].inc(exemplar);
+        }
+        for (i, (_, gauge, mismatches)) in self.matchers.iter().enumerate() {
+            let matched = outcome.matches.get(i).copied();
+            gauge.store(i64::from(matched == Some(true)), Ordering::Relaxed);
+            if matched == Some(false) {
+                mismatches.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        let now = if ok { SUCCEEDED } else { FAILED };
+        let before = self.last_result.swap(now, Ordering::Relaxed);
+        if before != UNKNOWN && before != now {
+            self.state_changes.fetch_add(1, Ordering::Relaxed);
+        }
+        self.touch();
+        if let Some(not_after) = outcome.cert_not_after {
+            self.cert_not_after.store(not_after, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts one follow-up probe after a failure.
+    pub fn record_confirmation(&self, success: bool) {
+        if let Some([ok, failed]) = &self.confirmations {
+            if success { ok } else { failed }.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Marks a round of per-address probes as done, for the stall alert.
+    pub fn touch(&self) {
+        self.last_probe
+            .store(unix_now().to_bits(), Ordering::Relaxed);
+    }
+
+    /// The target at a glance; for a per-address target, its addresses together: failing when
+    /// any address failed last, counts summed, status of the most recent probe.
+    pub fn summary(&self) -> Summary {
+        let own = Summary {
+            last_success: match self.last_result.load(Ordering::Relaxed) {
+                SUCCEEDED => Some(true),
+                FAILED => Some(false),
+                _ => None,
+            },
+            last_status: self.status_code.load(Ordering::Relaxed),
+            last_probe_timestamp: f64::from_bits(self.last_probe.load(Ordering::Relaxed)),
+            successes: self.runs[0].get(),
+            failures: self.runs[1].get(),
+        };
+        let children = self.children.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(mut all) = children
+            .values()
+            .map(|c| c.summary())
+            .reduce(|a, b| Summary {
+                last_success: match (a.last_success, b.last_success) {
+                    (Some(false), _) | (_, Some(false)) => Some(false),
+                    (Some(true), _) | (_, Some(true)) => Some(true),
+                    _ => None,
+                },
+                last_status: if b.last_probe_timestamp >= a.last_probe_timestamp {
+                    b.last_status
+                } else {
+                    a.last_status
+                },
+                last_probe_timestamp: a.last_probe_timestamp.max(b.last_probe_timestamp),
+                successes: a.successes + b.successes,
+                failures: a.failures + b.failures,
+            })
+        else {
+            return own;
+        };
+        // The target's own series count the rounds whose lookup failed.
+        all.successes += own.successes;
+        all.failures += own.failures;
+        if own.last_success == Some(false) {
+            all.last_success = Some(false);
+            all.last_status = 0;
+        }
+        all
+    }
+
+    /// A per-address round resolved: the last lookup failure, if any, is over.
+    pub fn resolved(&self) {
+        self.last_result.store(UNKNOWN, Ordering::Relaxed);
+    }
+
+    /// Removes every series of this target (and of its addresses) from the exposition. A newer
+    /// registration under the same labels (a changed target, restarted) keeps its own.
+    pub fn remove(&self) {
+        for (_, child) in
+            std::mem::take(&mut *self.children.lock().unwrap_or_else(|e| e.into_inner()))
+        {
+            child.remove();
+        }
+        let Some(targets) = self.targets.upgrade() else {
+            return;
+        };
+        let mut all = targets.0.write().unwrap_or_else(|e| e.into_inner());
+        if all
+            .get(&self.labels)
+            .is_some_and(|tm| std::ptr::eq(Arc::as_ptr(tm), self))
+        {
+            all.remove(&self.labels);
+        }
+    }
+}
