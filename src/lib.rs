@@ -39,6 +39,7 @@ pub mod layer;
 pub mod logging;
 pub mod metrics;
 pub mod pages;
+pub mod pipeline;
 pub mod probe;
 pub mod redact;
 pub mod scheduler;
