@@ -152,3 +152,45 @@ impl Drop for DecOnDrop<'_> {
         self.0.in_flight.dec();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe::{Failure, Reason};
+
+    fn diagnosis() -> Diagnosis {
+        let text = "targets:\n  - name: t\n    url: https://example.com/\n";
+        crate::config::parse(std::path::Path::new("config.yml"), text)
+            .expect("valid")
+            .diagnosis
+    }
+
+    fn answered(server: &str, status: u16) -> Outcome {
+        let mut headers = http::HeaderMap::new();
+        headers.insert("server", server.parse().expect("header value"));
+        Outcome {
+            status: Some(status),
+            headers: Some(headers),
+            ..Outcome::default()
+        }
+    }
+
+    fn unanswered() -> Outcome {
+        Outcome {
+            failure: Some(Failure::new(Reason::Connect, "refused")),
+            ..Outcome::default()
+        }
+    }
+
+    #[test]
+    fn a_failure_without_a_response_blames_the_edge_last_seen() {
+        let d = diagnosis();
+        let mut edge = Edge::default();
+        let first = edge.attribute(&unanswered(), &d).expect("attributed");
+        assert_eq!(first.layer, UNKNOWN);
+        assert!(edge.attribute(&answered("cloudflare", 200), &d).is_none());
+        let later = edge.attribute(&unanswered(), &d).expect("attributed");
+        assert_eq!(later.layer, "cloudflare");
+        assert!(later.evidence.contains("last answered as cloudflare"));
+    }
+}
