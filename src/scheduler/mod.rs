@@ -1,10 +1,6 @@
-//! When probes run: every target on its own interval, independently of scrapes.
-//!
-//! One task per target: it sleeps until its next slot, waits for a slot in the global probe
-//! limit, and hands the probe to the [`pipeline`](crate::pipeline), which records it. A target therefore never has two probes in flight. First slots are
-//! spread across the interval by a hash of the target's name (as Prometheus spreads scrapes), so
-//! ten thousand targets do not fire in the same second, and a restarted tickr keeps the same
-//! phases. Slots missed because a probe or the limit ran late are skipped, never bunched.
+//! When probes run: one task per target on its own interval, independently of scrapes, waiting
+//! for a slot in the global probe limit and handing the probe to the [`pipeline`](crate::pipeline);
+//! diff-and-apply on reload.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -176,7 +172,9 @@ async fn stop(old: Running) {
     old.metrics.remove();
 }
 
-/// Where in its interval a target's slots fall: a stable hash of its name.
+/// Where in its interval a target's slots fall: a stable hash of its name, so first slots
+/// spread across the interval (as Prometheus spreads scrapes), ten thousand targets do not fire
+/// in the same second, and a restarted tickr keeps the same phases.
 pub fn offset(name: &str, interval: Duration) -> Duration {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     name.hash(&mut h);
@@ -184,7 +182,8 @@ pub fn offset(name: &str, interval: Duration) -> Duration {
     Duration::from_nanos((u128::from(h.finish()) % nanos) as u64)
 }
 
-/// The first slot at or after `now` for a schedule anchored at `anchor`.
+/// The first slot at or after `now` for a schedule anchored at `anchor`: slots missed because a
+/// probe or the limit ran late are skipped, never bunched.
 pub fn next_slot(anchor: Instant, interval: Duration, now: Instant) -> Instant {
     if now <= anchor {
         return anchor;
@@ -194,6 +193,8 @@ pub fn next_slot(anchor: Instant, interval: Duration, now: Instant) -> Instant {
     anchor + interval * u32::try_from(periods).unwrap_or(u32::MAX)
 }
 
+/// Sleeps until each slot, waits for the limit, probes: one probe at a time, so a target never
+/// has two in flight.
 async fn run_target(target: Arc<Target>, tm: Arc<TargetMetrics>, ctx: Arc<Context>) {
     let anchor = Instant::now() + offset(&target.name, target.interval);
     let mut slot = anchor;
