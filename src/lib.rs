@@ -37,6 +37,7 @@ pub mod limits;
 pub mod logging;
 pub mod metrics;
 pub mod pages;
+pub mod pipeline;
 pub mod probe;
 pub mod redact;
 pub mod scheduler;

@@ -1,0 +1,196 @@
+//! What happens after a probe, in order: attribute → record the event → count → log → confirm.
+//!
+//! [`Pipeline`] holds what every probe shares (metrics, recorder, diagnosis settings); [`Edge`]
+//! and [`Addresses`] are what a target carries from one probe to the next.
+
+mod confirm;
+mod log;
+mod rounds;
+
+use std::sync::{Arc, RwLock};
+
+use crate::config::{Diagnosis, Target};
+use crate::events::Recorder;
+use crate::layer::{Attribution, UNKNOWN};
+use crate::metrics::{Metrics, TargetMetrics};
+use crate::probe::{self, Outcome, Pinned};
+
+pub use log::log_outcome;
+pub use rounds::Addresses;
+
+/// The path every probe's outcome takes, shared by all probe tasks. Diagnosis settings are
+/// replaced on reload without restarting the tasks.
+#[derive(Debug)]
+pub struct Pipeline {
+    metrics: Arc<Metrics>,
+    recorder: Arc<Recorder>,
+    diagnosis: RwLock<Arc<Diagnosis>>,
+}
+
+impl Pipeline {
+    pub fn new(metrics: Arc<Metrics>, recorder: Arc<Recorder>, diagnosis: &Diagnosis) -> Self {
+        Self {
+            metrics,
+            recorder,
+            diagnosis: RwLock::new(Arc::new(diagnosis.clone())),
+        }
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Takes a reloaded configuration's diagnosis settings, for the probes from now on.
+    pub fn reconfigure(&self, diagnosis: &Diagnosis) {
+        *self.diagnosis.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(diagnosis.clone());
+        self.recorder.set_capacity(diagnosis.events);
+    }
+
+    /// Drops a removed target's events.
+    pub fn forget(&self, target: &str) {
+        self.recorder.forget(target);
+    }
+
+    fn diagnosis(&self) -> Arc<Diagnosis> {
+        self.diagnosis
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Probes `target` now (at `pinned`'s address, if given) and records the outcome.
+    pub async fn probe(
+        &self,
+        target: &Target,
+        tm: &TargetMetrics,
+        pinned: Option<Pinned>,
+        edge: &mut Edge,
+    ) {
+        let outcome = self.run(target, pinned).await;
+        self.record(target, tm, &outcome, edge, pinned).await;
+    }
+
+    /// One probe, counted in flight while it runs.
+    async fn run(&self, target: &Target, pinned: Option<Pinned>) -> Outcome {
+        self.metrics.in_flight.inc();
+        let _in_flight = DecOnDrop(&self.metrics);
+        probe::run_pinned(target, pinned).await
+    }
+
+    /// Everything that follows from an outcome: attribution, the event, the series, the log
+    /// line and, after a failure, the confirmations.
+    async fn record(
+        &self,
+        target: &Target,
+        tm: &TargetMetrics,
+        outcome: &Outcome,
+        edge: &mut Edge,
+        pinned: Option<Pinned>,
+    ) {
+        if let Some(shortage) = outcome.shortage() {
+            // tickr's own trouble, not the target's: no event, no series of the target, no
+            // confirmation (which would only meet the same shortage).
+            self.metrics.probe_skipped(shortage);
+            log::shortage(target, outcome, shortage);
+            return;
+        }
+        let diagnosis = self.diagnosis();
+        let attribution = edge.attribute(outcome, &diagnosis);
+        let event = self
+            .recorder
+            .record(target, outcome, attribution.as_ref(), &diagnosis);
+        tm.record(
+            outcome,
+            Some(event.id),
+            attribution.as_ref().map(|a| a.layer.as_str()),
+        );
+        log_outcome(target, outcome, event.id, attribution.as_ref());
+        if !outcome.success() && target.confirm > 0 {
+            let confirmation = self.confirm(target, tm, pinned).await;
+            log::confirmed(target, event.id, &confirmation);
+            event.set_confirmation(confirmation);
+        }
+    }
+}
+
+/// The product tickr connects to, as last seen in a response: blamed for failures that never
+/// got one. A target keeps one, a per-address target one per address.
+#[derive(Debug, Default)]
+pub struct Edge(Option<String>);
+
+impl Edge {
+    /// Which layer to blame: for a 5xx, the one whose fingerprint the response carries; for a
+    /// failure without any response, the first hop as last seen. Every response updates it.
+    fn attribute(&mut self, o: &Outcome, d: &Diagnosis) -> Option<Attribution> {
+        if let Some(headers) = &o.headers {
+            if let Some(seen) = d.attributor.edge(headers) {
+                self.0 = Some(seen);
+            }
+            return o
+                .status
+                .filter(|s| *s >= 500)
+                .map(|_| d.attributor.attribute(headers, &o.body_head));
+        }
+        o.failure.as_ref()?;
+        Some(match &self.0 {
+            Some(layer) => Attribution {
+                layer: layer.clone(),
+                evidence: format!("no response; the first hop last answered as {layer}"),
+            },
+            None => Attribution {
+                layer: UNKNOWN.to_owned(),
+                evidence: "no response, and no earlier answer to judge the first hop by".into(),
+            },
+        })
+    }
+}
+
+struct DecOnDrop<'a>(&'a Metrics);
+
+impl Drop for DecOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe::{Failure, Reason};
+
+    fn diagnosis() -> Diagnosis {
+        let text = "targets:\n  - name: t\n    url: https://example.com/\n";
+        crate::config::parse(std::path::Path::new("config.yml"), text)
+            .expect("valid")
+            .diagnosis
+    }
+
+    fn answered(server: &str, status: u16) -> Outcome {
+        let mut headers = http::HeaderMap::new();
+        headers.insert("server", server.parse().expect("header value"));
+        Outcome {
+            status: Some(status),
+            headers: Some(headers),
+            ..Outcome::default()
+        }
+    }
+
+    fn unanswered() -> Outcome {
+        Outcome {
+            failure: Some(Failure::new(Reason::Connect, "refused")),
+            ..Outcome::default()
+        }
+    }
+
+    #[test]
+    fn a_failure_without_a_response_blames_the_edge_last_seen() {
+        let d = diagnosis();
+        let mut edge = Edge::default();
+        let first = edge.attribute(&unanswered(), &d).expect("attributed");
+        assert_eq!(first.layer, UNKNOWN);
+        assert!(edge.attribute(&answered("cloudflare", 200), &d).is_none());
+        let later = edge.attribute(&unanswered(), &d).expect("attributed");
+        assert_eq!(later.layer, "cloudflare");
+        assert!(later.evidence.contains("last answered as cloudflare"));
+    }
+}
