@@ -45,7 +45,7 @@ pub struct Cli {
     pub web_config_file: Option<PathBuf>,
 
     /// Connections served at once; more wait in the listen backlog, costing no descriptor.
-    #[arg(long = "web.max-connections", default_value_t = crate::server::MAX_CONNECTIONS as u32,
+    #[arg(long = "web.max-connections", default_value_t = crate::limits::MAX_CONNECTIONS as u32,
           value_name = "N", value_parser = clap::value_parser!(u32).range(1..=65_536))]
     pub max_connections: u32,
 
@@ -93,10 +93,10 @@ pub struct DemoArgs {
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     let d = crate::config::HumanDuration::parse(s)?.0;
-    if d < crate::config::MIN_INTERVAL {
+    if d < crate::limits::MIN_INTERVAL {
         return Err(format!(
             "must be at least {:?}",
-            crate::config::MIN_INTERVAL
+            crate::limits::MIN_INTERVAL
         ));
     }
     Ok(d)

@@ -29,7 +29,8 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::cli::{self, DemoArgs};
 use crate::config::{self, ConfigError, HumanDuration};
-use crate::{signals, Exporter};
+use crate::exporter::Exporter;
+use crate::signals;
 
 /// Why the demo could not start.
 #[derive(Debug, thiserror::Error)]

@@ -5,6 +5,7 @@
 
 use std::io;
 
+use crate::limits::RESERVE;
 use rustix::io::Errno;
 use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
 
@@ -82,10 +83,6 @@ pub fn raise_limit() -> io::Result<Raised> {
 pub fn limit() -> Option<u64> {
     getrlimit(Resource::Nofile).current
 }
-
-/// Descriptors tickr needs besides one per probe and per connection: its listener, runtime,
-/// log output, DNS lookups in flight, files being read.
-pub const RESERVE: u64 = 64;
 
 /// Logs what [`raise_limit`] did, and warns when `wanted` descriptors (probes plus server
 /// connections at their limits) and [`RESERVE`] do not fit under the limit: then a burst

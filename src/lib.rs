@@ -49,6 +49,3 @@ pub mod webconfig;
 
 pub use exporter::Exporter;
 pub use handle::Handle;
-
-// Transition: `crate::events` and `crate::layer` keep resolving until imports are rewritten.
-pub use diagnosis::{events, layer};

@@ -25,7 +25,8 @@ pub const MIN_INTERVAL: Duration = Duration::from_millis(100);
 pub const MAX_BODY_LIMIT: u64 = 64 << 20;
 
 /// Bytes of a response body a probe keeps (for layer attribution and events); the rest is read,
-/// up to `max_body_bytes`, but not kept. `diagnosis.body_excerpt` cannot exceed it.
+/// up to `max_body_bytes`, but not kept. CDN error pages put their signatures near the end, so
+/// this is more than a glance. `diagnosis.body_excerpt` cannot exceed it.
 pub const BODY_HEAD: usize = 64 << 10;
 
 /// Most follow-up probes after a failure.
@@ -49,3 +50,53 @@ pub const DEFAULT_BODY_EXCERPT: u64 = 1024;
 /// Characters of a long configuration error message kept at each end: messages quote the
 /// offending value, which can be as long as the file.
 pub const MESSAGE_END: usize = 200;
+
+// --- Probes ---
+
+/// Redirects a probe follows before it fails with reason `redirects`.
+pub const MAX_REDIRECTS: u8 = 10;
+
+/// How many lookups may be in flight at once, process-wide. Enough for thousands of targets
+/// against a resolver that answers in milliseconds; small enough that a resolver that never
+/// answers holds only this many threads.
+pub const LOOKUP_SLOTS: usize = 32;
+
+/// Rounds of resolutions an address may be missing from before its series go: DNS that
+/// rotates through a pool should not make series come and go.
+pub const ADDRESS_GRACE_ROUNDS: u32 = 10;
+
+// --- Events ---
+
+/// Headers an event keeps at most.
+pub const MAX_HEADERS: usize = 64;
+
+/// The longest value an event keeps of each header (cut with `…`).
+pub const MAX_HEADER_VALUE: usize = 512;
+
+/// Most events one `/events` answer carries.
+pub const MAX_EVENTS_SHOWN: usize = 1000;
+
+// --- tickr's own server ---
+
+/// Connections served at once by default (`--web.max-connections`).
+pub const MAX_CONNECTIONS: usize = 128;
+
+/// How long a write to a client may make no progress before the connection is closed, by
+/// default (`--web.write-timeout`).
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a client gets to complete the TLS handshake, so slow or silent clients cannot pile
+/// up connections.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long open connections get to finish after shutdown starts.
+pub const DRAIN_GRACE: Duration = Duration::from_secs(5);
+
+/// How long shutdown may run past the HTTP drain's grace period before the process exits
+/// anyway: the drain and the cancelling of probes take that much at most, so only something
+/// stuck reaches it.
+pub const SHUTDOWN_MARGIN: Duration = Duration::from_secs(2);
+
+/// Descriptors tickr needs besides one per probe and per connection: its listener, runtime,
+/// log output, DNS lookups in flight, files being read.
+pub const RESERVE: u64 = 64;

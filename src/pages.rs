@@ -11,12 +11,10 @@ use std::sync::{Arc, LazyLock};
 
 use serde_json::{json, Value};
 
-use crate::events::Event;
+use crate::diagnosis::events::Event;
+use crate::handle::Handle;
+use crate::limits::MAX_EVENTS_SHOWN;
 use crate::logging::rfc3339;
-use crate::Handle;
-
-/// Most events one `/events` answer carries.
-pub const MAX_EVENTS_SHOWN: usize = 1000;
 
 pub fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());

@@ -27,23 +27,14 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
+use crate::handle::Handle;
+use crate::limits::DRAIN_GRACE;
+use crate::limits::HANDSHAKE_TIMEOUT;
+use crate::limits::MAX_CONNECTIONS;
+use crate::limits::WRITE_TIMEOUT;
 use crate::webconfig::{Web, WebConfig};
-use crate::Handle;
 
 pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-/// How long open connections get to finish after shutdown starts.
-pub const DRAIN_GRACE: Duration = Duration::from_secs(5);
-
-/// How long a client gets to complete the TLS handshake, so slow or silent clients cannot pile
-/// up connections.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Connections served at once by default (`--web.max-connections`).
-pub const MAX_CONNECTIONS: usize = 128;
-
-/// How long a write to a client may make no progress before the connection is closed, by
-/// default (`--web.write-timeout`).
-pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What one client may hold of the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

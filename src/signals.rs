@@ -4,18 +4,12 @@
 //! polled: until then a signal would take its default action, and SIGHUP's is to terminate.
 
 use std::future::Future;
-use std::time::Duration;
 
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::oneshot;
 
-use crate::server::DRAIN_GRACE;
-use crate::Handle;
-
-/// How long shutdown may run past the HTTP drain's grace period before the process exits
-/// anyway: the drain and the cancelling of probes take that much at most, so only something
-/// stuck (see [`shutdown`]) reaches it.
-pub const SHUTDOWN_MARGIN: Duration = Duration::from_secs(2);
+use crate::handle::Handle;
+use crate::limits::{DRAIN_GRACE, SHUTDOWN_MARGIN};
 
 fn install(kind: SignalKind) -> Signal {
     signal(kind).expect("installing a signal handler")

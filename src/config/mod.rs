@@ -25,13 +25,10 @@ pub(crate) use locate::{locate, Seg};
 use target::validate_target;
 pub use target::{HistogramDetail, Matcher, Target, DEFAULT_BUCKETS, RESERVED_LABELS};
 
-use crate::layer::{self, Attributor, Fingerprint, Signal};
+use crate::diagnosis::layer::{self, Attributor, Fingerprint, Signal};
 use crate::limits::{
-    BODY_HEAD, DEFAULT_BODY_EXCERPT, DEFAULT_EVENTS, MAX_CONCURRENT_PROBES, MAX_EVENTS,
-};
-// Re-exported until code outside config (cli, scheduler, tests) reads them from `limits`.
-pub use crate::limits::{
-    DEFAULT_MAX_CONCURRENT_PROBES, MAX_ADDRESSES, MAX_CONFIG_BYTES, MAX_TARGETS, MIN_INTERVAL,
+    BODY_HEAD, DEFAULT_BODY_EXCERPT, DEFAULT_EVENTS, DEFAULT_MAX_CONCURRENT_PROBES,
+    MAX_CONCURRENT_PROBES, MAX_CONFIG_BYTES, MAX_EVENTS, MAX_TARGETS,
 };
 
 /// A loaded, validated configuration.

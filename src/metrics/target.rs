@@ -265,7 +265,7 @@ impl TargetMetrics {
             }
             drop(codes);
             if code >= 500 {
-                let layer = layer.unwrap_or(crate::layer::UNKNOWN);
+                let layer = layer.unwrap_or(crate::diagnosis::layer::UNKNOWN);
                 let mut all = self.server_errors.lock().unwrap_or_else(|e| e.into_inner());
                 match all.iter().position(|(c, l, _)| *c == code && **l == *layer) {
                     Some(i) => all[i].2.inc(event),

@@ -1,7 +1,7 @@
 //! Follow-up probes after a failure: they tell a transient failure from a persistent one.
 
 use crate::config::Target;
-use crate::events::Confirmation;
+use crate::diagnosis::events::Confirmation;
 use crate::metrics::TargetMetrics;
 use crate::probe::Pinned;
 

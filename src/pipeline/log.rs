@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use crate::config::Target;
-use crate::events::Confirmation;
+use crate::diagnosis::events::Confirmation;
+use crate::diagnosis::layer::Attribution;
 use crate::fds::Shortage;
-use crate::layer::Attribution;
 use crate::probe::Outcome;
 
 /// Every failed probe is one log line with the evidence; successes only at debug level.

@@ -10,8 +10,8 @@ mod rounds;
 use std::sync::{Arc, RwLock};
 
 use crate::config::{Diagnosis, Target};
-use crate::events::Recorder;
-use crate::layer::{Attribution, UNKNOWN};
+use crate::diagnosis::events::Recorder;
+use crate::diagnosis::layer::{Attribution, UNKNOWN};
 use crate::metrics::{Metrics, TargetMetrics};
 use crate::probe::{self, Outcome, Pinned};
 

@@ -8,15 +8,13 @@ use std::time::Duration;
 
 use tokio::sync::Semaphore;
 
-use crate::config::{Target, MAX_ADDRESSES};
+use crate::config::Target;
+use crate::limits::MAX_ADDRESSES;
 use crate::metrics::TargetMetrics;
 use crate::probe::{self, Failure, Outcome, Pinned, Reason};
 
 use super::{Edge, Pipeline};
-
-/// Rounds of resolutions an address may be missing from before its series go: DNS that
-/// rotates through a pool should not make series come and go.
-const ADDRESS_GRACE_ROUNDS: u32 = 10;
+use crate::limits::ADDRESS_GRACE_ROUNDS;
 
 /// The addresses of a per-address target, with their series and edge layer.
 #[derive(Debug, Default)]

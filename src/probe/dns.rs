@@ -16,12 +16,8 @@ use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::{Arc, LazyLock};
 
+use crate::limits::LOOKUP_SLOTS;
 use tokio::sync::Semaphore;
-
-/// How many lookups may be in flight at once, process-wide. Enough for thousands of targets
-/// against a resolver that answers in milliseconds; small enough that a resolver that never
-/// answers holds only this many threads.
-pub const LOOKUP_SLOTS: usize = 32;
 
 static SLOTS: LazyLock<Arc<Semaphore>> = LazyLock::new(|| Arc::new(Semaphore::new(LOOKUP_SLOTS)));
 

@@ -20,8 +20,9 @@ use url::Url;
 use super::budget::{read_body, Metered, ReadBudget};
 use super::classify::classify_hyper;
 use super::resolve::resolve_for;
-use super::{Failure, Outcome, Phase, Pinned, Reason, BODY_HEAD};
+use super::{Failure, Outcome, Phase, Pinned, Reason};
 use crate::config::{HttpVersion, Target};
+use crate::limits::BODY_HEAD;
 
 /// Aborts the spawned connection driver when the probe is done with it (or is cancelled).
 struct AbortOnDrop(JoinHandle<Result<(), hyper::Error>>);

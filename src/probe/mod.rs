@@ -29,14 +29,9 @@ use crate::config::Target;
 
 pub use outcome::{Failure, Outcome, Phase, Phases, Pinned, Reason};
 
+use crate::limits::MAX_REDIRECTS;
 use exchange::{request_uri, Probe};
 use resolve::resolve_for;
-
-/// Redirects a probe follows before failing with [`Reason::Redirects`].
-pub const MAX_REDIRECTS: u8 = 10;
-/// How much of the final body an [`Outcome`] keeps for diagnosis. CDN error pages put their
-/// signatures near the end, so this is more than a glance.
-pub const BODY_HEAD: usize = 64 << 10;
 
 /// Runs one probe of `target`, entirely under its timeout.
 pub async fn run(target: &Target) -> Outcome {

@@ -175,7 +175,7 @@ pub struct Outcome {
     pub redirects: u8,
     /// Headers of the final response, if one arrived.
     pub headers: Option<http::HeaderMap>,
-    /// The start of the final response's body (at most [`BODY_HEAD`](super::BODY_HEAD) bytes): enough to recognise
+    /// The start of the final response's body (at most [`BODY_HEAD`](crate::limits::BODY_HEAD) bytes): enough to recognise
     /// an error page, bounded whatever `max_body_bytes` allows.
     pub body_head: Bytes,
 }

@@ -12,12 +12,9 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::config::{Config, Diagnosis, Target};
-use crate::events::Recorder;
+use crate::diagnosis::events::Recorder;
 use crate::metrics::{Metrics, TargetMetrics};
 use crate::pipeline::{Addresses, Edge, Pipeline};
-
-/// Kept for callers of the old path: the log line of a probe now belongs to the pipeline.
-pub use crate::pipeline::log_outcome;
 
 /// A running target: its configuration, its series and its task.
 #[derive(Debug)]

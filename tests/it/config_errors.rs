@@ -126,7 +126,7 @@ fn empty_target_list_is_valid() {
     assert!(config.targets.is_empty());
     assert_eq!(
         config.max_concurrent_probes,
-        config::DEFAULT_MAX_CONCURRENT_PROBES
+        tickr::limits::DEFAULT_MAX_CONCURRENT_PROBES
     );
 }
 

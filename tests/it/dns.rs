@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tickr::probe::dns::LOOKUP_SLOTS;
+use tickr::limits::LOOKUP_SLOTS;
 
 use crate::common::exposition::{http, Exposition};
 use crate::common::procs::{free_port, require, status_field, Process};

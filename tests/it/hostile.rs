@@ -14,7 +14,8 @@ use bytes::Bytes;
 use tempfile::TempDir;
 use tokio::runtime::Runtime;
 
-use tickr::probe::{self, Outcome, Reason, BODY_HEAD};
+use tickr::limits::BODY_HEAD;
+use tickr::probe::{self, Outcome, Reason};
 
 use crate::common::exposition::{http, Exposition};
 use crate::common::procs::{free_port, require, status_field, Process};

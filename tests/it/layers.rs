@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
-use tickr::layer::{Attributor, ORIGIN, UNKNOWN};
+use tickr::diagnosis::layer::{Attributor, ORIGIN, UNKNOWN};
 use tokio::time::Instant;
 
 use crate::common::exposition::Exposition;

@@ -15,7 +15,7 @@ use http::header::{HeaderMap, HeaderName, HeaderValue};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use tickr::config::{self, ByteSize, Config, HumanDuration, Matcher, StatusPattern};
-use tickr::layer::{self, Attributor, Signal};
+use tickr::diagnosis::layer::{self, Attributor, Signal};
 use url::Url;
 
 /// Cases per property: 256, or `TICKR_PROPTEST_CASES`.
@@ -962,7 +962,7 @@ proptest! {
         headers in header_map(header_name_strategy()),
         body in response_body(),
     ) {
-        let user = tickr::layer::Fingerprint {
+        let user = tickr::diagnosis::layer::Fingerprint {
             layer: "shop_gateway".into(),
             any_of: vec![vec![Signal::Header(HeaderName::from_static("x-gateway"), "shop".into())]],
         };
@@ -1162,11 +1162,11 @@ fn a_long_bad_value_is_quoted_by_its_ends() {
 #[test]
 fn at_most_max_targets_targets() {
     let mut text = String::from("targets:\n");
-    for i in 0..=config::MAX_TARGETS {
+    for i in 0..=tickr::limits::MAX_TARGETS {
         text.push_str(&format!("  - {{name: t{i}, url: 'http://127.0.0.1/'}}\n"));
     }
     let e = config::parse(&config_path(), &text).expect_err("one target too many");
-    let first_extra = config::MAX_TARGETS + 2;
+    let first_extra = tickr::limits::MAX_TARGETS + 2;
     assert_eq!(e.position, Some((first_extra, 5)), "{e}");
     assert!(e.message.contains("at most 100000 targets"), "{e}");
 }
@@ -1176,7 +1176,7 @@ fn a_configuration_file_is_read_up_to_16_mib() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("config.yml");
     let mut text = String::from("targets: []\n");
-    text.push_str(&"#".repeat(config::MAX_CONFIG_BYTES as usize - text.len()));
+    text.push_str(&"#".repeat(tickr::limits::MAX_CONFIG_BYTES as usize - text.len()));
     std::fs::write(&path, &text).expect("write");
     config::load(&path).expect("exactly 16 MiB loads");
     text.push('\n');

@@ -994,7 +994,7 @@ async fn sigterm_cancels_in_flight_probes_and_exits_zero() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_drain_is_bounded_and_a_second_signal_exits_at_once() {
     let server = TestServer::plain(vec![Step::Stall]).await;
-    let grace = tickr::server::DRAIN_GRACE;
+    let grace = tickr::limits::DRAIN_GRACE;
 
     let mut tickr = binary_with_probes_in_flight(&server, 50, 10.0).await;
     let held = half_a_request(tickr.addr).await;

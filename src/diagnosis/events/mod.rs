@@ -17,12 +17,10 @@ use crate::diagnosis::layer::Attribution;
 use crate::probe::{Outcome, Phase};
 use crate::redact::{self, Secrets, REDACTED};
 
+use crate::limits::MAX_HEADERS;
+use crate::limits::MAX_HEADER_VALUE;
 use hints::hints_for;
 pub use hints::Hint;
-
-/// Headers an event keeps at most, and the longest value it keeps of each.
-const MAX_HEADERS: usize = 64;
-const MAX_HEADER_VALUE: usize = 512;
 
 /// One probe as the recorder keeps it.
 #[derive(Debug)]
@@ -207,7 +205,7 @@ impl Recorder {
         let secrets = &target.secrets;
         let headers = kept_headers(o, secrets, d);
         // Redacted before the excerpt is cut, so that the cut cannot split a secret.
-        let read_limit = crate::probe::BODY_HEAD
+        let read_limit = crate::limits::BODY_HEAD
             .min(usize::try_from(target.max_body_bytes).unwrap_or(usize::MAX));
         let cut = o.body_head.len() >= read_limit;
         let body = secrets.redact(&o.body_head, cut, d.body_excerpt);
