@@ -41,11 +41,30 @@ struct Log {
     lines: usize,
     /// Lines other than the per-probe ones, for assertions and failure messages.
     notable: Vec<String>,
+    /// The log file, read up to here: by the thread as it grows, and by [`Binary::wait_exit`]
+    /// to its end once tickr has exited (so its last lines are in before any assertion).
+    tail: Option<Tail>,
 }
 
 impl Log {
     fn has(&self, needle: &str) -> bool {
         self.notable.iter().any(|l| l.contains(needle))
+    }
+
+    /// Takes in the lines written since the last call; how many.
+    fn catch_up(&mut self) -> usize {
+        let Some(tail) = self.tail.as_mut() else {
+            return 0;
+        };
+        let mut read = 0;
+        while let Some(line) = tail.next_line() {
+            self.lines += 1;
+            if !line.contains("probe failed") {
+                self.notable.push(line);
+            }
+            read += 1;
+        }
+        read
     }
 }
 
@@ -114,8 +133,9 @@ impl Binary {
                 break addr;
             }
         };
+        log.lock().unwrap().tail = Some(tail);
         let reader = Arc::downgrade(&log);
-        std::thread::spawn(move || follow(tail, &reader));
+        std::thread::spawn(move || follow(&reader));
         Self {
             process,
             addr,
@@ -148,6 +168,7 @@ impl Binary {
         let deadline = Instant::now() + limit;
         loop {
             if let Some(status) = self.process.exited() {
+                self.log.lock().unwrap().catch_up();
                 return Some(status);
             }
             if Instant::now() > deadline {
@@ -171,18 +192,12 @@ impl Binary {
 }
 
 /// Reads the log as it grows into `log`, until the [`Binary`] holding it is dropped.
-fn follow(mut tail: Tail, log: &Weak<Mutex<Log>>) {
-    loop {
-        let Some(log) = log.upgrade() else { return };
-        let mut read = 0;
-        while let Some(line) = tail.next_line() {
-            let mut log = log.lock().unwrap();
-            log.lines += 1;
-            if !line.contains("probe failed") {
-                log.notable.push(line);
-            }
-            read += 1;
-        }
+fn follow(log: &Weak<Mutex<Log>>) {
+    while let Some(log) = log.upgrade() {
+        // A test that panicked holding the lock leaves it poisoned: nothing left to read for.
+        let Ok(read) = log.lock().map(|mut l| l.catch_up()) else {
+            return;
+        };
         drop(log);
         if read == 0 {
             std::thread::sleep(Duration::from_millis(10));
