@@ -30,10 +30,6 @@
 //!
 //! Shared machines are noisy: read the ratios, not the absolute numbers.
 
-#[allow(dead_code)]
-#[path = "../tests/it/common/procs.rs"]
-mod procs;
-
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Write as _};
 use std::process::{Child, Command, Stdio};
@@ -45,6 +41,7 @@ use http_body_util::{BodyExt, Empty, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tickr_harness::{free_port, get, procfs, require, Launch, Nginx, Process};
 
 const SERVE_ENV: &str = "TICKR_BENCH_SERVE";
 
@@ -750,7 +747,7 @@ async fn fetch(
 /// The tickr binary as a child process (killed and reaped on drop), and a keep-alive
 /// connection to its web port, as Prometheus keeps one.
 struct Tickr {
-    process: procs::Process,
+    process: Process,
     addr: std::net::SocketAddr,
     what: String,
     conn: Option<hyper::client::conn::http1::SendRequest<Empty<Bytes>>>,
@@ -761,25 +758,18 @@ struct Tickr {
 impl Tickr {
     /// Starts tickr on `yaml` and waits until `/-/ready` answers 200; returns the time that took.
     async fn start(what: String, yaml: &str) -> (Self, Duration) {
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("config.yml");
-        std::fs::write(&config, yaml).unwrap();
-        let addr: std::net::SocketAddr = ([127, 0, 0, 1], procs::free_port()).into();
-        let args = [
-            "--config.file".to_owned(),
-            config.display().to_string(),
-            "--web.listen-address".to_owned(),
-            addr.to_string(),
-            "--log.level".to_owned(),
-            "error".to_owned(),
-        ];
+        let addr: std::net::SocketAddr = ([127, 0, 0, 1], free_port()).into();
+        // A fixed port, not the `listening` line: at `--log.level error` tickr logs none.
+        let launch = Launch::new("tickr", env!("CARGO_BIN_EXE_tickr")).file("config.yml", yaml);
+        let config = launch.dir().join("config.yml");
+        let launch = launch
+            .arg("--config.file")
+            .arg(config)
+            .arg("--web.listen-address")
+            .arg(addr.to_string())
+            .args(["--log.level", "error"]);
         let started = Instant::now();
-        let process = procs::Process::spawn(
-            "tickr",
-            std::path::Path::new(env!("CARGO_BIN_EXE_tickr")),
-            &args,
-            dir,
-        );
+        let process = launch.spawn();
         let mut tickr = Self {
             process,
             addr,
@@ -791,7 +781,7 @@ impl Tickr {
             tickr.alive("during start-up");
             // Once the port is bound, a request waits in its backlog until tickr serves, and
             // is answered the moment it does.
-            let last = match procs::get(addr, "/-/ready").await {
+            let last = match get(addr, "/-/ready").await {
                 Ok((200, _)) => break,
                 Ok((status, body)) => format!("HTTP {status}: {}", body.trim()),
                 Err(e) => e,
@@ -976,7 +966,7 @@ async fn scale_run(
     let rss_before = process_rss_mib(pid);
     let plain = tickr.scrape(false, Read::Parse).await;
     let gzip = tickr.scrape(true, Read::Count).await;
-    let (rss_after, peak) = (process_rss_mib(pid), process_status_mib(pid, "VmHWM:"));
+    let (rss_after, peak) = (process_rss_mib(pid), process_status_mib(pid, "VmHWM"));
     tickr.alive("after the timed scrapes");
     drop(tickr);
     // The reference for "outside the probes": the probe alone, paced at the rate tickr ran them.
@@ -1223,34 +1213,19 @@ fn print_scale(runs: &[Run], window: Duration, probe_cpu: f64, probes: usize) {
 /// CPU seconds (user + system) a process has used, from /proc (10 ms resolution: the runs
 /// below are long enough for that to be noise).
 fn process_cpu(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .unwrap()
-        .1
-        .split_whitespace()
-        .collect();
-    (fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap()) / 100.0
+    let ticks = procfs::cpu_ticks(pid).unwrap_or_else(|| panic!("no stat of process {pid}"));
+    ticks as f64 / 100.0
 }
 
 fn process_rss_mib(pid: u32) -> f64 {
-    process_status_mib(pid, "VmRSS:")
+    process_status_mib(pid, "VmRSS")
 }
 
-/// A memory figure of a process's status (`VmRSS:`, `VmHWM:` for the peak), in MiB.
+/// A memory figure of a process's status (`VmRSS`, `VmHWM` for the peak), in MiB.
 fn process_status_mib(pid: u32, field: &str) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_else(|e| panic!("status of process {pid}: {e}"));
-    let line = status
-        .lines()
-        .find(|l| l.starts_with(field))
+    let kib = procfs::status(pid, field)
         .unwrap_or_else(|| panic!("no {field} in the status of process {pid}"));
-    line.split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse::<f64>()
-        .unwrap()
-        / 1024.0
+    kib as f64 / 1024.0
 }
 
 /// A keep-alive HTTP/1.1 connection, as Prometheus keeps one to each exporter.
@@ -1268,7 +1243,7 @@ async fn keepalive(
 
 /// Sum of `tickr_probe_runs_total` on a running tickr.
 async fn tickr_runs(addr: std::net::SocketAddr) -> f64 {
-    let (_, body) = procs::get(addr, "/metrics").await.unwrap();
+    let (_, body) = get(addr, "/metrics").await.unwrap();
     body.lines()
         .filter(|l| l.starts_with("tickr_probe_runs_total{"))
         .map(|l| {
@@ -1299,7 +1274,7 @@ async fn versus_blackbox() {
     let ca_file = write("ca.pem", &certs.ca_pem);
     let chain = write("leaf.pem", &certs.chain_pem);
     let key_file = write("leaf.key", &certs.key_pem);
-    let port = procs::free_port();
+    let port = free_port();
     let page_bytes: usize = std::env::var("TICKR_BENCH_PAGE_BYTES")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -1312,7 +1287,7 @@ async fn versus_blackbox() {
     write("index.html", &page);
     let root = dir.path().display();
     // No session cache, no tickets, no keep-alive: every probe is a full handshake for both.
-    let nginx = procs::Nginx::start(&format!(
+    let nginx = Nginx::start(&format!(
         "server {{\n  listen 127.0.0.1:{port} ssl;\n  ssl_certificate {chain};\n  ssl_certificate_key {key_file};\n  \
          ssl_protocols TLSv1.3;\n  ssl_session_cache off;\n  ssl_session_tickets off;\n  keepalive_timeout 0;\n  \
          location / {{ root {root}; try_files /index.html =404; }}\n}}"
@@ -1321,7 +1296,7 @@ async fn versus_blackbox() {
     let url = format!("https://127.0.0.1:{port}/");
 
     // blackbox_exporter, driven through /probe by 4 keep-alive clients, as Prometheus would.
-    let bb_binary = procs::require("prometheus-blackbox-exporter");
+    let bb_binary = require("prometheus-blackbox-exporter");
     let bb_dir = tempfile::tempdir().unwrap();
     std::fs::write(
         bb_dir.path().join("blackbox.yml"),
@@ -1330,7 +1305,7 @@ async fn versus_blackbox() {
         ),
     )
     .unwrap();
-    let bb_addr: std::net::SocketAddr = ([127, 0, 0, 1], procs::free_port()).into();
+    let bb_addr: std::net::SocketAddr = ([127, 0, 0, 1], free_port()).into();
     let args = [
         format!(
             "--config.file={}",
@@ -1339,7 +1314,7 @@ async fn versus_blackbox() {
         format!("--web.listen-address={bb_addr}"),
         "--log.level=warn".to_owned(),
     ];
-    let mut blackbox = procs::Process::spawn("blackbox", &bb_binary, &args, bb_dir);
+    let mut blackbox = Process::spawn("blackbox", &bb_binary, &args, bb_dir);
     blackbox.wait_tcp(bb_addr, Duration::from_secs(20)).await;
     let path = format!("/probe?module=https_2xx&target={url}");
     let drive = |n: usize| {
@@ -1530,23 +1505,22 @@ fn minimal_round(port: u16, config: Arc<rustls::ClientConfig>, n: usize) -> (f64
 /// The tickr binary with `targets` targets on `url` every 100 ms, until it has finished at least
 /// `n` more probes after settling: (CPU seconds, probes, wall seconds, RSS MiB).
 async fn tickr_round(url: &str, ca_file: &str, targets: usize, n: usize) -> (f64, f64, f64, f64) {
-    let dir = tempfile::tempdir().unwrap();
     let mut yaml = format!(
         "defaults:\n  interval: 100ms\n  timeout: 80ms\n  tls: {{ca_file: {ca_file}}}\n  expect: {{body_contains: [\"<title>Shop\"]}}\ntargets:\n"
     );
     for i in 0..targets {
         yaml.push_str(&format!("  - name: t{i}\n    url: {url}\n"));
     }
-    std::fs::write(dir.path().join("config.yml"), yaml).unwrap();
-    let addr: std::net::SocketAddr = ([127, 0, 0, 1], procs::free_port()).into();
-    let mut tickr = Command::new(env!("CARGO_BIN_EXE_tickr"))
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let launch = Launch::new("tickr", env!("CARGO_BIN_EXE_tickr")).file("config.yml", &yaml);
+    let config = launch.dir().join("config.yml");
+    let tickr = launch
         .arg("--config.file")
-        .arg(dir.path().join("config.yml"))
+        .arg(config)
         .arg(format!("--web.listen-address={addr}"))
         .args(["--log.level", "error"])
-        .spawn()
-        .unwrap();
-    let pid = tickr.id();
+        .spawn();
+    let pid = tickr.pid();
     tokio::time::sleep(Duration::from_millis(1500)).await; // every target past its first slot
     let (r0, c0, t0) = (tickr_runs(addr).await, process_cpu(pid), Instant::now());
     // Every poll is a scrape, exporter CPU that blackbox_exporter does not pay: few of them.
@@ -1558,7 +1532,6 @@ async fn tickr_round(url: &str, ca_file: &str, targets: usize, n: usize) -> (f64
     let (r1, c1) = (tickr_runs(addr).await, process_cpu(pid));
     let wall = t0.elapsed().as_secs_f64();
     let rss = process_rss_mib(pid);
-    let _ = tickr.kill();
-    let _ = tickr.wait();
+    drop(tickr);
     (c1 - c0, r1 - r0, wall, rss)
 }

@@ -15,6 +15,7 @@ use tokio::time::Instant;
 
 use crate::common::exposition::Exposition;
 use crate::common::procs::{get, status_field, Process};
+use tickr_harness::{procfs, Launch, Listening};
 
 /// A plain HTTP server that answers every request `200 ok` after `delay` and counts them.
 struct Counting {
@@ -76,31 +77,11 @@ struct Binary {
 
 impl Binary {
     async fn start(yaml: &str, flags: &[&str], shell_prefix: &str) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        std::fs::write(dir.path().join("config.yml"), yaml).expect("write config");
-        let mut command = format!(
-            "{shell_prefix} exec '{}' --config.file config.yml --web.listen-address 127.0.0.1:0",
-            env!("CARGO_BIN_EXE_tickr")
-        );
-        for flag in flags {
-            command.push(' ');
-            command.push_str(flag);
-        }
-        let mut process = Process::spawn("tickr", "/bin/sh".as_ref(), &["-c", &command], dir);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let addr = loop {
-            process.assert_running();
-            let log = std::fs::read_to_string(process.dir().join("stderr.log")).unwrap_or_default();
-            if let Some(addr) = log
-                .lines()
-                .filter(|l| l.contains("msg=listening"))
-                .find_map(|l| l.split(' ').find_map(|f| f.strip_prefix("address=")))
-            {
-                break addr.parse().expect("listening address");
-            }
-            assert!(Instant::now() < deadline, "tickr did not start:\n{log}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
+        let Listening { mut process, addr } = Launch::tickr(env!("CARGO_BIN_EXE_tickr"), yaml)
+            .args(flags)
+            .shell_prefix(shell_prefix)
+            .start()
+            .await;
         process
             .wait_http_ok(addr, "/-/ready", Duration::from_secs(30))
             .await;
@@ -112,7 +93,7 @@ impl Binary {
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(self.process.dir().join("stderr.log")).unwrap_or_default()
+        self.process.stderr()
     }
 
     async fn metrics(&self) -> Exposition {
@@ -143,7 +124,7 @@ impl Binary {
 }
 
 fn open_fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+    procfs::open_fds(pid).unwrap_or(0)
 }
 
 /// `GET path` on a fresh connection within `limit`: its status, or why not.

@@ -8,8 +8,7 @@
 //! and searches everything it printed or served for every form of each secret.
 
 use std::net::SocketAddr;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,6 +23,7 @@ use base64::Engine as _;
 
 use crate::common::exposition::http;
 use crate::common::server::{TestCa, Validity};
+use tickr_harness::{Launch, Listening};
 
 /// Distinctive values that must never come out of tickr. The bearer token holds `"` and `\`,
 /// so that its escaped forms (in JSON, and in the layer evidence) differ from it.
@@ -395,46 +395,12 @@ fn invalid_urls() -> Vec<String> {
     ]
 }
 
-/// The tickr binary, its output in files; killed if the test fails before stopping it.
-struct Binary {
-    child: Child,
-}
-
-impl Drop for Binary {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
 fn signal(pid: u32, name: &str) {
     let status = Command::new("kill")
         .args([&format!("-{name}"), &pid.to_string()])
         .status()
         .expect("run kill");
     assert!(status.success(), "kill -{name} {pid}");
-}
-
-/// Waits for the `listening` line and reads the address from it.
-async fn listening_address(stderr: &Path, bin: &mut Binary) -> SocketAddr {
-    for _ in 0..200 {
-        let log = std::fs::read_to_string(stderr).unwrap_or_default();
-        if let Some(line) = log.lines().find(|l| l.contains("listening")) {
-            let start = line.find("127.0.0.1:").expect("an address in the line");
-            let digits: String = line[start + "127.0.0.1:".len()..]
-                .chars()
-                .take_while(char::is_ascii_digit)
-                .collect();
-            return format!("127.0.0.1:{digits}").parse().expect("address");
-        }
-        if let Some(status) = bin.child.try_wait().expect("try_wait") {
-            panic!("tickr exited with {status}:\n{log}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("tickr did not log `listening`");
 }
 
 /// One full run in one log format: everything tickr printed and served, and the text of the
@@ -457,20 +423,17 @@ async fn run_and_collect(format: &str) -> (String, Vec<String>) {
     let config = dir.path().join("config.yml");
     let running = running_config(echo.addr, tls.addr, refused_addr);
     std::fs::write(&config, &running).expect("write config");
-    let (stdout, stderr) = (dir.path().join("stdout.log"), dir.path().join("stderr.log"));
-    let mut bin = Binary {
-        child: Command::new(env!("CARGO_BIN_EXE_tickr"))
-            .arg("--config.file")
-            .arg(&config)
-            .args(["--web.listen-address", "127.0.0.1:0"])
-            .args(["--log.level", "debug", "--log.format", format])
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&stdout).expect("stdout file"))
-            .stderr(std::fs::File::create(&stderr).expect("stderr file"))
-            .spawn()
-            .expect("spawn tickr"),
-    };
-    let addr = listening_address(&stderr, &mut bin).await;
+    let Listening {
+        process: mut bin,
+        addr,
+    } = Launch::new("tickr", env!("CARGO_BIN_EXE_tickr"))
+        .arg("--config.file")
+        .arg(&config)
+        .args(["--web.listen-address", "127.0.0.1:0"])
+        .args(["--log.level", "debug", "--log.format", format])
+        .start()
+        .await;
+    let (stdout, stderr) = (bin.dir().join("stdout.log"), bin.dir().join("stderr.log"));
 
     // Wait until every way of failing has been recorded, the echoing ones with their echo.
     let mut served = String::new();
@@ -643,7 +606,7 @@ async fn run_and_collect(format: &str) -> (String, Vec<String>) {
         ));
     }
     // And once by SIGHUP, which only logs.
-    signal(bin.child.id(), "HUP");
+    signal(bin.pid(), "HUP");
     tokio::time::sleep(Duration::from_millis(300)).await;
     std::fs::write(&config, &running).expect("restore config");
     let metrics = http(addr, "GET", "/metrics", &[]).await.text();
@@ -653,9 +616,9 @@ async fn run_and_collect(format: &str) -> (String, Vec<String>) {
     );
     served.push_str(&metrics);
 
-    signal(bin.child.id(), "TERM");
+    signal(bin.pid(), "TERM");
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while bin.child.try_wait().expect("try_wait").is_none() {
+    while bin.exited().is_none() {
         assert!(std::time::Instant::now() < deadline, "tickr did not stop");
         std::thread::sleep(Duration::from_millis(20));
     }

@@ -1,10 +1,9 @@
-//! The test harness shared by every integration test (and by the issues that build on this one):
+//! The test harness shared by every integration test, from the `tickr-harness` crate
+//! (`tests/harness/`, also used by the soak and the bench), under the paths the tests import:
 //! a TLS test server with generated certificates, tickr in-process, external processes (nginx,
-//! Prometheus, Alertmanager) in temp dirs, and an exposition parser.
-// Each test module uses a different part of the harness.
-#![allow(dead_code)]
+//! Prometheus, Alertmanager, HAProxy, Caddy) in temp dirs, and an exposition parser.
 
-pub mod exposition;
 pub mod procs;
-pub mod server;
-pub mod tickr;
+
+pub use tickr_harness::in_process as tickr;
+pub use tickr_harness::{exposition, server};

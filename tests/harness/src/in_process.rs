@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use super::exposition::{http, Exposition, Reply};
+use crate::exposition::{http, Exposition, Reply};
 
 pub struct Tickr {
     pub addr: SocketAddr,
