@@ -12,7 +12,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -308,9 +308,7 @@ impl Drop for Gateway {
 /// A CA (its PEM) and a server configuration with a leaf for 127.0.0.1 and localhost that it
 /// signed, valid from yesterday for 90 days, so the expiry gauge shows a realistic date.
 fn certificate() -> Result<(String, rustls::ServerConfig), DemoError> {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
+    let now = crate::time::since_epoch();
     let epoch = rcgen::date_time_ymd(1970, 1, 1);
     let day = Duration::from_secs(86_400);
     let (from, until) = (epoch + now - day, epoch + now + day * 90);

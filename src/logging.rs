@@ -124,10 +124,7 @@ pub fn quote(v: &str) -> String {
 
 /// RFC 3339 UTC with milliseconds, without pulling in a date crate.
 fn humanize_now() -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    rfc3339(now.as_secs_f64())
+    rfc3339(crate::time::unix_now())
 }
 
 /// Unix seconds as RFC 3339 UTC with milliseconds, e.g. `2026-11-21T04:47:09.019Z`.

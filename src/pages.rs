@@ -256,9 +256,7 @@ fn reason_colour(reason: Option<&str>) -> &'static str {
 /// `/events`: failures per target on a timeline, each expandable with its evidence.
 pub fn events_html(handle: &Handle, q: &EventsQuery) -> String {
     let failures = select(handle, q);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64());
+    let now = crate::time::unix_now();
     let mut html = String::with_capacity(8192 + failures.len() * 2048);
     let scope = q
         .target

@@ -13,6 +13,19 @@ use std::sync::{Arc, OnceLock};
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 
+/// Response headers an event never shows, whatever the configuration says.
+pub const REDACTED_HEADERS: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+];
+
+/// Fragments of a response header's name that mark it as secret in events.
+pub const REDACTED_FRAGMENTS: &[&str] = &[
+    "token", "secret", "password", "session", "cookie", "api-key", "apikey", "auth",
+];
+
 /// What tickr shows instead of a secret: not a value anyone could mistake for a real one.
 pub const REDACTED: &str = "<redacted>";
 

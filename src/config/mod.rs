@@ -55,18 +55,6 @@ pub struct Diagnosis {
     pub attributor: Arc<Attributor>,
 }
 
-/// Response headers redacted from events whatever the configuration says, and name fragments
-/// that mark a header as secret.
-pub const REDACTED_HEADERS: &[&str] = &[
-    "authorization",
-    "proxy-authorization",
-    "cookie",
-    "set-cookie",
-];
-pub const REDACTED_FRAGMENTS: &[&str] = &[
-    "token", "secret", "password", "session", "cookie", "api-key", "apikey", "auth",
-];
-
 /// Reads and validates the configuration file at `path`.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     parse(path, &read_capped(path, "configuration")?)
@@ -194,8 +182,10 @@ fn validate_diagnosis(d: file::Diagnosis) -> Result<Diagnosis, Invalid> {
             format!("body_excerpt must be at most {max} bytes"),
         ));
     }
-    let mut redact_headers: Vec<String> =
-        REDACTED_HEADERS.iter().map(|h| (*h).to_owned()).collect();
+    let mut redact_headers: Vec<String> = crate::redact::REDACTED_HEADERS
+        .iter()
+        .map(|h| (*h).to_owned())
+        .collect();
     for name in d.redact_headers.unwrap_or_default() {
         HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
             Invalid(

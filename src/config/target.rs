@@ -130,13 +130,9 @@ pub struct Matcher {
 
 impl Matcher {
     pub fn is_satisfied_by(&self, body: &[u8]) -> bool {
-        let found = memmem(body, self.text.as_bytes());
+        let found = crate::diagnosis::layer::contains(body, self.text.as_bytes());
         found != self.negate
     }
-}
-
-fn memmem(haystack: &[u8], needle: &[u8]) -> bool {
-    needle.is_empty() || haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 /// Built-in values of settings no layer sets. The timeout's depends on the interval: 10 s, or

@@ -7,7 +7,6 @@ use std::fmt;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, LabelSetEncoder, MetricEncoder};
 use prometheus_client::metrics::exemplar::{CounterWithExemplar, Exemplar, HistogramWithExemplars};
@@ -94,13 +93,6 @@ impl Count {
             }
         }
     }
-}
-
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO)
-        .as_secs_f64()
 }
 
 /// Every target's series, keyed (and so exposed) in label order.
@@ -315,7 +307,7 @@ impl TargetMetrics {
     /// Marks a round of per-address probes as done, for the stall alert.
     pub fn touch(&self) {
         self.last_probe
-            .store(unix_now().to_bits(), Ordering::Relaxed);
+            .store(crate::time::unix_now().to_bits(), Ordering::Relaxed);
     }
 
     /// The target at a glance; for a per-address target, its addresses together: failing when

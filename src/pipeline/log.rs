@@ -9,6 +9,10 @@ use crate::diagnosis::layer::Attribution;
 use crate::fds::Shortage;
 use crate::probe::Outcome;
 
+/// The `caller` of these lines, as it was before they moved here from the scheduler: log
+/// filters and searches that operators wrote keep matching.
+const CALLER: &str = "tickr::scheduler";
+
 /// Every failed probe is one log line with the evidence; successes only at debug level.
 pub fn log_outcome(target: &Target, o: &Outcome, event: u64, attribution: Option<&Attribution>) {
     let remote = o.remote.map(|a| a.to_string()).unwrap_or_default();
@@ -17,6 +21,7 @@ pub fn log_outcome(target: &Target, o: &Outcome, event: u64, attribution: Option
     let p = &o.phases;
     match &o.failure {
         Some(f) => tracing::warn!(
+            target: CALLER,
             target = %target.name,
             reason = f.reason.as_str(),
             status,
@@ -33,7 +38,7 @@ pub fn log_outcome(target: &Target, o: &Outcome, event: u64, attribution: Option
             "probe failed"
         ),
         None => {
-            tracing::debug!(target = %target.name, status, remote = %remote, total_ms = ms(Some(p.total)), "probe succeeded")
+            tracing::debug!(target: CALLER, target = %target.name, status, remote = %remote, total_ms = ms(Some(p.total)), "probe succeeded")
         }
     }
 }
@@ -41,6 +46,7 @@ pub fn log_outcome(target: &Target, o: &Outcome, event: u64, attribution: Option
 /// The verdict of a failure's follow-up probes.
 pub(super) fn confirmed(target: &Target, event: u64, confirmation: &Confirmation) {
     tracing::info!(
+        target: CALLER,
         target = %target.name,
         event,
         verdict = confirmation.verdict(),
@@ -56,9 +62,7 @@ pub(super) fn shortage(target: &Target, o: &Outcome, shortage: Shortage) {
     use std::sync::atomic::{AtomicU64, Ordering};
     static LAST: AtomicU64 = AtomicU64::new(0);
     let detail = o.failure.as_ref().map_or("", |f| f.detail.as_str());
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let now = crate::time::since_epoch().as_secs();
     let last = LAST.load(Ordering::Relaxed);
     if now >= last + SHORTAGE_LOG_EVERY.as_secs()
         && LAST
@@ -66,6 +70,7 @@ pub(super) fn shortage(target: &Target, o: &Outcome, shortage: Shortage) {
             .is_ok()
     {
         tracing::warn!(
+            target: CALLER,
             target = %target.name,
             cause = shortage.as_str(),
             error = %detail,
@@ -73,7 +78,7 @@ pub(super) fn shortage(target: &Target, o: &Outcome, shortage: Shortage) {
             "probe skipped: tickr is short of a resource of its own; not counted against the target (see tickr_probes_skipped_total)"
         );
     } else {
-        tracing::debug!(target = %target.name, cause = shortage.as_str(), error = %detail, "probe skipped");
+        tracing::debug!(target: CALLER, target = %target.name, cause = shortage.as_str(), error = %detail, "probe skipped");
     }
 }
 

@@ -16,6 +16,7 @@ mod exposition;
 mod harness;
 mod hostile;
 mod layers;
+mod layout;
 mod probes;
 mod prometheus;
 mod properties;

@@ -7,7 +7,6 @@ mod hints;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::header::{CONTENT_LOCATION, LOCATION};
 use serde_json::{json, Value};
@@ -108,7 +107,7 @@ pub fn is_secret(name: &str, redact: &[String]) -> bool {
         false => std::borrow::Cow::Borrowed(name),
     };
     redact.iter().any(|r| *r == *name)
-        || crate::config::REDACTED_FRAGMENTS
+        || crate::redact::REDACTED_FRAGMENTS
             .iter()
             .any(|f| name.contains(f))
 }
@@ -168,9 +167,7 @@ struct Inner {
 impl Recorder {
     pub fn new(capacity: usize) -> Self {
         // Ids start at the current time in ms, so they stay unique across restarts in exemplars.
-        let start = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(1, |d| d.as_millis() as u64);
+        let start = (crate::time::since_epoch().as_millis() as u64).max(1);
         let inner = Inner {
             capacity,
             ..Inner::default()
@@ -212,9 +209,7 @@ impl Recorder {
         let excerpt = &body[..body.len().min(d.body_excerpt)];
         let event = Arc::new(Event {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
-            time: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0.0, |t| t.as_secs_f64()),
+            time: crate::time::unix_now(),
             target: target.name.clone(),
             url: target.shown_url.clone(),
             success: o.success(),
