@@ -15,7 +15,10 @@ use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE, VARY, WWW_AUTHENTICATE};
+use http::header::{
+    HeaderValue, ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER, VARY,
+    WWW_AUTHENTICATE,
+};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
@@ -28,10 +31,8 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
 use crate::handle::Handle;
-use crate::limits::DRAIN_GRACE;
-use crate::limits::HANDSHAKE_TIMEOUT;
-use crate::limits::MAX_CONNECTIONS;
-use crate::limits::WRITE_TIMEOUT;
+use crate::limits::{DRAIN_GRACE, HANDSHAKE_TIMEOUT, MAX_CONNECTIONS, WRITE_TIMEOUT};
+use crate::webconfig::auth::{self, Verdict};
 use crate::webconfig::{Web, WebConfig};
 
 pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -203,12 +204,22 @@ impl Connection {
             async move {
                 let mut response = match (&web, &config) {
                     (Some(web), Some(config)) => {
-                        if web.authorize(config, req.headers()).await {
-                            route(&handle, req, write_timeout).await
-                        } else {
-                            // Never the credentials: a mistyped password is still a password.
-                            tracing::debug!(%peer, path = req.uri().path(), "basic auth failed");
-                            unauthorized()
+                        match web.authorize(config, req.headers(), peer.ip()).await {
+                            Verdict::Allowed => route(&handle, req, write_timeout).await,
+                            Verdict::Refused => {
+                                // Never the credentials: a mistyped password is still a password.
+                                tracing::debug!(%peer, path = req.uri().path(), "basic auth failed");
+                                unauthorized()
+                            }
+                            Verdict::Busy => {
+                                tracing::debug!(
+                                    %peer,
+                                    path = req.uri().path(),
+                                    "basic auth not checked: 429, this client or all at once \
+                                     have too many checks waiting"
+                                );
+                                too_many_checks()
+                            }
                         }
                     }
                     _ => route(&handle, req, write_timeout).await,
@@ -237,6 +248,17 @@ fn unauthorized() -> Response<Body> {
         WWW_AUTHENTICATE,
         r#"Basic realm="tickr", charset="UTF-8""#.parse().expect("static"),
     );
+    r
+}
+
+/// 429 for a request whose credentials were not checked (see [`crate::webconfig::auth`]).
+fn too_many_checks() -> Response<Body> {
+    let mut r = text(
+        StatusCode::TOO_MANY_REQUESTS,
+        "Too many logins at once; try again in a moment\n",
+    );
+    r.headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from(auth::RETRY_AFTER.as_secs()));
     r
 }
 

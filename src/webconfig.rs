@@ -1,16 +1,18 @@
 //! `--web.config.file`: the exporter-toolkit web configuration (TLS with optional client
 //! certificates, bcrypt basic auth, extra response headers), read strictly into a rustls
-//! `ServerConfig` and a user list, re-read when its files change, and the basic-auth check itself.
+//! `ServerConfig` and a user list, re-read when its files change; [`auth`] holds the basic-auth
+//! check itself.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::marker::PhantomData;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use http::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
 use rustls::crypto::{CryptoProvider, SupportedKxGroup};
 use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
@@ -24,6 +26,10 @@ use serde::Deserialize;
 
 use crate::config::{locate, ConfigError, Seg};
 use crate::tls;
+
+pub mod auth;
+
+use auth::{digest, Authenticator, Verdict};
 
 /// A loaded, validated web configuration.
 pub struct WebConfig {
@@ -960,161 +966,16 @@ impl Web {
         live.config.clone()
     }
 
-    /// True when `config` needs no credentials or `headers` carry those of a configured user.
-    pub async fn authorize(&self, config: &WebConfig, headers: &HeaderMap) -> bool {
-        self.auth.authorize(config, headers).await
+    /// Whether a request from `peer` with `headers` may be served under `config`: always when
+    /// it needs no credentials, else after the basic-auth check (see [`auth`]).
+    pub async fn authorize(
+        &self,
+        config: &WebConfig,
+        headers: &HeaderMap,
+        peer: IpAddr,
+    ) -> Verdict {
+        self.auth.authorize(config, headers, peer).await
     }
-}
-
-/// Successful verifications kept, at most; the set is emptied when full.
-const VERIFIED_CAPACITY: usize = 256;
-
-/// Basic auth as exporter-toolkit does it: bcrypt costs 50-100 ms per check, and Prometheus sends
-/// the same credentials on every scrape, so successful checks are remembered, keyed by a SHA-256
-/// of user, hash and password (the password itself is never stored). Checks run one at a time on
-/// the blocking pool, so a flood of wrong passwords costs one core, not all of them.
-struct Authenticator {
-    verified: Mutex<HashSet<[u8; 32]>>,
-    bcrypt: tokio::sync::Semaphore,
-    decoys: Arc<Mutex<HashMap<u32, String>>>,
-}
-
-impl Authenticator {
-    fn new() -> Self {
-        Self {
-            verified: Mutex::default(),
-            bcrypt: tokio::sync::Semaphore::new(1),
-            decoys: Arc::default(),
-        }
-    }
-
-    async fn authorize(&self, config: &WebConfig, headers: &HeaderMap) -> bool {
-        if config.users.is_empty() {
-            return true;
-        }
-        let Some((user, password)) = credentials(headers) else {
-            return false;
-        };
-        let wanted = digest(&[&user]);
-        // Every user is compared, in constant time, so timing does not tell which name matched.
-        let mut found = None;
-        for u in &config.users {
-            if constant_time_eq(&u.name_digest, &wanted) {
-                found = Some(u);
-            }
-        }
-        let key = found.map(|u| digest(&[&user, u.hash.as_bytes(), &password]));
-        let cached =
-            |key: &Option<[u8; 32]>| key.is_some_and(|k| self.lock_verified().contains(&k));
-        if cached(&key) {
-            return true;
-        }
-        let hash = found.map(|u| u.hash.clone());
-        let cost = found.map_or(config.max_cost, |u| u.cost);
-        let decoys = self.decoys.clone();
-        let Ok(_permit) = self.bcrypt.acquire().await else {
-            return false;
-        };
-        // Concurrent first scrapes with the same credentials: the first one's check suffices.
-        if cached(&key) {
-            return true;
-        }
-        let ok = tokio::task::spawn_blocking(move || {
-            let hash = hash.unwrap_or_else(|| decoy(&decoys, cost));
-            // Like Go's bcrypt, a password longer than bcrypt's 72 bytes is refused, not cut.
-            bcrypt::non_truncating_verify(&password, &hash).unwrap_or(false)
-        })
-        .await
-        .unwrap_or(false);
-        match key {
-            Some(key) if ok => {
-                let mut verified = self.lock_verified();
-                if verified.len() >= VERIFIED_CAPACITY {
-                    verified.clear();
-                }
-                verified.insert(key);
-                true
-            }
-            _ => false,
-        }
-    }
-
-    fn lock_verified(&self) -> std::sync::MutexGuard<'_, HashSet<[u8; 32]>> {
-        self.verified.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-/// A bcrypt hash of a throwaway password at `cost`, made once per cost.
-fn decoy(decoys: &Mutex<HashMap<u32, String>>, cost: u32) -> String {
-    let mut decoys = decoys.lock().unwrap_or_else(|e| e.into_inner());
-    decoys
-        .entry(cost)
-        .or_insert_with(|| bcrypt::hash("tickr decoy", cost).unwrap_or_default())
-        .clone()
-}
-
-/// User and password of an `Authorization: Basic` header.
-fn credentials(headers: &HeaderMap) -> Option<(Vec<u8>, Vec<u8>)> {
-    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, encoded) = value.trim().split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
-    }
-    let decoded = base64_decode(encoded.trim())?;
-    let colon = decoded.iter().position(|&b| b == b':')?;
-    Some((decoded[..colon].to_vec(), decoded[colon + 1..].to_vec()))
-}
-
-/// Standard base64 (RFC 4648 §4), padding optional.
-fn base64_decode(text: &str) -> Option<Vec<u8>> {
-    let text = text
-        .strip_suffix("==")
-        .or_else(|| text.strip_suffix('='))
-        .unwrap_or(text);
-    let mut out = Vec::with_capacity(text.len() * 3 / 4);
-    let (mut acc, mut bits) = (0u32, 0u32);
-    for c in text.bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        };
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    // 6 leftover bits: a length of 4n+1 characters, which no encoding produces.
-    (bits < 6).then_some(out)
-}
-
-/// SHA-256 of length-prefixed `parts`, from the ring provider tickr already carries.
-fn digest(parts: &[&[u8]]) -> [u8; 32] {
-    let suite = rustls::crypto::ring::cipher_suite::TLS13_AES_128_GCM_SHA256;
-    let mut ctx = suite
-        .tls13()
-        .expect("a TLS 1.3 suite")
-        .common
-        .hash_provider
-        .start();
-    for part in parts {
-        ctx.update(&(part.len() as u64).to_be_bytes());
-        ctx.update(part);
-    }
-    ctx.finish()
-        .as_ref()
-        .try_into()
-        .expect("SHA-256 output is 32 bytes")
-}
-
-fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]
@@ -1190,46 +1051,5 @@ mod tests {
             assert!(e.starts_with("/nonexistent/web.yml:2:10: "), "{e}");
             assert!(!e.contains(secret), "{e}");
         }
-    }
-
-    #[test]
-    fn decodes_basic_credentials() {
-        let mut headers = HeaderMap::new();
-        // "Aladdin:open sesame", RFC 7617's example.
-        headers.insert(
-            AUTHORIZATION,
-            "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==".parse().unwrap(),
-        );
-        assert_eq!(
-            credentials(&headers),
-            Some((b"Aladdin".to_vec(), b"open sesame".to_vec()))
-        );
-        assert_eq!(base64_decode("YTpi"), Some(b"a:b".to_vec()));
-        assert_eq!(base64_decode("YTpiYw"), Some(b"a:bc".to_vec()));
-        assert_eq!(base64_decode("YTpiY"), None);
-        assert_eq!(base64_decode("YT!i"), None);
-    }
-
-    #[tokio::test]
-    async fn remembers_successful_checks_only() {
-        let hash = bcrypt::hash("pw", 4).expect("bcrypt");
-        let text = format!("basic_auth_users:\n  alice: {hash}\n");
-        let config = parse(Path::new("web.yml"), &text).expect("valid");
-        let auth = Authenticator::new();
-        let with = |basic: &str| {
-            let mut headers = HeaderMap::new();
-            headers.insert(AUTHORIZATION, format!("Basic {basic}").parse().unwrap());
-            headers
-        };
-        assert!(!auth.authorize(&config, &HeaderMap::new()).await);
-        // alice:no, then bob:pw (an unknown user, checked against a decoy hash).
-        assert!(!auth.authorize(&config, &with("YWxpY2U6bm8=")).await);
-        assert!(!auth.authorize(&config, &with("Ym9iOnB3")).await);
-        assert!(auth.lock_verified().is_empty());
-        // alice:pw, twice: verified once, then found in the cache.
-        assert!(auth.authorize(&config, &with("YWxpY2U6cHc=")).await);
-        assert!(auth.authorize(&config, &with("YWxpY2U6cHc=")).await);
-        assert_eq!(auth.lock_verified().len(), 1);
-        assert_eq!(auth.decoys.lock().unwrap().keys().collect::<Vec<_>>(), [&4]);
     }
 }
