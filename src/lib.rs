@@ -25,7 +25,6 @@
 //!   [`redact`] (what is secret, hidden in every form a server may echo it in), [`fds`] (the
 //!   descriptor limit, and the shortages that are tickr's own rather than a target's).
 
-pub mod browser;
 pub mod cli;
 pub mod config;
 pub mod demo;
@@ -36,7 +35,6 @@ pub mod handle;
 pub mod limits;
 pub mod logging;
 pub mod metrics;
-pub mod pages;
 pub mod pipeline;
 pub mod probe;
 pub mod redact;
@@ -45,7 +43,6 @@ pub mod server;
 pub mod signals;
 pub mod time;
 pub mod tls;
-pub mod webconfig;
 
 pub use exporter::Exporter;
 pub use handle::Handle;

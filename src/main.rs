@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use tickr::cli::{self, Cli, Command};
-use tickr::{config, demo, fds, logging, server, signals, webconfig, Exporter};
+use tickr::{config, demo, fds, logging, server, signals, Exporter};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -53,7 +53,7 @@ async fn run(cli: Cli) -> ExitCode {
     let web = match cli
         .web_config_file
         .as_deref()
-        .map(webconfig::load)
+        .map(server::web::load)
         .transpose()
     {
         Ok(w) => w,

@@ -26,9 +26,6 @@ const LEVELS: &[(&str, u8)] = &[
     ("scheduler", 8),
     ("handle", 9),
     ("server", 10),
-    ("browser", 10),
-    ("webconfig", 10),
-    ("pages", 10),
     ("exporter", 11),
     ("signals", 12),
     ("cli", 12),
@@ -90,8 +87,8 @@ fn imports(text: &str, modules: &BTreeSet<String>) -> BTreeSet<String> {
                 .collect();
             let segments: Vec<&str> = path.split("::").filter(|s| !s.is_empty()).collect();
             // `use crate::{a, b::c}` names several.
-            let heads: Vec<String> = if rest.starts_with('{') {
-                let inner = rest[1..].split('}').next().unwrap_or_default();
+            let heads: Vec<String> = if let Some(group) = rest.strip_prefix('{') {
+                let inner = group.split('}').next().unwrap_or_default();
                 inner
                     .split(',')
                     .map(|s| s.trim().split("::").next().unwrap_or_default().to_owned())

@@ -32,8 +32,12 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::handle::Handle;
 use crate::limits::{DRAIN_GRACE, HANDSHAKE_TIMEOUT, MAX_CONNECTIONS, WRITE_TIMEOUT};
-use crate::webconfig::auth::{self, Verdict};
-use crate::webconfig::{Web, WebConfig};
+use web::auth::{self, Verdict};
+use web::{Web, WebConfig};
+
+pub mod browser;
+pub mod pages;
+pub mod web;
 
 pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
@@ -224,7 +228,7 @@ impl Connection {
                     }
                     _ => route(&handle, req, write_timeout).await,
                 };
-                crate::browser::secure(response.headers_mut());
+                browser::secure(response.headers_mut());
                 // `insert`: a configured header replaces tickr's default of the same name.
                 if let Some(config) = &config {
                     for (name, value) in config.headers() {
@@ -251,7 +255,7 @@ fn unauthorized() -> Response<Body> {
     r
 }
 
-/// 429 for a request whose credentials were not checked (see [`crate::webconfig::auth`]).
+/// 429 for a request whose credentials were not checked (see [`web::auth`]).
 fn too_many_checks() -> Response<Body> {
     let mut r = text(
         StatusCode::TOO_MANY_REQUESTS,
@@ -277,7 +281,7 @@ fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
 async fn route(handle: &Handle, req: Request<Incoming>, write_timeout: Duration) -> Response<Body> {
     match (req.method(), req.uri().path()) {
         (&Method::GET | &Method::HEAD, "/metrics") => metrics(handle, &req, write_timeout),
-        (&Method::GET | &Method::HEAD, "/") => html(crate::pages::landing(handle)),
+        (&Method::GET | &Method::HEAD, "/") => html(pages::landing(handle)),
         (&Method::GET | &Method::HEAD, "/events") => events(handle, &req),
         (&Method::GET | &Method::HEAD, "/-/healthy") => text(StatusCode::OK, "Healthy\n"),
         (&Method::GET | &Method::HEAD, "/-/ready") => {
@@ -295,9 +299,9 @@ async fn route(handle: &Handle, req: Request<Incoming>, write_timeout: Duration)
     }
 }
 
-/// Reloads, unless a web page sent the request: see [`crate::browser::sent_by_web_page`].
+/// Reloads, unless a web page sent the request: see [`browser::sent_by_web_page`].
 async fn reload(handle: &Handle, req: &Request<Incoming>) -> Response<Body> {
-    if let Some(page) = crate::browser::sent_by_web_page(req.headers()) {
+    if let Some(page) = browser::sent_by_web_page(req.headers()) {
         tracing::info!(sent_by = %page, "reload refused: a web page sent it");
         return text(
             StatusCode::FORBIDDEN,
@@ -580,12 +584,11 @@ fn events(handle: &Handle, req: &Request<Incoming>) -> Response<Body> {
         .get(http::header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    let query =
-        crate::pages::EventsQuery::parse(req.uri().query(), accept.contains("application/json"));
+    let query = pages::EventsQuery::parse(req.uri().query(), accept.contains("application/json"));
     if !query.json {
-        return html(crate::pages::events_html(handle, &query));
+        return html(pages::events_html(handle, &query));
     }
-    let body = crate::browser::json(&crate::pages::events_json(handle, &query));
+    let body = browser::json(&pages::events_json(handle, &query));
     let mut r = Response::new(Either::Left(Full::new(Bytes::from(body))));
     r.headers_mut()
         .insert(CONTENT_TYPE, "application/json".parse().expect("static"));

@@ -45,7 +45,7 @@ th{white-space:nowrap}.url{overflow-wrap:anywhere;min-width:12em}.nowrap{white-s
 .legend span{margin-right:1.2em;white-space:nowrap}\
 .legend svg{background:none;margin-right:.35em;vertical-align:-1px}";
 
-/// The policy every response carries (see [`crate::browser::secure`]): nothing may load but
+/// The policy every response carries (see [`crate::server::browser::secure`]): nothing may load but
 /// the pages' one stylesheet, by its hash, and the `data:` icon; no script at all, no form, no
 /// `<base>`, no framing. Add here what a page comes to need.
 pub fn content_security_policy() -> &'static str {

@@ -15,11 +15,11 @@ use serde::Serialize;
 const SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
 
 /// Sets the headers every response carries, whatever its type: the pages' policy (see
-/// [`crate::pages::content_security_policy`]), no MIME sniffing, no framing, no referrer.
+/// [`crate::server::pages::content_security_policy`]), no MIME sniffing, no framing, no referrer.
 /// The web config's `http_server_config.headers` are applied after these and replace them.
 pub fn secure(headers: &mut HeaderMap) {
     static POLICY: LazyLock<HeaderValue> =
-        LazyLock::new(|| HeaderValue::from_static(crate::pages::content_security_policy()));
+        LazyLock::new(|| HeaderValue::from_static(crate::server::pages::content_security_policy()));
     headers.insert(CONTENT_SECURITY_POLICY, POLICY.clone());
     headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
