@@ -53,6 +53,10 @@ use tokio::sync::{watch, Semaphore};
 
 use super::WebConfig;
 
+/// The `caller` of its warning, as it was before it moved here from `webconfig/auth.rs`: log
+/// filters and searches that operators wrote keep matching.
+const CALLER: &str = "tickr::webconfig::auth";
+
 /// Successful verifications kept, at most; the set is emptied when full (only a correct
 /// password can fill it).
 const VERIFIED_CAPACITY: usize = 256;
@@ -332,6 +336,7 @@ impl Shared {
             {
                 state.warned = Some(now);
                 tracing::warn!(
+                    target: CALLER,
                     %peer,
                     queued = state.clients.len(),
                     "basic-auth checks refused with 429: more clients are logging in than bcrypt \
