@@ -258,6 +258,28 @@ pub fn events_html(handle: &Handle, q: &EventsQuery) -> String {
     let failures = select(handle, q);
     let now = crate::time::unix_now();
     let mut html = String::with_capacity(8192 + failures.len() * 2048);
+    intro_html(&mut html, q, failures.len());
+    hints_html(&mut html, handle, q);
+
+    let mut by_target: BTreeMap<&str, Vec<&Event>> = BTreeMap::new();
+    for e in &failures {
+        by_target.entry(e.target.as_str()).or_default().push(e);
+    }
+    timeline_html(&mut html, &failures, &by_target, now);
+
+    html.push_str("<h2>Events</h2>");
+    if failures.is_empty() {
+        html.push_str("<p class=\"none\">No failed probes recorded.</p>");
+    }
+    for e in &failures {
+        event_html(&mut html, e, true, q.id == Some(e.id));
+    }
+    successes_html(&mut html, handle, q, &by_target);
+    page("tickr: failed probes", &html)
+}
+
+/// The heading: whose failures, how many, and the same as JSON.
+fn intro_html(html: &mut String, q: &EventsQuery, shown: usize) {
     let scope = q
         .target
         .as_deref()
@@ -267,14 +289,17 @@ pub fn events_html(handle: &Handle, q: &EventsQuery) -> String {
         html,
         "<p>The last {} failed probe{} tickr kept in memory (successes never push them out), newest first. \
          <a href=\"?{}format=json\">JSON</a></p>",
-        failures.len(),
-        plural(failures.len()),
+        shown,
+        plural(shown),
         q.target.as_deref().map_or(String::new(), |t| format!(
             "target={}&amp;",
             escape(&url::form_urlencoded::byte_serialize(t.as_bytes()).collect::<String>())
         ))
     );
+}
 
+/// The patterns the recorder noticed, for the targets shown.
+fn hints_html(html: &mut String, handle: &Handle, q: &EventsQuery) {
     let hints = handle.recorder.hints();
     let hints: Vec<_> = hints
         .iter()
@@ -291,70 +316,74 @@ pub fn events_html(handle: &Handle, q: &EventsQuery) -> String {
             );
         }
     }
+}
 
-    // A timeline per target, over the span of the failures shown (at least the last five
-    // minutes: with a whole hour, the first minutes' marks piled up into one bar at the end).
-    let mut by_target: BTreeMap<&str, Vec<&Event>> = BTreeMap::new();
-    for e in &failures {
-        by_target.entry(e.target.as_str()).or_default().push(e);
+/// A timeline per target, over the span of the failures shown (at least the last five
+/// minutes: with a whole hour, the first minutes' marks piled up into one bar at the end).
+fn timeline_html(
+    html: &mut String,
+    failures: &[Arc<Event>],
+    by_target: &BTreeMap<&str, Vec<&Event>>,
+    now: f64,
+) {
+    if by_target.is_empty() {
+        return;
     }
-    if !by_target.is_empty() {
-        let start = failures.iter().map(|e| e.time).fold(now - 300.0, f64::min);
-        let span = (now - start).max(1.0);
+    let start = failures.iter().map(|e| e.time).fold(now - 300.0, f64::min);
+    let span = (now - start).max(1.0);
+    let _ = write!(
+        html,
+        "<h2>Timeline</h2><p>From {} to now; each mark is a failed probe, coloured by reason.</p><table>",
+        rfc3339(start)
+    );
+    for (target, events) in by_target {
         let _ = write!(
             html,
-            "<h2>Timeline</h2><p>From {} to now; each mark is a failed probe, coloured by reason.</p><table>",
-            rfc3339(start)
+            "<tr><td><a href=\"?target={}\">{}</a></td><td><svg width=\"720\" height=\"22\" role=\"img\" aria-label=\"failures of {}\">",
+            escape(&url::form_urlencoded::byte_serialize(target.as_bytes()).collect::<String>()),
+            escape(target),
+            escape(target)
         );
-        for (target, events) in &by_target {
+        for e in events {
+            let x = 4.0 + 712.0 * (e.time - start) / span;
             let _ = write!(
                 html,
-                "<tr><td><a href=\"?target={}\">{}</a></td><td><svg width=\"720\" height=\"22\" role=\"img\" aria-label=\"failures of {}\">",
-                escape(&url::form_urlencoded::byte_serialize(target.as_bytes()).collect::<String>()),
-                escape(target),
-                escape(target)
-            );
-            for e in events {
-                let x = 4.0 + 712.0 * (e.time - start) / span;
-                let _ = write!(
-                    html,
-                    "<a href=\"#event-{id}\"><rect x=\"{x:.1}\" y=\"3\" width=\"3\" height=\"16\" fill=\"{colour}\"><title>{when} {reason} {status}</title></rect></a>",
-                    id = e.id,
-                    colour = reason_colour(e.reason),
-                    when = rfc3339(e.time),
-                    reason = e.reason.unwrap_or_default(),
-                    status = e.status.map_or(String::new(), |s| s.to_string()),
-                );
-            }
-            let n = events.len();
-            let _ = write!(html, "</svg></td><td>{n} failure{}</td></tr>", plural(n));
-        }
-        html.push_str("</table><p class=\"legend\">");
-        let mut reasons: Vec<&str> = failures
-            .iter()
-            .map(|e| e.reason.unwrap_or("other"))
-            .collect();
-        reasons.sort_unstable();
-        reasons.dedup();
-        // A swatch drawn like the marks: the policy allows no `style` attribute.
-        for reason in reasons {
-            let _ = write!(
-                html,
-                "<span><svg width=\"11\" height=\"11\" aria-hidden=\"true\"><rect width=\"11\" height=\"11\" rx=\"2\" fill=\"{}\"/></svg>{reason}</span>",
-                reason_colour(Some(reason))
+                "<a href=\"#event-{id}\"><rect x=\"{x:.1}\" y=\"3\" width=\"3\" height=\"16\" fill=\"{colour}\"><title>{when} {reason} {status}</title></rect></a>",
+                id = e.id,
+                colour = reason_colour(e.reason),
+                when = rfc3339(e.time),
+                reason = e.reason.unwrap_or_default(),
+                status = e.status.map_or(String::new(), |s| s.to_string()),
             );
         }
-        html.push_str("</p>");
+        let n = events.len();
+        let _ = write!(html, "</svg></td><td>{n} failure{}</td></tr>", plural(n));
     }
+    html.push_str("</table><p class=\"legend\">");
+    let mut reasons: Vec<&str> = failures
+        .iter()
+        .map(|e| e.reason.unwrap_or("other"))
+        .collect();
+    reasons.sort_unstable();
+    reasons.dedup();
+    // A swatch drawn like the marks: the policy allows no `style` attribute.
+    for reason in reasons {
+        let _ = write!(
+            html,
+            "<span><svg width=\"11\" height=\"11\" aria-hidden=\"true\"><rect width=\"11\" height=\"11\" rx=\"2\" fill=\"{}\"/></svg>{reason}</span>",
+            reason_colour(Some(reason))
+        );
+    }
+    html.push_str("</p>");
+}
 
-    html.push_str("<h2>Events</h2>");
-    if failures.is_empty() {
-        html.push_str("<p class=\"none\">No failed probes recorded.</p>");
-    }
-    for e in &failures {
-        event_html(&mut html, e, true, q.id == Some(e.id));
-    }
-
+/// The last success of each target shown (or asked for), to compare the failures with.
+fn successes_html(
+    html: &mut String,
+    handle: &Handle,
+    q: &EventsQuery,
+    by_target: &BTreeMap<&str, Vec<&Event>>,
+) {
     let mut shown: Vec<String> = by_target.keys().map(|t| (*t).to_owned()).collect();
     if let Some(t) = &q.target {
         if !shown.contains(t) {
@@ -368,10 +397,9 @@ pub fn events_html(handle: &Handle, q: &EventsQuery) -> String {
     if !successes.is_empty() {
         html.push_str("<h2>Last success, for comparison</h2>");
         for e in &successes {
-            event_html(&mut html, e, false, false);
+            event_html(html, e, false, false);
         }
     }
-    page("tickr: failed probes", &html)
 }
 
 /// `open` expands the event: the one an exemplar link (`?id=`) asked for.

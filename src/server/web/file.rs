@@ -307,7 +307,8 @@ impl FromStr for BcryptHash {
     }
 }
 
-/// The TLS 1.2 suites a `cipher_suites` name may name: those of tickr's provider.
+/// The TLS 1.2 suites a `cipher_suites` name may name: those of tickr's provider. Here, where
+/// the names are read, rather than in `tls.rs`, which reads this file's types: no cycle.
 fn tls12_suites() -> Vec<SupportedCipherSuite> {
     tls::provider()
         .cipher_suites
