@@ -44,6 +44,7 @@ pub mod redact;
 pub mod scheduler;
 pub mod server;
 pub mod signals;
+pub mod slots;
 pub mod tls;
 pub mod webconfig;
 
