@@ -488,6 +488,10 @@ async fn hoard(flags: &[&str]) -> Hoarded {
 async fn a_connection_hoarder_under_ulimit_1024_costs_no_probe() {
     let limited = hoard(&[]).await;
     assert!(
+        limited.held > 1000,
+        "the hoarder could not open its connections"
+    );
+    assert!(
         limited.peak_fds < 400,
         "{} descriptors: the connection limit did not hold",
         limited.peak_fds
