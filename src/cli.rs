@@ -44,7 +44,7 @@ pub struct Cli {
     #[arg(long = "web.config.file", value_name = "PATH")]
     pub web_config_file: Option<PathBuf>,
 
-    /// Connections served at once; more wait in the listen backlog, costing no descriptor.
+    /// Connections served at once; beyond it a newcomer takes a place from the client holding most.
     #[arg(long = "web.max-connections", default_value_t = crate::limits::MAX_CONNECTIONS as u32,
           value_name = "N", value_parser = clap::value_parser!(u32).range(1..=65_536))]
     pub max_connections: u32,

@@ -3,27 +3,26 @@
 //!
 //! # Layout
 //!
-//! Data flows one way, `config → scheduler → probe → (diagnosis, metrics) → server`. Modules are
-//! listed top down; each uses only those at its level or below:
+//! Data flows one way, `config → scheduler → probe → pipeline → (diagnosis, metrics) → server`,
+//! one folder a stage. Modules are listed top down, and each uses only those at its level or
+//! below (`tests/it/layout.rs` checks it):
 //!
-//! - [`cli`], [`logging`], [`signals`]: the edges `main.rs` wires together. [`demo`]: `tickr
-//!   demo`, an embedded misbehaving HTTPS gateway and an exporter probing it.
+//! - [`cli`], [`signals`], [`demo`]: the edges `main.rs` wires together, and `tickr demo`.
 //! - [`exporter`]: the lifecycle, [`Exporter::start`] / [`Exporter::run`] / reload; it wires
 //!   config → scheduler → server.
-//! - [`server`]: `/metrics`, health, readiness and reload over HTTP; [`pages`] renders the
-//!   landing page and `/events`; [`browser`] what the server tells browsers and refuses from
-//!   them; [`webconfig`] `--web.config.file`: TLS, client certificates and basic auth.
-//! - [`handle`]: what the server, signals and pages may read and ask of the running exporter.
-//! - [`scheduler`]: one task per target on its own interval; diff-and-apply on reload.
-//! - [`metrics`]: outcomes into counters, histograms and gauges; the OpenMetrics exposition.
-//! - [`diagnosis`]: which layer (CDN, load balancer, proxy, application) produced an error, and
-//!   the failure recorder (the last failed probes, with their evidence) and its hints.
-//! - [`probe`]: one request on a fresh connection, timed per phase, into a [`probe::Outcome`];
-//!   [`probe::dns`] bounds the blocking system lookups it needs.
+//! - [`server`]: the HTTP side: the accept loop and connection limit, routes, the streamed
+//!   exposition, the pages, what browsers are told, and [`server::web`] (`--web.config.file`).
+//! - [`handle`]: what the server and signals may read and ask of the running exporter.
+//! - [`scheduler`]: when probes run: one task per target, spread, the global limit, reload diffs.
+//! - [`pipeline`]: what follows a probe: attribute, record the event, count, log, confirm.
+//! - [`metrics`]: each target's block of series, the table of families, the exposition.
+//! - [`diagnosis`]: the failure recorder and its hints; below config, the attribution engine
+//!   ([`diagnosis::layer`]) that names the layer (CDN, proxy, application) behind an error.
+//! - [`probe`]: one request on a fresh connection, timed per phase, into a [`probe::Outcome`].
 //! - [`config`]: the YAML file in two stages, a strict mirror and validated [`config::Target`]s.
-//! - Leaves: [`time`] (Unix time, once), [`tls`] (trust roots, client certificates, expiry),
-//!   [`redact`] (what is secret, hidden in every form a server may echo it in), [`fds`] (the
-//!   descriptor limit, and the shortages that are tickr's own rather than a target's).
+//! - Leaves: [`limits`] (every bound), [`time`], [`tls`] (probe-side trust and expiry),
+//!   [`redact`] (what is secret, hidden in every form), [`fds`] (the descriptor limit, and the
+//!   shortages that are tickr's own), [`logging`].
 
 pub mod cli;
 pub mod config;

@@ -4,8 +4,8 @@
 //! [`serve`] takes an already bound listener and any future as its shutdown trigger; on shutdown
 //! it stops accepting and gives open connections a bounded grace period.
 //!
-//! This file owns the accept loop, the connection cap, the TLS handshake and the hyper
-//! connection; beside it: `routes.rs` (which request gets which response), `exposition.rs`
+//! This file owns the accept loop, the TLS handshake and the hyper connection; beside it:
+//! [`slots`] (the connection limit, shared out by client), `routes.rs` (which request gets which response), `exposition.rs`
 //! (`/metrics`, streamed), `deadline.rs` (the write timeout), [`pages`] (the HTML and JSON a
 //! person reads), [`browser`] (what browsers are told and refused) and [`web`]
 //! (`--web.config.file`: TLS, client certificates, basic auth, headers).
@@ -21,12 +21,13 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use crate::handle::Handle;
 use crate::limits::{DRAIN_GRACE, HANDSHAKE_TIMEOUT, MAX_CONNECTIONS, WRITE_TIMEOUT};
 use deadline::WriteDeadline;
+use slots::Slots;
 use web::live::Web;
 use web::WebConfig;
 
@@ -35,13 +36,14 @@ mod deadline;
 mod exposition;
 pub mod pages;
 mod routes;
+pub mod slots;
 pub mod web;
 
 /// What one client may hold of the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Connections served at once. Beyond it, new ones wait in the kernel's listen backlog,
-    /// where they cost tickr no file descriptor: descriptors stay for the probes.
+    /// Connections served at once, so that descriptors stay for the probes. At the limit a
+    /// newcomer takes the oldest connection of the client holding most (see [`slots`]).
     pub max_connections: usize,
     /// A client that reads nothing for this long while tickr has something to send (a
     /// scraper that stopped reading, a wedged proxy) is cut off, and the scrape it asked for
@@ -96,22 +98,9 @@ pub async fn serve(listener: Listener, handle: Handle, shutdown: impl Future<Out
     // Tells connections still in their TLS handshake to give up: they are not watched yet.
     let (stopping, stopped) = watch::channel(false);
     let limits = listener.limits;
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
-    let mut full = false;
+    let slots = Slots::new(limits.max_connections);
     tokio::pin!(shutdown);
     loop {
-        // A slot first, then the connection: at the limit, clients wait in the backlog.
-        if slots.available_permits() == 0 && !full {
-            tracing::warn!(
-                max_connections = limits.max_connections,
-                "connection limit reached; new connections wait until one closes"
-            );
-        }
-        full = slots.available_permits() == 0;
-        let slot = tokio::select! {
-            slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
-            () = &mut shutdown => break,
-        };
         tokio::select! {
             accepted = listener.tcp.accept() => {
                 let (stream, peer) = match accepted {
@@ -123,6 +112,10 @@ pub async fn serve(listener: Listener, handle: Handle, shutdown: impl Future<Out
                         continue;
                     }
                 };
+                let Some(slot) = slots.admit(peer.ip()) else {
+                    tracing::debug!(%peer, "connection closed: the limit is reached and this client holds the most");
+                    continue;
+                };
                 let connection = Connection {
                     handle: handle.clone(),
                     web: listener.web.clone(),
@@ -133,7 +126,12 @@ pub async fn serve(listener: Listener, handle: Handle, shutdown: impl Future<Out
                 let watcher = graceful.watcher();
                 let stopped = stopped.clone();
                 tokio::spawn(async move {
-                    connection.serve(stream, watcher, stopped).await;
+                    let mut slot = slot;
+                    tokio::select! {
+                        () = connection.serve(stream, watcher, stopped) => {}
+                        _ = &mut slot.evicted => tracing::debug!(%peer, "connection closed to make room for another client"),
+                    }
+                    // The place is given back only now that the connection is closed.
                     drop(slot);
                 });
             }

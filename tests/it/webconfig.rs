@@ -661,8 +661,9 @@ enum Flood {
     Repeated,
     /// A different wrong password every time, from 127.0.0.2: a guessing attack.
     Distinct,
-    /// A different wrong password every time, from 127.0.0.2 to 127.0.0.13: more clients than
-    /// checks fit in a second, so the queue's bound and its share for failing clients matter.
+    /// A different wrong password every time, from 127.0.0.2 to 127.0.0.13: more failing
+    /// clients than the half of the queue they may share (about 7 at cost 10 in a release
+    /// build, 1 or 2 in a debug one), so the login has to find room in the other half.
     Spread,
 }
 

@@ -44,7 +44,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::Hash;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -52,6 +52,8 @@ use http::header::{HeaderMap, AUTHORIZATION};
 use tokio::sync::{watch, Semaphore};
 
 use super::WebConfig;
+// Whom a check is charged to: the same clients as connections are counted by.
+use crate::server::slots::Client;
 
 /// The `caller` of its warning, as it was before it moved here from `webconfig/auth.rs`: log
 /// filters and searches that operators wrote keep matching.
@@ -128,25 +130,6 @@ struct State {
     check_time: Option<Duration>,
     /// When a full queue was last logged.
     warned: Option<Instant>,
-}
-
-/// Whom a check is charged to: an IPv4 address (IPv4-mapped IPv6 included), or an IPv6 /64.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum Client {
-    V4(Ipv4Addr),
-    V6(u64),
-}
-
-impl From<IpAddr> for Client {
-    fn from(ip: IpAddr) -> Self {
-        match ip {
-            IpAddr::V4(v4) => Self::V4(v4),
-            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => Self::V4(v4),
-                None => Self::V6((u128::from(v6) >> 64) as u64),
-            },
-        }
-    }
 }
 
 /// A client's admitted check.
@@ -504,6 +487,7 @@ fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
 #[cfg(test)]
 mod tests {
     use std::future::Future;
+    use std::net::Ipv4Addr;
     use std::path::Path;
     use std::pin::Pin;
 
