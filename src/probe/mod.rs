@@ -1,6 +1,6 @@
 //! One probe of one target: a fresh connection, a request, a bounded read of the answer, and an
 //! [`Outcome`] with per-phase timings and at most one failure [`Reason`]. Knows nothing of
-//! Prometheus; [`crate::metrics`] turns outcomes into samples.
+//! Prometheus: the metrics stage above turns outcomes into samples.
 //!
 //! The steps are explicit (DNS, TCP, TLS, HTTP handshake) rather than a pooled client, so that each
 //! phase can be timed and every probe measures what a new visitor would.
