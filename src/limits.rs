@@ -65,6 +65,9 @@ pub const LOOKUP_SLOTS: usize = 32;
 /// rotates through a pool should not make series come and go.
 pub const ADDRESS_GRACE_ROUNDS: u32 = 10;
 
+/// Certificates whose `notAfter` is remembered, at most; then the memory starts over.
+pub const NOT_AFTER_CACHE: usize = 4096;
+
 // --- Events ---
 
 /// Headers an event keeps at most.
@@ -100,3 +103,29 @@ pub const SHUTDOWN_MARGIN: Duration = Duration::from_secs(2);
 /// Descriptors tickr needs besides one per probe and per connection: its listener, runtime,
 /// log output, DNS lookups in flight, files being read.
 pub const RESERVE: u64 = 64;
+
+// --- Basic auth ---
+
+/// Successful verifications kept, at most; the set is emptied when full (only a correct
+/// password can fill it).
+pub const VERIFIED_CAPACITY: usize = 256;
+
+/// Failed verifications kept, at most, the oldest forgotten first: 32-byte keys, about 200 KiB
+/// in all.
+pub const REFUSED_CAPACITY: usize = 4096;
+
+/// Clients whose check failed, kept at most (the oldest forgotten first).
+pub const SUSPECTS_CAPACITY: usize = 4096;
+
+/// How long a client whose check failed counts as failing (and gets at most half the queue).
+pub const SUSPECT_FOR: Duration = Duration::from_secs(300);
+
+/// The longest an admitted check should wait for its turn: the queue admits as many checks as
+/// the recent check time fits in this, within [`QUEUE_MIN`] and [`QUEUE_MAX`].
+pub const QUEUE_WAIT: Duration = Duration::from_secs(1);
+
+/// The fewest checks the basic-auth queue admits, however slow bcrypt runs.
+pub const QUEUE_MIN: usize = 2;
+
+/// The most checks the basic-auth queue admits, however fast bcrypt runs.
+pub const QUEUE_MAX: usize = 64;

@@ -9,6 +9,7 @@
 use std::fmt;
 use std::sync::{Arc, Mutex, OnceLock};
 
+use crate::limits::NOT_AFTER_CACHE;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::{ResolvesClientCert, Resumption, WebPkiServerVerifier};
 use rustls::crypto::CryptoProvider;
@@ -178,9 +179,6 @@ pub fn earliest_not_after<'a>(
 ) -> Option<i64> {
     chain.into_iter().filter_map(|der| not_after(der)).min()
 }
-
-/// Certificates whose `notAfter` is remembered, at most; then the memory starts over.
-const NOT_AFTER_CACHE: usize = 4096;
 
 /// The `notAfter` of one certificate. Servers present the same chain probe after probe, and
 /// parsing it was 3 % of an HTTPS probe's CPU, so results are kept by a keyed hash of the DER

@@ -9,12 +9,11 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 
 use crate::config::Target;
-use crate::limits::MAX_ADDRESSES;
+use crate::limits::{ADDRESS_GRACE_ROUNDS, MAX_ADDRESSES};
 use crate::metrics::TargetMetrics;
 use crate::probe::{self, Failure, Outcome, Pinned, Reason};
 
 use super::{Edge, Pipeline};
-use crate::limits::ADDRESS_GRACE_ROUNDS;
 
 /// The addresses of a per-address target, with their series and edge layer.
 #[derive(Debug, Default)]

@@ -16,8 +16,7 @@ use crate::diagnosis::layer::Attribution;
 use crate::probe::{Outcome, Phase};
 use crate::redact::{self, Secrets, REDACTED};
 
-use crate::limits::MAX_HEADERS;
-use crate::limits::MAX_HEADER_VALUE;
+use crate::limits::{MAX_HEADERS, MAX_HEADER_VALUE};
 use hints::hints_for;
 pub use hints::Hint;
 

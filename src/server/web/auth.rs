@@ -53,30 +53,15 @@ use tokio::sync::{watch, Semaphore};
 
 use super::WebConfig;
 // Whom a check is charged to: the same clients as connections are counted by.
+use crate::limits::{
+    QUEUE_MAX, QUEUE_MIN, QUEUE_WAIT, REFUSED_CAPACITY, SUSPECTS_CAPACITY, SUSPECT_FOR,
+    VERIFIED_CAPACITY,
+};
 use crate::server::slots::Client;
 
 /// The `caller` of its warning, as it was before it moved here from `webconfig/auth.rs`: log
 /// filters and searches that operators wrote keep matching.
 const CALLER: &str = "tickr::webconfig::auth";
-
-/// Successful verifications kept, at most; the set is emptied when full (only a correct
-/// password can fill it).
-const VERIFIED_CAPACITY: usize = 256;
-
-/// Failed verifications kept, at most, the oldest forgotten first: 32-byte keys, about 200 KiB
-/// in all.
-const REFUSED_CAPACITY: usize = 4096;
-
-/// Clients whose check failed, kept at most (the oldest forgotten first), and for how long each
-/// one counts as failing.
-const SUSPECTS_CAPACITY: usize = 4096;
-const SUSPECT_FOR: Duration = Duration::from_secs(300);
-
-/// The longest an admitted check should wait for its turn: the queue admits as many checks as
-/// the recent check time fits in this, within [`QUEUE_MIN`] and [`QUEUE_MAX`].
-const QUEUE_WAIT: Duration = Duration::from_secs(1);
-const QUEUE_MIN: usize = 2;
-const QUEUE_MAX: usize = 64;
 
 /// What a check at cost 10 is taken to cost before one has been timed (it doubles with each
 /// step of cost).
