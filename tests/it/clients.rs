@@ -136,16 +136,23 @@ async fn answered(addr: SocketAddr, path: &str, limit: Duration) -> Result<u16, 
     }
 }
 
-/// A scraper on a socket with a 4 KiB receive buffer: it sends `GET /metrics`, reads `keep`
-/// bytes, then stops reading and holds the connection open. Returns what it read in all and
-/// whether tickr closed the connection on it (it reads again, at last, after `hold`).
-async fn stalled_scraper(addr: SocketAddr, keep: usize, hold: Duration) -> (usize, bool) {
+/// A connection with a 4 KiB receive buffer (so that tickr's writes stall as soon as the
+/// scraper stops reading) that has sent `GET /metrics`.
+async fn ask_for_metrics(addr: SocketAddr) -> TcpStream {
     let socket = TcpSocket::new_v4().expect("socket");
     socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
     let mut tcp = socket.connect(addr).await.expect("connect");
     tcp.write_all(b"GET /metrics HTTP/1.1\r\nhost: tickr\r\n\r\n")
         .await
         .expect("send request");
+    tcp
+}
+
+/// A scraper on a socket with a 4 KiB receive buffer: it sends `GET /metrics`, reads `keep`
+/// bytes, then stops reading and holds the connection open. Returns what it read in all and
+/// whether tickr closed the connection on it (it reads again, at last, after `hold`).
+async fn stalled_scraper(addr: SocketAddr, keep: usize, hold: Duration) -> (usize, bool) {
+    let mut tcp = ask_for_metrics(addr).await;
     let mut read = 0;
     let mut buf = vec![0u8; 16 << 10];
     while read < keep {
@@ -171,12 +178,7 @@ async fn stalled_scraper(addr: SocketAddr, keep: usize, hold: Duration) -> (usiz
 
 /// A scraper that reads 1 KiB a second for `during`, then hangs up.
 async fn trickling_scraper(addr: SocketAddr, during: Duration) -> usize {
-    let socket = TcpSocket::new_v4().expect("socket");
-    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
-    let mut tcp = socket.connect(addr).await.expect("connect");
-    tcp.write_all(b"GET /metrics HTTP/1.1\r\nhost: tickr\r\n\r\n")
-        .await
-        .expect("send request");
+    let mut tcp = ask_for_metrics(addr).await;
     let end = Instant::now() + during;
     let mut read = 0;
     let mut buf = [0u8; 1024];
