@@ -57,9 +57,12 @@ const SLOW_ANSWER: Duration = Duration::from_secs(2);
 /// Prometheus' scrape and rule evaluation interval.
 const PROMETHEUS_INTERVAL: Duration = Duration::from_secs(1);
 
-/// How long everything stays healthy before the scenarios begin: several 5-second (scaled)
-/// windows' worth of probes, so that `down` has a healthy history before its outage.
-const HEALTHY_PHASE: Duration = Duration::from_secs(6);
+/// How long everything stays healthy before the scenarios begin: the longest window a paging
+/// rule reads (the fast burn's hour, a minute scaled) full of healthy probes, as in production.
+/// With only a few seconds of history, the outage's first failures were a third of that window
+/// and the fast burn paged for `down` before TickrTargetDown did (seen once in CI); with a full
+/// hour it stays below its threshold until the silence of a hard outage holds it back.
+const HEALTHY_PHASE: Duration = Duration::from_secs(62);
 
 /// The shortest outage of `down`. Long enough for `TickrTargetDown` (5 s of failures, `for` 1 s)
 /// to be delivered and for the inhibition check; `TickrIntermittent502`, were it not dropped, would

@@ -435,13 +435,13 @@ where
             let mut buf = [0u8; 4096];
             let _ = stream.read(&mut buf).await;
             let _ = stream.write_all(bytes).await;
-            let _ = stream.shutdown().await;
+            lingering_close(stream).await;
         }
         Step::Blob(bytes) => {
             let mut buf = [0u8; 4096];
             let _ = stream.read(&mut buf).await;
             let _ = stream.write_all(&bytes).await;
-            let _ = stream.shutdown().await;
+            lingering_close(stream).await;
         }
         Step::RawThenHang(bytes) => {
             let mut buf = [0u8; 4096];
@@ -538,6 +538,20 @@ where
 static FILLER: [u8; 16 * 1024] = [b'x'; 16 * 1024];
 
 /// One HTTP/2 frame (RFC 9113 §4.1).
+/// Closes as nginx and Apache do after an answer: the write side first, then what the client
+/// still sends is read and dropped until it closes too (for at most a second). Closing with the
+/// client's bytes unread makes the kernel answer them with a RST, which can reach the client
+/// before it has read the answer: an HTTP/2 client then reports a broken pipe, not the HTTP/1.1
+/// it was about to reject (`an_http1_answer_to_http2_is_protocol_every_time`).
+pub async fn lingering_close<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) {
+    let _ = stream.shutdown().await;
+    let drain = async {
+        let mut buf = [0u8; 4096];
+        while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {}
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
+}
+
 fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
     let len = u32::try_from(payload.len())
         .expect("small frame")
