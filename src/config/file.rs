@@ -19,6 +19,9 @@ pub struct File {
     pub global: Global,
     #[serde(default)]
     pub defaults: Settings,
+    /// Named sets of target settings, between a target and `defaults`.
+    #[serde(default)]
+    pub modules: BTreeMap<String, Settings>,
     #[serde(default)]
     pub targets: Vec<Settings>,
     #[serde(default)]
@@ -66,12 +69,14 @@ pub struct Global {
     pub max_concurrent_probes: Option<usize>,
 }
 
-/// One target, or the defaults every target starts from (where `name` and `url` are refused).
+/// One target, a module, or the defaults every target starts from (only a target may set
+/// `name`, `url` and `module`).
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     pub name: Option<String>,
     pub url: Option<String>,
+    pub module: Option<String>,
     pub labels: Option<BTreeMap<String, String>>,
     pub interval: Option<HumanDuration>,
     pub timeout: Option<HumanDuration>,

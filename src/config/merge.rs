@@ -1,6 +1,7 @@
-//! The merge of a target's settings over the layers below it, written once: each setting comes
-//! from the most specific layer that sets it, else from tickr's built-in value, and remembers
-//! which layer that was so that an error points at the line that set it.
+//! The merge of a target's settings over the layers below it (its module, then `defaults`),
+//! written once: each setting comes from the most specific layer that sets it, else from tickr's
+//! built-in value, and remembers which layer that was so that an error points at the line that
+//! set it.
 
 use super::file::Settings;
 use super::locate::Seg;
@@ -22,15 +23,21 @@ pub(super) struct Merged<T> {
 }
 
 impl<'a> Layers<'a> {
-    /// A target's layers: the target itself (at `base`), then `defaults`. A new layer, such as
-    /// a module between the two, is one more entry here.
-    pub fn new(target: &'a Settings, base: &[Seg], defaults: &'a Settings) -> Self {
-        Self {
-            layers: vec![
-                (target, base.to_vec()),
-                (defaults, vec![Seg::Key("defaults")]),
-            ],
+    /// A target's layers: the target itself (at `base`), its module if it names one, then
+    /// `defaults`.
+    pub fn new(
+        target: &'a Settings,
+        base: &[Seg],
+        module: Option<(&str, &'a Settings)>,
+        defaults: &'a Settings,
+    ) -> Self {
+        let mut layers = vec![(target, base.to_vec())];
+        if let Some((name, settings)) = module {
+            let at = vec![Seg::Key("modules"), Seg::Field(name.to_owned())];
+            layers.push((settings, at));
         }
+        layers.push((defaults, vec![Seg::Key("defaults")]));
+        Self { layers }
     }
 
     /// The value of `field` from the most specific layer that sets it, if any does.
@@ -136,7 +143,7 @@ mod tests {
             settings("{method: PUT, body: x}"),
         );
         let base = [Seg::Key("targets"), Seg::Index(3)];
-        let layers = Layers::new(&t, &base, &d);
+        let layers = Layers::new(&t, &base, None, &d);
         let method = layers.get(|s| s.method.as_ref(), "GET".to_owned());
         assert_eq!(method.value, "POST");
         assert_eq!(layers.at(method.rank, "method"), at(&base, "method"));
@@ -148,7 +155,7 @@ mod tests {
     #[test]
     fn a_built_in_value_points_at_the_defaults() {
         let (t, d) = (Settings::default(), Settings::default());
-        let layers = Layers::new(&t, &[], &d);
+        let layers = Layers::new(&t, &[], None, &d);
         let confirm = layers.get(|s| s.confirm.as_ref(), 0);
         assert_eq!(confirm.rank, layers.built_in());
         assert_eq!(layers.at(confirm.rank, "confirm"), defaults("confirm"));
@@ -157,12 +164,42 @@ mod tests {
     #[test]
     fn each_walks_the_layers_least_specific_first() {
         let (t, d) = (settings("{confirm: 1}"), settings("{confirm: 2}"));
-        let layers = Layers::new(&t, &[], &d);
+        let layers = Layers::new(&t, &[], None, &d);
         let all: Vec<usize> = layers
             .each(|s| s.confirm.as_ref())
             .map(|m| *m.value)
             .collect();
         assert_eq!(all, [2, 1]);
+    }
+
+    #[test]
+    fn a_module_sits_between_the_target_and_the_defaults() {
+        let (t, m, d) = (
+            settings("{method: POST}"),
+            settings("{method: PUT, body: from-module, confirm: 2}"),
+            settings("{body: from-defaults, confirm: 1, interval: 5s}"),
+        );
+        let base = [Seg::Key("targets"), Seg::Index(0)];
+        let layers = Layers::new(&t, &base, Some(("api", &m)), &d);
+        assert_eq!(
+            layers.get(|s| s.method.as_ref(), String::new()).value,
+            "POST"
+        );
+        let body = layers.get(|s| s.body.as_ref(), String::new());
+        assert_eq!(body.value, "from-module");
+        let module_body = vec![
+            Seg::Key("modules"),
+            Seg::Field("api".into()),
+            Seg::Key("body"),
+        ];
+        assert_eq!(layers.at(body.rank, "body"), module_body);
+        let interval = layers.first(|s| s.interval.as_ref()).unwrap();
+        assert_eq!(layers.at(interval.rank, "interval"), defaults("interval"));
+        let all: Vec<usize> = layers
+            .each(|s| s.confirm.as_ref())
+            .map(|m| *m.value)
+            .collect();
+        assert_eq!(all, [1, 2], "least specific first");
     }
 
     fn at(base: &[Seg], key: &'static str) -> Vec<Seg> {

@@ -10,7 +10,7 @@ mod locate;
 mod merge;
 mod target;
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -106,17 +106,12 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
 
 fn validate(file: file::File, dir: &Path, path: &Path) -> Result<Config, Invalid> {
     let defaults = file.defaults;
-    for (key, set) in [
-        ("name", defaults.name.is_some()),
-        ("url", defaults.url.is_some()),
-    ] {
-        if set {
-            let at = vec![Seg::Key("defaults"), Seg::Key(key)];
-            return Err(Invalid(
-                at,
-                format!("`{key}` belongs to a target, not to defaults"),
-            ));
-        }
+    only_targets_name(&defaults, &[Seg::Key("defaults")], "defaults")?;
+    for (name, module) in &file.modules {
+        let here = [Seg::Key("modules"), Seg::Field(name.clone())];
+        validate_module_name(name)
+            .map_err(|m| Invalid(vec![Seg::Key("modules"), Seg::Name(name.clone(), 0)], m))?;
+        only_targets_name(module, &here, "a module")?;
     }
     let max_concurrent_probes = file
         .global
@@ -141,11 +136,23 @@ fn validate(file: file::File, dir: &Path, path: &Path) -> Result<Config, Invalid
     // First: which query parameters are secret decides how the targets' URLs are shown.
     let diagnosis = validate_diagnosis(file.diagnosis)?;
     let mut names = HashSet::new();
+    let mut used = HashSet::new();
     let mut targets = Vec::with_capacity(file.targets.len());
     for (i, target) in file.targets.iter().enumerate() {
         let base = vec![Seg::Key("targets"), Seg::Index(i)];
+        let module = match target.module.as_deref() {
+            None => None,
+            Some(name) => {
+                let settings = file.modules.get(name).ok_or_else(|| {
+                    Invalid(at(&base, "module"), unknown_module(name, &file.modules))
+                })?;
+                used.insert(name);
+                Some((name, settings))
+            }
+        };
         let t = validate_target(
             &defaults,
+            module,
             target,
             dir,
             &base,
@@ -157,12 +164,88 @@ fn validate(file: file::File, dir: &Path, path: &Path) -> Result<Config, Invalid
         }
         targets.push(Arc::new(t));
     }
+    // A module no target names yet is checked as a target that sets nothing of its own would
+    // see it (as a discovered target will), so that its errors show at load, not on first use.
+    let bare_use = |name: &str| !used.contains(name);
+    for (name, module) in file.modules.iter().filter(|(n, _)| bare_use(n)) {
+        let here = vec![Seg::Key("modules"), Seg::Field(name.clone())];
+        let bare = file::Settings {
+            name: Some(format!("module {name}")),
+            url: Some("http://module.check/".into()),
+            ..file::Settings::default()
+        };
+        let module = Some((name.as_str(), module));
+        validate_target(
+            &defaults,
+            module,
+            &bare,
+            dir,
+            &here,
+            &diagnosis.redact_query_params,
+        )?;
+    }
     Ok(Config {
         path: path.to_owned(),
         max_concurrent_probes,
         targets,
         diagnosis,
     })
+}
+
+/// `name`, `url` and `module` say which target is which: in `defaults` or a module they would
+/// make every target the same one.
+fn only_targets_name(settings: &file::Settings, here: &[Seg], what: &str) -> Result<(), Invalid> {
+    for (key, set) in [
+        ("name", settings.name.is_some()),
+        ("url", settings.url.is_some()),
+        ("module", settings.module.is_some()),
+    ] {
+        if set {
+            let at = [here, &[Seg::Key(key)]].concat();
+            return Err(Invalid(
+                at,
+                format!("`{key}` belongs to a target, not to {what}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Module names are what `module:` and `/probe?module=` say: short words, as in blackbox.yml.
+fn validate_module_name(name: &str) -> Result<(), String> {
+    let valid = !name.is_empty()
+        && name.len() <= 128
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid module name {:?}: expected letters, digits, `_`, `-` or `.`",
+            one_line(name)
+        ))
+    }
+}
+
+fn unknown_module(name: &str, modules: &BTreeMap<String, file::Settings>) -> String {
+    const SHOWN: usize = 10;
+    let mut known: Vec<&str> = modules.keys().map(String::as_str).take(SHOWN).collect();
+    if modules.len() > SHOWN {
+        known.push("…");
+    }
+    if known.is_empty() {
+        format!(
+            "unknown module {:?}: no `modules` are defined",
+            one_line(name)
+        )
+    } else {
+        format!(
+            "unknown module {:?}: expected one of {}",
+            one_line(name),
+            known.join(", ")
+        )
+    }
 }
 
 fn validate_diagnosis(d: file::Diagnosis) -> Result<Diagnosis, Invalid> {

@@ -1,5 +1,5 @@
 //! One target, validated: [`Target`] with every default applied, and the steps that build it
-//! from the target's settings over `defaults`.
+//! from the target's settings over its module's and `defaults`.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
@@ -33,6 +33,8 @@ pub const RESERVED_LABELS: &[&str] = &[
 #[derive(Clone, PartialEq)]
 pub struct Target {
     pub name: String,
+    /// The module whose settings lie between the target's own and `defaults`, if any.
+    pub module: Option<String>,
     pub url: Url,
     /// The URL as labels, pages, events and logs show it: secret-looking parameters' values
     /// replaced (see [`redact::url`]).
@@ -71,6 +73,7 @@ impl fmt::Debug for Target {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.debug_struct("Target")
             .field("name", &self.name)
+            .field("module", &self.module)
             .field("url", &self.shown_url)
             .field("labels", &self.labels)
             .field("interval", &self.interval)
@@ -146,12 +149,13 @@ const DEFAULT_CONFIRM_DELAY: Duration = Duration::from_millis(500);
 /// reported: the first invalid setting, in that order, is the one named.
 pub(super) fn validate_target(
     d: &Settings,
+    module: Option<(&str, &Settings)>,
     t: &Settings,
     dir: &Path,
     base: &[Seg],
     secret_params: &[String],
 ) -> Result<Target, Invalid> {
-    let layers = Layers::new(t, base, d);
+    let layers = Layers::new(t, base, module, d);
     let (name, url) = identity(t, base, secret_params)?;
     let shown_url = redact::url(url.as_str(), secret_params).into_owned();
     let labels = validate_labels(&layers)?;
@@ -169,12 +173,13 @@ pub(super) fn validate_target(
     let body = Bytes::from(layers.get(|s| s.body.as_ref(), String::new()).value);
     let max_body_bytes = validate_max_body_bytes(&layers)?;
     let tls = validate_tls(&layers, dir)?;
-    let addresses = validate_addresses(t, base)?;
+    let addresses = validate_addresses(&layers)?;
     let (confirm, confirm_delay) = validate_confirm(&layers, interval, timeout)?;
     let histograms = validate_histograms(&layers)?;
     let (expect_status, matchers) = validate_expect(&layers)?;
     Ok(Target {
         name,
+        module: module.map(|(name, _)| name.to_owned()),
         url,
         shown_url,
         labels,
@@ -341,10 +346,14 @@ fn validate_max_body_bytes(layers: &Layers) -> Result<u64, Invalid> {
 }
 
 /// Static addresses: the target's own, since they belong to its URL's host.
-fn validate_addresses(t: &Settings, base: &[Seg]) -> Result<Vec<IpAddr>, Invalid> {
+fn validate_addresses(layers: &Layers) -> Result<Vec<IpAddr>, Invalid> {
+    let Some(set) = layers.first(|s| s.addresses.as_ref()) else {
+        return Ok(Vec::new());
+    };
+    let base = layers.at(set.rank, "addresses");
     let mut addresses = Vec::new();
-    for (i, text) in t.addresses.iter().flatten().enumerate() {
-        let at = [at(base, "addresses"), vec![Seg::Index(i)]].concat();
+    for (i, text) in set.value.iter().enumerate() {
+        let at = [base.clone(), vec![Seg::Index(i)]].concat();
         let ip = text
             .trim_start_matches('[')
             .trim_end_matches(']')
@@ -352,10 +361,7 @@ fn validate_addresses(t: &Settings, base: &[Seg]) -> Result<Vec<IpAddr>, Invalid
         addresses.push(ip.map_err(|_| Invalid(at, format!("invalid IP address {text:?}")))?);
     }
     if addresses.len() > MAX_ADDRESSES {
-        return Err(Invalid(
-            at(base, "addresses"),
-            format!("at most {MAX_ADDRESSES} addresses"),
-        ));
+        return Err(Invalid(base, format!("at most {MAX_ADDRESSES} addresses")));
     }
     Ok(addresses)
 }

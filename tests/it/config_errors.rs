@@ -264,6 +264,41 @@ fn full_fixture_merges_defaults_into_targets() {
 }
 
 #[test]
+fn modules_sit_between_targets_and_defaults() {
+    let config = load_ok(&fixture_dir("valid").join("modules.yml"));
+    let home = target(&config, "home");
+    assert_eq!(home.module.as_deref(), Some("http_2xx"));
+    assert_eq!(home.expect_status, [status(200, 299)], "from the module");
+    assert_eq!(home.interval, Duration::from_secs(30), "from defaults");
+    assert_eq!(home.labels, labels(&[("env", "prod")]));
+
+    let orders = target(&config, "orders");
+    assert_eq!(orders.module.as_deref(), Some("api_post"));
+    assert_eq!(orders.method, Method::POST);
+    assert_eq!(&orders.body[..], br#"{"ping": true}"#);
+    assert_eq!(orders.timeout, Duration::from_secs(3), "the target wins");
+    assert_eq!(orders.interval, Duration::from_secs(30), "defaults fill in");
+    assert_eq!(
+        orders.labels,
+        labels(&[("env", "prod"), ("team", "orders")]),
+        "labels merge over all three layers, the target's value winning"
+    );
+    assert_eq!(header(orders, "content-type"), Some("application/json"));
+    assert_eq!(header(orders, "user-agent"), Some("tickr-fixture/1.0"));
+    assert_eq!(
+        orders.expect_status,
+        [status(200, 200), status(201, 201)],
+        "the module's statuses and the target's matcher, side by side"
+    );
+    assert_eq!(matchers(orders), [("ok", "ok", false)]);
+
+    let plain = target(&config, "plain");
+    assert_eq!(plain.module, None);
+    assert_eq!(plain.expect_status, [status(200, 299)], "the built-in");
+    assert_eq!(plain.method, Method::GET);
+}
+
+#[test]
 fn status_and_method_forms() {
     let config = load_ok(&fixture_dir("valid").join("status-patterns.yml"));
     let wide = target(&config, "anything-but-5xx");

@@ -77,6 +77,59 @@ async fn reload_keeps_unchanged_targets_and_drops_removed_ones() {
     tickr.stop().await;
 }
 
+/// A module's settings are part of every target that names it: changing the module changes
+/// those targets (they restart from zero), and no other.
+#[tokio::test]
+async fn a_changed_module_changes_every_target_that_uses_it() {
+    let server = TestServer::plain(Step::statuses(&[200])).await;
+    let url = server.url("/");
+    let with_module = |status: &str| {
+        format!(
+            "defaults:\n  interval: 100ms\n  timeout: 80ms\nmodules:\n  ok:\n    expect: {{status: [{status}]}}\n\
+             targets:\n  - {{name: a, url: \"{url}\", module: ok}}\n  - {{name: b, url: \"{url}\", module: ok}}\n\
+             \x20 - {{name: plain, url: \"{url}\"}}\n"
+        )
+    };
+    let tickr = Tickr::start(&with_module("200")).await;
+    let before = tickr
+        .wait_for(Duration::from_secs(10), "5 probes each", |m| {
+            ["a", "b", "plain"].iter().all(|t| runs(m, t) >= 5.0)
+        })
+        .await;
+
+    tickr.write_config(&with_module("2xx"));
+    let reply = tickr.post("/-/reload").await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let after = tickr.metrics().await;
+    for t in ["a", "b"] {
+        assert!(
+            runs(&after, t) < runs(&before, t),
+            "{t} uses the changed module and restarts from zero"
+        );
+    }
+    assert!(
+        runs(&after, "plain") >= runs(&before, "plain"),
+        "a target without the module keeps its counters"
+    );
+
+    // The same file again: nothing changed, so every target keeps its counters.
+    let settled = tickr
+        .wait_for(Duration::from_secs(10), "probes after the reload", |m| {
+            ["a", "b"].iter().all(|t| runs(m, t) >= 2.0)
+        })
+        .await;
+    let reply = tickr.post("/-/reload").await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let again = tickr.metrics().await;
+    for t in ["a", "b", "plain"] {
+        assert!(
+            runs(&again, t) >= runs(&settled, t),
+            "{t}: an unchanged module changes nothing"
+        );
+    }
+    tickr.stop().await;
+}
+
 #[tokio::test]
 async fn a_bad_reload_keeps_the_old_config_running() {
     let server = TestServer::plain(Step::statuses(&[200])).await;
