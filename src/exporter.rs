@@ -1,6 +1,7 @@
 //! The exporter's lifecycle: [`Exporter::start`] loads the targets into the scheduler,
-//! [`Exporter::run`] serves a bound listener and answers reloads until a shutdown future
-//! completes, then drains. It wires config → scheduler → server, and owns the [`Handle`]'s state.
+//! [`Exporter::run`] serves a bound listener and answers reloads and target sources' refreshes
+//! until a shutdown future completes, then drains. It wires config → sources → scheduler →
+//! server, and owns the [`Handle`]'s state.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -11,8 +12,9 @@ use crate::config::{self, Config};
 use crate::diagnosis::events::Recorder;
 use crate::handle::{Handle, ReloadReply};
 use crate::metrics::Metrics;
-use crate::scheduler::Scheduler;
+use crate::scheduler::{Applied, Scheduler};
 use crate::server;
+use crate::sources::{Catalog, Refresh, Watchers};
 use crate::time::unix_now;
 
 /// The exporter: a scheduler probing the configured targets, and the state its server shows.
@@ -22,6 +24,10 @@ pub struct Exporter {
     scheduler: Scheduler,
     config: Config,
     reloads: mpsc::Receiver<ReloadReply>,
+    /// The file's targets and every source's, merged.
+    catalog: Catalog,
+    watchers: Watchers,
+    refreshes: mpsc::Receiver<Refresh>,
 }
 
 impl Exporter {
@@ -30,16 +36,26 @@ impl Exporter {
         let metrics = Arc::new(Metrics::new());
         let recorder = Arc::new(Recorder::new(config.diagnosis.events));
         let (handle, reloads) = Handle::new(metrics.clone(), recorder.clone());
-        let mut scheduler = Scheduler::new(metrics.clone(), recorder, &config.diagnosis);
-        let applied = scheduler.apply(&config).await;
-        tracing::info!(targets = applied.added, file = %config.path.display(), "configuration loaded");
-        let exporter = Self {
+        let scheduler = Scheduler::new(metrics.clone(), recorder, &config.diagnosis);
+        let catalog = Catalog::new(&config);
+        let (mut watchers, refreshes) = Watchers::new();
+        watchers.apply(&config.sources);
+        let mut exporter = Self {
             handle,
             scheduler,
             config,
             reloads,
+            catalog,
+            watchers,
+            refreshes,
         };
-        exporter.publish();
+        let applied = exporter.apply().await;
+        tracing::info!(
+            targets = applied.added,
+            sources = exporter.config.sources.len(),
+            file = %exporter.config.path.display(),
+            "configuration loaded"
+        );
         metrics.reload_successful.set(1);
         metrics.reload_timestamp.set(unix_now());
         exporter.handle.set_ready(true);
@@ -50,13 +66,58 @@ impl Exporter {
         self.handle.clone()
     }
 
-    /// Shows the scheduler's targets through the handle.
-    fn publish(&self) {
+    /// Runs the catalog's targets, shows them through the handle, and updates the sources'
+    /// self-metrics.
+    async fn apply(&mut self) -> Applied {
+        let targets = self.catalog.targets();
+        let applied = self.scheduler.apply(&self.config, &targets).await;
         self.handle.publish(self.scheduler.targets());
+        let sources = &self.handle.metrics.sources;
+        for report in self.catalog.reports() {
+            sources.add(&report.source);
+            sources.set_counts(
+                &report.source,
+                report.targets,
+                report.invalid,
+                report.clashes,
+            );
+        }
+        applied
+    }
+
+    /// Takes one refresh of a target source: on success its targets are diffed in like a
+    /// reload's; on failure its previous targets stay, and one line says why.
+    async fn refresh(&mut self, refresh: Refresh) {
+        let Refresh { source, result } = refresh;
+        let counted = result.as_ref().map_or(0, Vec::len);
+        match self.catalog.refresh(&source, result) {
+            Ok(changed) => {
+                self.handle.metrics.sources.refreshed(&source, true);
+                if changed {
+                    let applied = self.apply().await;
+                    tracing::info!(
+                        source = %source,
+                        entries = counted,
+                        added = applied.added,
+                        removed = applied.removed,
+                        changed = applied.changed,
+                        unchanged = applied.unchanged,
+                        "target source refreshed"
+                    );
+                    if let Some(invalid) = self.catalog.first_invalid(&source) {
+                        tracing::warn!(source = %source, first = %invalid, "target source lists entries that are no valid target; they are left out");
+                    }
+                }
+            }
+            Err(error) => {
+                self.handle.metrics.sources.refreshed(&source, false);
+                tracing::warn!(source = %source, error = %error, "target source refresh failed; its previous targets stay");
+            }
+        }
     }
 
     async fn reload(&mut self) -> Result<(), String> {
-        let metrics = &self.handle.metrics;
+        let metrics = self.handle.metrics.clone();
         // Parsing and validating a large file takes a while (about a second for 100,000
         // targets); on a runtime worker, it would hold up the probes scheduled there.
         let path = self.config.path.clone();
@@ -71,9 +132,18 @@ impl Exporter {
             });
         match loaded {
             Ok(config) => {
-                let applied = self.scheduler.apply(&config).await;
+                for gone in self
+                    .config
+                    .sources
+                    .iter()
+                    .filter(|old| !config.sources.iter().any(|new| new.name == old.name))
+                {
+                    metrics.sources.remove(&gone.name);
+                }
+                self.catalog.reconfigure(&config);
+                self.watchers.apply(&config.sources);
                 self.config = config;
-                self.publish();
+                let applied = self.apply().await;
                 metrics.reload_successful.set(1);
                 metrics.reload_timestamp.set(unix_now());
                 tracing::info!(
@@ -111,12 +181,14 @@ impl Exporter {
                 Some(reply) = self.reloads.recv() => {
                     let _ = reply.send(self.reload().await);
                 }
+                Some(refresh) = self.refreshes.recv() => self.refresh(refresh).await,
                 () = &mut shutdown => break,
             }
         }
         tracing::info!("shutting down");
         self.handle.set_ready(false);
         let _ = stop_server.send(());
+        self.watchers.stop_all();
         self.scheduler.stop_all().await;
         let _ = server.await;
     }

@@ -3,9 +3,9 @@
 //!
 //! # Layout
 //!
-//! Data flows one way, `config → scheduler → probe → pipeline → (diagnosis, metrics) → server`,
-//! one folder a stage. Modules are listed top down, and each uses only those at its level or
-//! below (`tests/it/layout.rs` checks it):
+//! Data flows one way, `config → sources → scheduler → probe → pipeline → (diagnosis, metrics)
+//! → server`, one folder a stage. Modules are listed top down, and each uses only those at its
+//! level or below (`tests/it/layout.rs` checks it):
 //!
 //! - [`cli`], [`signals`], [`demo`]: the edges `main.rs` wires together, and `tickr demo`.
 //! - [`exporter`]: the lifecycle, [`Exporter::start`] / [`Exporter::run`] / reload; it wires
@@ -13,6 +13,8 @@
 //! - [`server`]: the HTTP side: the accept loop and connection limit, routes, the streamed
 //!   exposition, the pages, what browsers are told, and [`server::web`] (`--web.config.file`).
 //! - [`handle`]: what the server and signals may read and ask of the running exporter.
+//! - [`sources`]: target sources at run time (file_sd, http_sd), each refresh merged with the
+//!   file's targets into the one list the scheduler runs.
 //! - [`scheduler`]: when probes run: one task per target, spread, the global limit, reload diffs.
 //! - [`pipeline`]: what follows a probe: attribute, record the event, count, log, confirm.
 //! - [`metrics`]: each target's block of series, the table of families, the exposition.
@@ -40,6 +42,7 @@ pub mod redact;
 pub mod scheduler;
 pub mod server;
 pub mod signals;
+pub mod sources;
 pub mod time;
 pub mod tls;
 

@@ -129,3 +129,18 @@ pub const QUEUE_MIN: usize = 2;
 
 /// The most checks the basic-auth queue admits, however fast bcrypt runs.
 pub const QUEUE_MAX: usize = 64;
+
+/// Target sources (`target_sources`) at most, and what one may hold.
+pub const MAX_SOURCES: usize = 64;
+/// The most one source's answer may be: an http_sd body, or a file_sd source's files together.
+/// Larger is a failed refresh (about 300 bytes an entry: 100,000 targets with labels fit).
+pub const MAX_SOURCE_BYTES: u64 = 32 << 20;
+/// How often a file_sd source's files are checked for a change (modification time, size,
+/// inode), by default and at the least.
+pub const DEFAULT_FILE_SD_REFRESH: Duration = Duration::from_secs(5);
+pub const MIN_FILE_SD_REFRESH: Duration = Duration::from_millis(100);
+/// How often an http_sd inventory is fetched, by default and at the least; and the default
+/// timeout of one fetch (or four fifths of a shorter refresh).
+pub const DEFAULT_HTTP_SD_REFRESH: Duration = Duration::from_secs(60);
+pub const MIN_HTTP_SD_REFRESH: Duration = Duration::from_secs(1);
+pub const DEFAULT_HTTP_SD_TIMEOUT: Duration = Duration::from_secs(10);

@@ -24,8 +24,39 @@ pub struct File {
     pub modules: BTreeMap<String, Settings>,
     #[serde(default)]
     pub targets: Vec<Settings>,
+    /// Where more targets come from: files and HTTP inventories in Prometheus' SD formats.
+    #[serde(default)]
+    pub target_sources: Vec<SourceSpec>,
     #[serde(default)]
     pub diagnosis: Diagnosis,
+}
+
+/// One target source: exactly one of `file_sd` and `http_sd`, and how its entries become
+/// targets.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceSpec {
+    pub name: Option<String>,
+    /// File names or globs (in the last path element), relative to the configuration file.
+    pub file_sd: Option<Vec<String>>,
+    pub http_sd: Option<HttpSdSpec>,
+    /// How often `file_sd` files are checked for a change.
+    pub refresh: Option<HumanDuration>,
+    pub module: Option<String>,
+    /// For entries given as `host[:port]`.
+    pub scheme: Option<String>,
+    pub path: Option<String>,
+}
+
+/// An HTTP inventory in Prometheus' HTTP SD format, and the client settings to fetch it.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSdSpec {
+    pub url: Option<String>,
+    pub refresh: Option<HumanDuration>,
+    pub timeout: Option<HumanDuration>,
+    pub headers: Option<Headers>,
+    pub tls: Option<Tls>,
 }
 
 /// How tickr explains failures: the event recorder and the layer fingerprints.

@@ -8,6 +8,7 @@ mod error;
 mod file;
 mod locate;
 mod merge;
+mod sources;
 mod target;
 
 use std::collections::{BTreeMap, HashSet};
@@ -22,6 +23,7 @@ use error::{at, duplicate_field, Invalid};
 pub(crate) use error::{one_line, strip_positions};
 pub use file::{ByteSize, HttpVersion, HumanDuration, IpProtocol, PhaseDetail, StatusPattern};
 pub(crate) use locate::{locate, Seg};
+pub use sources::{Discovered, Source, SourceKind, Templates, ADOPTED_SOURCE, NAME_LABEL};
 use target::validate_target;
 pub use target::{HistogramDetail, Matcher, Target, DEFAULT_BUCKETS, RESERVED_LABELS};
 
@@ -36,7 +38,11 @@ use crate::limits::{
 pub struct Config {
     pub path: PathBuf,
     pub max_concurrent_probes: usize,
+    /// The targets the file lists; target sources add theirs at run time.
     pub targets: Vec<Arc<Target>>,
+    pub sources: Vec<Source>,
+    /// What builds a discovered (or adopted) target the way a listed one is built.
+    pub templates: Arc<Templates>,
     pub diagnosis: Diagnosis,
 }
 
@@ -164,9 +170,18 @@ fn validate(file: file::File, dir: &Path, path: &Path) -> Result<Config, Invalid
         }
         targets.push(Arc::new(t));
     }
-    // A module no target names yet is checked as a target that sets nothing of its own would
-    // see it (as a discovered target will), so that its errors show at load, not on first use.
-    let bare_use = |name: &str| !used.contains(name);
+    let sources = sources::validate_sources(
+        &file.target_sources,
+        &file.modules,
+        dir,
+        &diagnosis.redact_query_params,
+    )?;
+    // A module no target names yet, or one a source names, is checked as a target that sets
+    // nothing of its own would see it (as a discovered target will), so that its errors show at
+    // load, not on first use.
+    let bare_use = |name: &str| {
+        !used.contains(name) || sources.iter().any(|s| s.module.as_deref() == Some(name))
+    };
     for (name, module) in file.modules.iter().filter(|(n, _)| bare_use(n)) {
         let here = vec![Seg::Key("modules"), Seg::Field(name.clone())];
         let bare = file::Settings {
@@ -184,10 +199,13 @@ fn validate(file: file::File, dir: &Path, path: &Path) -> Result<Config, Invalid
             &diagnosis.redact_query_params,
         )?;
     }
+    let templates = Templates::new(defaults, file.modules, dir, &diagnosis.redact_query_params);
     Ok(Config {
         path: path.to_owned(),
         max_concurrent_probes,
         targets,
+        sources,
+        templates: Arc::new(templates),
         diagnosis,
     })
 }
@@ -212,7 +230,7 @@ fn only_targets_name(settings: &file::Settings, here: &[Seg], what: &str) -> Res
 }
 
 /// Module names are what `module:` and `/probe?module=` say: short words, as in blackbox.yml.
-fn validate_module_name(name: &str) -> Result<(), String> {
+pub(super) fn validate_module_name(name: &str) -> Result<(), String> {
     let valid = !name.is_empty()
         && name.len() <= 128
         && name
@@ -228,7 +246,7 @@ fn validate_module_name(name: &str) -> Result<(), String> {
     }
 }
 
-fn unknown_module(name: &str, modules: &BTreeMap<String, file::Settings>) -> String {
+pub(super) fn unknown_module(name: &str, modules: &BTreeMap<String, file::Settings>) -> String {
     const SHOWN: usize = 10;
     let mut known: Vec<&str> = modules.keys().map(String::as_str).take(SHOWN).collect();
     if modules.len() > SHOWN {

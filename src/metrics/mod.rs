@@ -34,9 +34,11 @@ use crate::config::Target;
 use crate::fds::Shortage;
 
 mod families;
+mod sources;
 mod target;
 
 use families::FAMILIES;
+pub use sources::SourceMetrics;
 use target::{Own, Targets};
 pub use target::{Summary, TargetLabels, TargetMetrics};
 
@@ -90,6 +92,7 @@ pub struct Metrics {
     pub scheduler_lag: Histogram,
     pub in_flight: Gauge,
     pub targets: Gauge,
+    pub sources: SourceMetrics,
     /// `tickr_probes_skipped_total`, by [`Shortage::ALL`].
     skipped: [Counter; Shortage::ALL.len()],
 }
@@ -153,6 +156,7 @@ impl Metrics {
             "Probes tickr could not make for want of a resource of its own (cause), not counted against any target",
             skipped.clone(),
         );
+        let sources = SourceMetrics::register(&mut r);
         // Every cause exists at zero, so the first shortage is an increase.
         let skipped =
             Shortage::ALL.map(|s| skipped.get_or_create(&[("cause", s.as_str())]).clone());
@@ -164,6 +168,7 @@ impl Metrics {
             scheduler_lag,
             in_flight,
             targets,
+            sources,
             skipped,
         }
     }
@@ -248,22 +253,25 @@ impl Metrics {
 /// The collector: every family of [`FAMILIES`] in turn, each with every target's series, and a
 /// [`pause`] after each target's, where nothing is locked.
 impl Collector for Targets {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
-        let all = self.snapshot();
-        for family in FAMILIES.iter() {
-            // A family that no target has is left out, descriptor included.
-            if !all.iter().any(|tm| (family.has)(tm)) {
-                continue;
-            }
-            let unit = family.unit.as_ref();
-            let mut metric =
-                encoder.encode_descriptor(family.name, family.help, unit, family.kind)?;
-            for tm in all.iter().filter(|tm| (family.has)(tm)) {
-                family.write(tm, &mut metric)?;
-                // `write` has released whatever it locked.
-                pause()?;
-            }
-        }
-        Ok(())
+    fn encode(&self, encoder: DescriptorEncoder) -> fmt::Result {
+        encode_targets(&self.snapshot(), encoder)
     }
+}
+
+/// Every family of [`FAMILIES`] of `all`.
+fn encode_targets(all: &[Arc<TargetMetrics>], mut encoder: DescriptorEncoder) -> fmt::Result {
+    for family in FAMILIES.iter() {
+        // A family that no target has is left out, descriptor included.
+        if !all.iter().any(|tm| (family.has)(tm)) {
+            continue;
+        }
+        let unit = family.unit.as_ref();
+        let mut metric = encoder.encode_descriptor(family.name, family.help, unit, family.kind)?;
+        for tm in all.iter().filter(|tm| (family.has)(tm)) {
+            family.write(tm, &mut metric)?;
+            // `write` has released whatever it locked.
+            pause()?;
+        }
+    }
+    Ok(())
 }

@@ -68,6 +68,9 @@ pub(super) struct Probe<'t> {
     pub(super) target: &'t Target,
     pub(super) out: Outcome,
     pub(super) step: Phase,
+    /// Whether to keep the final body in `body` ([`super::fetch`]); probes only judge it.
+    pub(super) keep_body: bool,
+    pub(super) body: Option<Bytes>,
 }
 
 impl<'t> Probe<'t> {
@@ -76,6 +79,8 @@ impl<'t> Probe<'t> {
             target,
             out: Outcome::default(),
             step: Phase::Resolve,
+            keep_body: false,
+            body: None,
         }
     }
 

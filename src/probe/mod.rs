@@ -5,7 +5,7 @@
 //! The steps are explicit (DNS, TCP, TLS, HTTP handshake) rather than a pooled client, so that each
 //! phase can be timed and every probe measures what a new visitor would.
 //!
-//! Here: [`run`], the redirect loop and [`resolve_target`]. Below: `exchange` (one request on one
+//! Here: [`run`] (and [`fetch`], which keeps the body), the redirect loop and [`resolve_target`]. Below: `exchange` (one request on one
 //! fresh connection, the steps of the context value a probe carries), `outcome` (the types of
 //! [`Outcome`]), `budget` (the read budget), `resolve` and [`dns`] (addresses), and `classify`
 //! (errors into exactly one [`Reason`]).
@@ -38,10 +38,25 @@ pub async fn run(target: &Target) -> Outcome {
     run_pinned(target, None).await
 }
 
+/// Like [`run`], and the whole body of the final response when the probe succeeded (at most
+/// the target's `max_body_bytes`): for reading a document, such as a target source's inventory.
+pub async fn fetch(target: &Target) -> (Outcome, Option<Bytes>) {
+    let mut probe = Probe::new(target);
+    probe.keep_body = true;
+    let out = finish(target, &mut probe, None).await;
+    let body = probe.body.take().filter(|_| out.failure.is_none());
+    (out, body)
+}
+
 /// Like [`run`], with the first connection going to `pinned` (Host and SNI stay the URL's).
 pub async fn run_pinned(target: &Target, pinned: Option<Pinned>) -> Outcome {
-    let start = Instant::now();
     let mut probe = Probe::new(target);
+    finish(target, &mut probe, pinned).await
+}
+
+/// Runs `probe` under the target's timeout and completes its outcome.
+async fn finish(target: &Target, probe: &mut Probe<'_>, pinned: Option<Pinned>) -> Outcome {
+    let start = Instant::now();
     let result = tokio::time::timeout(target.timeout, probe.follow(pinned)).await;
     let failure = match result {
         Ok(Ok(())) => None,
@@ -55,7 +70,7 @@ pub async fn run_pinned(target: &Target, pinned: Option<Pinned>) -> Outcome {
             ),
         )),
     };
-    let mut out = probe.out;
+    let mut out = std::mem::take(&mut probe.out);
     out.failure = failure;
     out.phases.total = start.elapsed();
     out
@@ -87,6 +102,9 @@ impl Probe<'_> {
             }
             self.out.headers = Some(response.headers().clone());
             let (bytes, truncated) = self.transfer(response, budget).await?;
+            if self.keep_body {
+                self.body = Some(bytes.clone());
+            }
             return self.judge(code, &bytes, truncated);
         }
     }

@@ -61,14 +61,15 @@ impl Scheduler {
         }
     }
 
-    /// Makes the running set match `config`. Unchanged targets keep their task, schedule and
-    /// counters; removed ones stop and lose their series; changed ones restart from zero.
-    pub async fn apply(&mut self, config: &Config) -> Applied {
+    /// Makes the running set `targets` (the file's and the sources'), under `config`'s probe
+    /// limit and diagnosis. Unchanged targets keep their task, schedule and counters; removed
+    /// ones stop and lose their series; changed ones restart from zero.
+    pub async fn apply(&mut self, config: &Config, targets: &[Arc<Target>]) -> Applied {
         self.resize_limit(config.max_concurrent_probes);
         self.ctx.pipeline.reconfigure(&config.diagnosis);
         let mut applied = Applied::default();
-        let mut keep = HashMap::with_capacity(config.targets.len());
-        for target in &config.targets {
+        let mut keep = HashMap::with_capacity(targets.len());
+        for target in targets {
             match self.running.remove(&target.name) {
                 Some(old) if old.target == *target => {
                     applied.unchanged += 1;

@@ -24,6 +24,7 @@ const LEVELS: &[(&str, u8)] = &[
     ("metrics", 6),
     ("pipeline", 7),
     ("scheduler", 8),
+    ("sources", 8),
     ("handle", 9),
     ("server", 10),
     ("exporter", 11),

@@ -22,5 +22,6 @@ mod prometheus;
 mod properties;
 mod reload;
 mod secrets;
+mod sources;
 mod web_security;
 mod webconfig;
