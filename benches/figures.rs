@@ -18,8 +18,17 @@
 //!    nginx as the floor. Needs nginx and blackbox_exporter (the README's test command installs
 //!    nginx; install `prometheus-blackbox-exporter` for this part, or leave it out).
 //!
+//! 4. Target sources and `/probe` (`TICKR_BENCH_ONLY=sources`): the tickr binary with a file_sd
+//!    source; the file written with 10,000 entries, then rewritten with one changed: the time
+//!    until each is applied (`/probe` answers for the entry), the process CPU in that time, RSS
+//!    before and after; `/probe` latency for a known target (p50, p99 over 1,000 requests on one
+//!    keep-alive connection); and the memory each target adopted through `/probe` costs.
+//!
 //! Environment:
-//! - `TICKR_BENCH_ONLY`: the parts to run, a comma list of `probe`, `scale`, `blackbox` (all).
+//! - `TICKR_BENCH_ONLY`: the parts to run, a comma list of `probe`, `scale`, `blackbox`,
+//!   `sources` (all).
+//! - `TICKR_BENCH_SOURCE_TARGETS`: part 4's file_sd entries (10000); `TICKR_BENCH_ADOPTED`: the
+//!   targets it adopts (2000).
 //! - `TICKR_BENCH_PROBES`: probes per side in part 1 (3000); part 2 measures the probe alone
 //!   with two thirds of it.
 //! - `TICKR_BENCH_TARGETS`: part 2's target counts, a comma list (`10000,100000`).
@@ -50,6 +59,7 @@ struct Parts {
     probe: bool,
     scale: bool,
     blackbox: bool,
+    sources: bool,
 }
 
 impl Parts {
@@ -59,20 +69,23 @@ impl Parts {
                 probe: true,
                 scale: true,
                 blackbox: true,
+                sources: true,
             };
         };
         let mut parts = Self {
             probe: false,
             scale: false,
             blackbox: false,
+            sources: false,
         };
         for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             match part {
                 "probe" => parts.probe = true,
                 "scale" => parts.scale = true,
                 "blackbox" => parts.blackbox = true,
+                "sources" => parts.sources = true,
                 other => panic!(
-                    "TICKR_BENCH_ONLY={list:?}: unknown part {other:?} (probe, scale, blackbox)"
+                    "TICKR_BENCH_ONLY={list:?}: unknown part {other:?} (probe, scale, blackbox, sources)"
                 ),
             }
         }
@@ -97,7 +110,7 @@ fn main() {
         rt.block_on(probe_cost());
     }
     let blackbox = parts.blackbox && std::env::var_os("TICKR_BENCH_SKIP_BLACKBOX").is_none();
-    if parts.scale || blackbox {
+    if parts.scale || blackbox || parts.sources {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
@@ -107,6 +120,9 @@ fn main() {
         }
         if blackbox {
             rt.block_on(versus_blackbox());
+        }
+        if parts.sources {
+            rt.block_on(sources());
         }
     }
 }
@@ -1534,4 +1550,142 @@ async fn tickr_round(url: &str, ca_file: &str, targets: usize, n: usize) -> (f64
     let rss = process_rss_mib(pid);
     drop(tickr);
     (c1 - c0, r1 - r0, wall, rss)
+}
+
+/// A file_sd file of `n` entries on `port`, the first carrying `version` in its query.
+fn sd_file(n: usize, port: u16, version: usize) -> String {
+    let mut text = String::from("[{\"labels\": {\"team\": \"bench\"}, \"targets\": [");
+    for i in 0..n {
+        if i > 0 {
+            text.push(',');
+        }
+        let query = if i == 0 {
+            format!("?v={version}")
+        } else {
+            String::new()
+        };
+        let _ = write!(text, "\"http://127.0.0.1:{port}/t/{i}{query}\"");
+    }
+    text.push_str("]}]\n");
+    text
+}
+
+/// GET `path` on a keep-alive connection: the status and how long the answer took.
+async fn timed_get(
+    conn: &mut hyper::client::conn::http1::SendRequest<Empty<Bytes>>,
+    addr: std::net::SocketAddr,
+    path: &str,
+) -> (u16, Duration) {
+    let request = http::Request::get(path)
+        .header("host", addr.to_string())
+        .body(Empty::new())
+        .unwrap();
+    let sent = Instant::now();
+    conn.ready().await.expect("tickr keeps the connection");
+    let response = conn
+        .send_request(request)
+        .await
+        .unwrap_or_else(|e| panic!("tickr answers {path}: {e:?}"));
+    let status = response.status().as_u16();
+    let _ = response.into_body().collect().await;
+    (status, sent.elapsed())
+}
+
+/// Polls `/probe` for `url` until tickr runs it; the time from `since`.
+async fn until_probed(addr: std::net::SocketAddr, url: &str, since: Instant) -> Duration {
+    let path = format!(
+        "/probe?target={}",
+        url::form_urlencoded::byte_serialize(url.as_bytes()).collect::<String>()
+    );
+    let mut conn = keepalive(addr).await;
+    loop {
+        let (status, _) = timed_get(&mut conn, addr, &path).await;
+        if status == 200 {
+            return since.elapsed();
+        }
+        assert!(
+            since.elapsed() < Duration::from_secs(120),
+            "{url} never applied"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+async fn sources() {
+    let n: usize = env_or("TICKR_BENCH_SOURCE_TARGETS", 10_000);
+    let adopt_n: usize = env_or("TICKR_BENCH_ADOPTED", 2_000);
+    let server = start_server("http");
+    let port = server.port;
+    let yaml = format!(
+        "modules:\n  quick: {{interval: 60s, timeout: 5s}}\n  open:\n    interval: 60s\n    timeout: 5s\n    \
+         probe_endpoint: {{adopt: [\"^http://127\\\\.0\\\\.0\\\\.1:{port}/adopt/\"]}}\n\
+         target_sources:\n  - {{name: inv, file_sd: [targets.json], refresh: 100ms, module: quick}}\n\
+         targets:\n  - {{name: known, url: \"http://127.0.0.1:{port}/known\", interval: 1s, timeout: 500ms}}\n"
+    );
+    let (tickr, _) = Tickr::start("tickr with a file_sd source".into(), &yaml).await;
+    let (pid, addr) = (tickr.process.pid(), tickr.addr);
+    let file = tickr.process.dir().join("targets.json");
+
+    // The whole file, then one entry changed.
+    let mut lines = Vec::new();
+    for (version, what) in [
+        (1, format!("{} entries", thousands(n as u64))),
+        (2, "one entry changed".into()),
+    ] {
+        let (rss0, cpu0) = (process_rss_mib(pid), process_cpu(pid));
+        let written = Instant::now();
+        let tmp = file.with_extension("tmp");
+        std::fs::write(&tmp, sd_file(n, port, version)).unwrap();
+        std::fs::rename(&tmp, &file).unwrap();
+        let last = format!("http://127.0.0.1:{port}/t/0?v={version}");
+        let took = until_probed(addr, &last, written).await;
+        let (rss1, cpu1) = (process_rss_mib(pid), process_cpu(pid));
+        lines.push(format!(
+            "sources: {what}: applied in {:.0} ms, {:.2} s CPU, RSS {rss0:.1} → {rss1:.1} MiB",
+            took.as_secs_f64() * 1e3,
+            cpu1 - cpu0
+        ));
+    }
+
+    // /probe for a known target, on one keep-alive connection.
+    let mut conn = keepalive(addr).await;
+    let path = format!("/probe?target=http://127.0.0.1:{port}/known");
+    let mut times = Vec::with_capacity(1000);
+    for _ in 0..1000 {
+        let (status, took) = timed_get(&mut conn, addr, &path).await;
+        assert_eq!(status, 200);
+        times.push(took);
+    }
+    times.sort();
+    lines.push(format!(
+        "sources: /probe for a known target: p50 {:.2} ms, p99 {:.2} ms over 1,000 requests",
+        times[500].as_secs_f64() * 1e3,
+        times[990].as_secs_f64() * 1e3
+    ));
+
+    // Adoption: each /probe waits for the target's first probe.
+    let rss0 = process_rss_mib(pid);
+    let started = Instant::now();
+    for i in 0..adopt_n {
+        let url = format!("http://127.0.0.1:{port}/adopt/{i}");
+        let path = format!(
+            "/probe?module=open&target={}",
+            url::form_urlencoded::byte_serialize(url.as_bytes()).collect::<String>()
+        );
+        let (status, _) = timed_get(&mut conn, addr, &path).await;
+        assert_eq!(status, 200, "{url}");
+    }
+    let rss1 = process_rss_mib(pid);
+    lines.push(format!(
+        "sources: {} targets adopted through /probe in {:.1} s: RSS {rss0:.1} → {rss1:.1} MiB, {:.1} KiB each",
+        thousands(adopt_n as u64),
+        started.elapsed().as_secs_f64(),
+        (rss1 - rss0) * 1024.0 / adopt_n as f64
+    ));
+    drop(tickr);
+    drop(server);
+    println!("\n## Target sources and /probe\n");
+    for line in lines {
+        println!("{line}");
+    }
 }

@@ -73,6 +73,22 @@ pub struct Cli {
 pub enum Command {
     /// Probe an embedded, misbehaving HTTPS gateway on 127.0.0.1 and serve what tickr sees.
     Demo(DemoArgs),
+    /// Convert a blackbox_exporter set-up into a tickr configuration (written to standard
+    /// output; what has no exact equivalent is listed on standard error).
+    Migrate(MigrateArgs),
+}
+
+/// Flags of `tickr migrate`.
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// blackbox_exporter's configuration file (its modules).
+    #[arg(long = "blackbox.config", value_name = "FILE")]
+    pub blackbox_config: std::path::PathBuf,
+
+    /// Prometheus' configuration file: its jobs that call blackbox's /probe become targets or
+    /// target sources.
+    #[arg(long = "prometheus.config", value_name = "FILE")]
+    pub prometheus_config: Option<std::path::PathBuf>,
 }
 
 /// Flags of `tickr demo`.

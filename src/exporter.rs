@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::config::{self, Config};
 use crate::diagnosis::events::Recorder;
-use crate::handle::{Handle, ReloadReply};
+use crate::handle::{Adopt, Handle, ReloadReply};
 use crate::metrics::Metrics;
 use crate::scheduler::{Applied, Scheduler};
 use crate::server;
@@ -28,14 +28,18 @@ pub struct Exporter {
     catalog: Catalog,
     watchers: Watchers,
     refreshes: mpsc::Receiver<Refresh>,
+    adoptions: mpsc::Receiver<Adopt>,
 }
+
+/// How often adopted targets are checked for having been forgotten.
+const SWEEP: std::time::Duration = std::time::Duration::from_millis(250);
 
 impl Exporter {
     /// Starts probing every target of `config`. Must run inside a Tokio runtime.
     pub async fn start(config: Config) -> Self {
         let metrics = Arc::new(Metrics::new());
         let recorder = Arc::new(Recorder::new(config.diagnosis.events));
-        let (handle, reloads) = Handle::new(metrics.clone(), recorder.clone());
+        let (handle, reloads, adoptions) = Handle::new(metrics.clone(), recorder.clone());
         let scheduler = Scheduler::new(metrics.clone(), recorder, &config.diagnosis);
         let catalog = Catalog::new(&config);
         let (mut watchers, refreshes) = Watchers::new();
@@ -48,6 +52,7 @@ impl Exporter {
             catalog,
             watchers,
             refreshes,
+            adoptions,
         };
         let applied = exporter.apply().await;
         tracing::info!(
@@ -82,7 +87,53 @@ impl Exporter {
                 report.clashes,
             );
         }
+        match self.catalog.adopted_report() {
+            Some((source, running)) => sources.set_targets(source, running),
+            None => sources.remove(crate::config::ADOPTED_SOURCE),
+        }
         applied
+    }
+
+    /// Answers `/probe`'s request to adopt a URL: allowed only by the module's
+    /// `probe_endpoint.adopt`; a new target's first probe runs at once.
+    async fn adopt(&mut self, request: Adopt) {
+        let Adopt { module, url, reply } = request;
+        let answer = match self.config.adoption.get(&module) {
+            None => Err(format!("module {module:?} lets /probe adopt no target")),
+            Some(rule) if !rule.allows(&url) => Err(format!(
+                "module {module:?} does not let /probe adopt {}",
+                self.config.templates.shown_url(&url)
+            )),
+            Some(rule) => self.catalog.adopt(&module, &url, rule.forget_after),
+        };
+        let answer = match answer {
+            Ok((name, true)) => {
+                self.scheduler.at_once(&name);
+                self.apply().await;
+                tracing::info!(target = %name, module = %module, "target adopted through /probe");
+                Ok(name)
+            }
+            Ok((name, false)) => Ok(name),
+            Err(e) => Err(e),
+        };
+        let _ = reply.send(answer);
+    }
+
+    /// Drops the adopted targets nobody asked for within their module's `forget_after`.
+    async fn sweep(&mut self) {
+        let handle = self.handle.clone();
+        let gone = self
+            .catalog
+            .expire(|name| handle.last_asked(name), std::time::Instant::now());
+        if gone.is_empty() {
+            return;
+        }
+        self.apply().await;
+        let running = self.scheduler.targets();
+        handle.forget_asked(|name| running.iter().any(|(t, _)| t.name == name));
+        for name in gone {
+            tracing::info!(target = %name, "adopted target dropped: /probe has not asked for it");
+        }
     }
 
     /// Takes one refresh of a target source: on success its targets are diffed in like a
@@ -104,6 +155,14 @@ impl Exporter {
                         unchanged = applied.unchanged,
                         "target source refreshed"
                     );
+                    let clashes = self
+                        .catalog
+                        .reports()
+                        .into_iter()
+                        .find(|r| r.source == source);
+                    if let Some(r) = clashes.filter(|r| r.clashes > 0) {
+                        tracing::warn!(source = %source, clashes = r.clashes, "target source lists names that the file or an earlier source has already; those entries run no target");
+                    }
                     if let Some(invalid) = self.catalog.first_invalid(&source) {
                         tracing::warn!(source = %source, first = %invalid, "target source lists entries that are no valid target; they are left out");
                     }
@@ -176,12 +235,16 @@ impl Exporter {
             let _ = server_stopped.await;
         }));
         tokio::pin!(shutdown);
+        let mut sweep = tokio::time::interval(SWEEP);
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 Some(reply) = self.reloads.recv() => {
                     let _ = reply.send(self.reload().await);
                 }
                 Some(refresh) = self.refreshes.recv() => self.refresh(refresh).await,
+                Some(request) = self.adoptions.recv() => self.adopt(request).await,
+                _ = sweep.tick() => self.sweep().await,
                 () = &mut shutdown => break,
             }
         }

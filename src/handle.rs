@@ -1,9 +1,12 @@
 //! The handle shared with the server, the signal handlers and the pages: what they may read of
-//! the running exporter (readiness, targets, metrics, recorded events) and ask of it (a reload).
-//! The exporter writes the state behind it; everyone else only reads.
+//! the running exporter (readiness, targets, metrics, recorded events) and ask of it (a reload,
+//! the adoption of a target by `/probe`). The exporter writes the state behind it; everyone else
+//! only reads.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -13,6 +16,15 @@ use crate::metrics::{Metrics, TargetMetrics};
 
 /// How a reload request is answered: the error message of a rejected configuration.
 pub(crate) type ReloadReply = oneshot::Sender<Result<(), String>>;
+
+/// A request from `/probe` to adopt `url` with `module`'s settings. Answered with the target's
+/// name, or why it may not be adopted (one line).
+#[derive(Debug)]
+pub(crate) struct Adopt {
+    pub module: String,
+    pub url: String,
+    pub reply: oneshot::Sender<Result<String, String>>,
+}
 
 /// A cheap, cloneable view of a running exporter: what the HTTP handlers and signal handlers use.
 #[derive(Clone, Debug)]
@@ -27,6 +39,10 @@ struct Shared {
     ready: AtomicBool,
     targets: RwLock<Vec<(Arc<Target>, Arc<TargetMetrics>)>>,
     reloads: mpsc::Sender<ReloadReply>,
+    adoptions: mpsc::Sender<Adopt>,
+    /// When `/probe` last asked for each target, by name: adopted targets are kept while asked
+    /// for.
+    asked: Mutex<HashMap<String, Instant>>,
 }
 
 impl Handle {
@@ -35,19 +51,22 @@ impl Handle {
     pub(crate) fn new(
         metrics: Arc<Metrics>,
         recorder: Arc<Recorder>,
-    ) -> (Self, mpsc::Receiver<ReloadReply>) {
+    ) -> (Self, mpsc::Receiver<ReloadReply>, mpsc::Receiver<Adopt>) {
         let (tx, reloads) = mpsc::channel(8);
+        let (adopt_tx, adoptions) = mpsc::channel(64);
         let shared = Arc::new(Shared {
             ready: AtomicBool::new(false),
             targets: RwLock::default(),
             reloads: tx,
+            adoptions: adopt_tx,
+            asked: Mutex::default(),
         });
         let handle = Self {
             metrics,
             recorder,
             shared,
         };
-        (handle, reloads)
+        (handle, reloads, adoptions)
     }
 
     /// True once the configuration is loaded and the scheduler runs.
@@ -75,6 +94,42 @@ impl Handle {
             .targets
             .write()
             .unwrap_or_else(|e| e.into_inner()) = targets;
+    }
+
+    /// Asks the exporter to adopt `url` with `module`'s settings (its `probe_endpoint.adopt`
+    /// decides); the adopted target's name, or why not.
+    pub async fn adopt(&self, module: &str, url: &str) -> Result<String, String> {
+        let (reply, answer) = oneshot::channel();
+        let request = Adopt {
+            module: module.to_owned(),
+            url: url.to_owned(),
+            reply,
+        };
+        let gone = || "tickr is shutting down".to_owned();
+        self.shared
+            .adoptions
+            .send(request)
+            .await
+            .map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
+    }
+
+    /// Notes that `/probe` asked for the target `name` now.
+    pub fn asked(&self, name: &str) {
+        let mut asked = self.shared.asked.lock().unwrap_or_else(|e| e.into_inner());
+        asked.insert(name.to_owned(), Instant::now());
+    }
+
+    /// When `/probe` last asked for `name`, forgetting names no longer running.
+    pub(crate) fn last_asked(&self, name: &str) -> Option<Instant> {
+        let asked = self.shared.asked.lock().unwrap_or_else(|e| e.into_inner());
+        asked.get(name).copied()
+    }
+
+    /// Forgets when `/probe` asked for names that are not in `keep`.
+    pub(crate) fn forget_asked(&self, keep: impl Fn(&str) -> bool) {
+        let mut asked = self.shared.asked.lock().unwrap_or_else(|e| e.into_inner());
+        asked.retain(|name, _| keep(name));
     }
 
     /// Re-reads the configuration file and applies it; on error the running one stays.

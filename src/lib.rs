@@ -7,7 +7,8 @@
 //! → server`, one folder a stage. Modules are listed top down, and each uses only those at its
 //! level or below (`tests/it/layout.rs` checks it):
 //!
-//! - [`cli`], [`signals`], [`demo`]: the edges `main.rs` wires together, and `tickr demo`.
+//! - [`cli`], [`signals`], [`demo`], [`migrate`]: the edges `main.rs` wires together,
+//!   `tickr demo`, and `tickr migrate` (from blackbox_exporter).
 //! - [`exporter`]: the lifecycle, [`Exporter::start`] / [`Exporter::run`] / reload; it wires
 //!   config → scheduler → server.
 //! - [`server`]: the HTTP side: the accept loop and connection limit, routes, the streamed
@@ -36,6 +37,7 @@ pub mod handle;
 pub mod limits;
 pub mod logging;
 pub mod metrics;
+pub mod migrate;
 pub mod pipeline;
 pub mod probe;
 pub mod redact;

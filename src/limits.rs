@@ -144,3 +144,14 @@ pub const MIN_FILE_SD_REFRESH: Duration = Duration::from_millis(100);
 pub const DEFAULT_HTTP_SD_REFRESH: Duration = Duration::from_secs(60);
 pub const MIN_HTTP_SD_REFRESH: Duration = Duration::from_secs(1);
 pub const DEFAULT_HTTP_SD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Targets `/probe` may adopt at once (they count against [`MAX_TARGETS`] too), and how long
+/// an adopted target is kept without a request for it, by default.
+pub const MAX_ADOPTED: usize = 10_000;
+pub const DEFAULT_FORGET_AFTER: Duration = Duration::from_secs(600);
+/// Compiled size of one adoption pattern at most: a pattern beyond it is a config error.
+pub const MAX_PATTERN_BYTES: usize = 1 << 20;
+/// What `/probe` leaves of Prometheus' scrape timeout for sending its answer, and the wait for
+/// a first probe when the scraper sends no timeout.
+pub const PROBE_ANSWER_MARGIN: Duration = Duration::from_millis(500);
+pub const PROBE_DEFAULT_WAIT: Duration = Duration::from_secs(10);

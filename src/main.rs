@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use tickr::cli::{self, Cli, Command};
-use tickr::{config, demo, fds, logging, server, signals, Exporter};
+use tickr::{config, demo, fds, logging, migrate, server, signals, Exporter};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -33,6 +33,21 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> ExitCode {
+    if let Some(Command::Migrate(args)) = &cli.command {
+        return match migrate::migrate(&args.blackbox_config, args.prometheus_config.as_deref()) {
+            Ok(done) => {
+                print!("{}", done.config);
+                for line in &done.report {
+                    eprintln!("{line}");
+                }
+                ExitCode::from(done.code)
+            }
+            Err(e) => {
+                eprintln!("tickr migrate: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     if let Some(Command::Demo(args)) = &cli.command {
         logging::init(cli.log_format, cli.log_level);
         return match demo::run(args).await {

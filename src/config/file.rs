@@ -125,6 +125,17 @@ pub struct Settings {
     pub addresses: Option<Vec<String>>,
     pub expect: Option<Expect>,
     pub histograms: Option<Histograms>,
+    /// Only in a module: what `/probe` may do with targets of this module.
+    pub probe_endpoint: Option<ProbeEndpointSpec>,
+}
+
+/// `/probe`'s leave to add targets: URLs matching one of `adopt` (regexes), forgotten after
+/// `forget_after` without a request.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeEndpointSpec {
+    pub adopt: Option<Vec<String>>,
+    pub forget_after: Option<HumanDuration>,
 }
 
 /// How much of `tickr_probe_duration_seconds` to keep: which phases, which buckets.

@@ -29,8 +29,9 @@ pub use target::{HistogramDetail, Matcher, Target, DEFAULT_BUCKETS, RESERVED_LAB
 
 use crate::diagnosis::layer::{self, Attributor, Fingerprint, Signal};
 use crate::limits::{
-    BODY_HEAD, DEFAULT_BODY_EXCERPT, DEFAULT_EVENTS, DEFAULT_MAX_CONCURRENT_PROBES,
-    MAX_CONCURRENT_PROBES, MAX_CONFIG_BYTES, MAX_EVENTS, MAX_TARGETS,
+    BODY_HEAD, DEFAULT_BODY_EXCERPT, DEFAULT_EVENTS, DEFAULT_FORGET_AFTER,
+    DEFAULT_MAX_CONCURRENT_PROBES, MAX_CONCURRENT_PROBES, MAX_CONFIG_BYTES, MAX_EVENTS,
+    MAX_PATTERN_BYTES, MAX_TARGETS, MIN_INTERVAL,
 };
 
 /// A loaded, validated configuration.
@@ -43,7 +44,25 @@ pub struct Config {
     pub sources: Vec<Source>,
     /// What builds a discovered (or adopted) target the way a listed one is built.
     pub templates: Arc<Templates>,
+    /// By module: which URLs `/probe` may adopt, and when it forgets them.
+    pub adoption: BTreeMap<String, Adoption>,
     pub diagnosis: Diagnosis,
+}
+
+/// A module's leave for `/probe` to add targets.
+#[derive(Debug, Clone)]
+pub struct Adoption {
+    /// A URL matching one of these may be adopted.
+    pub patterns: Vec<regex::Regex>,
+    /// An adopted target nobody asked for this long is dropped.
+    pub forget_after: std::time::Duration,
+}
+
+impl Adoption {
+    /// Whether `url` (as `/probe` was given it, normalised) may be adopted.
+    pub fn allows(&self, url: &str) -> bool {
+        self.patterns.iter().any(|p| p.is_match(url))
+    }
 }
 
 /// How failures are explained: the event recorder's bounds and the layer fingerprints.
@@ -113,11 +132,19 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
 fn validate(file: file::File, dir: &Path, path: &Path) -> Result<Config, Invalid> {
     let defaults = file.defaults;
     only_targets_name(&defaults, &[Seg::Key("defaults")], "defaults")?;
+    only_a_modules(&defaults, &[Seg::Key("defaults")], "defaults")?;
+    let mut adoption = BTreeMap::new();
     for (name, module) in &file.modules {
         let here = [Seg::Key("modules"), Seg::Field(name.clone())];
         validate_module_name(name)
             .map_err(|m| Invalid(vec![Seg::Key("modules"), Seg::Name(name.clone(), 0)], m))?;
         only_targets_name(module, &here, "a module")?;
+        if let Some(spec) = &module.probe_endpoint {
+            let here = [&here[..], &[Seg::Key("probe_endpoint")]].concat();
+            if let Some(a) = validate_adoption(spec, &here)? {
+                adoption.insert(name.clone(), a);
+            }
+        }
     }
     let max_concurrent_probes = file
         .global
@@ -146,6 +173,7 @@ fn validate(file: file::File, dir: &Path, path: &Path) -> Result<Config, Invalid
     let mut targets = Vec::with_capacity(file.targets.len());
     for (i, target) in file.targets.iter().enumerate() {
         let base = vec![Seg::Key("targets"), Seg::Index(i)];
+        only_a_modules(target, &base, "a target")?;
         let module = match target.module.as_deref() {
             None => None,
             Some(name) => {
@@ -206,6 +234,7 @@ fn validate(file: file::File, dir: &Path, path: &Path) -> Result<Config, Invalid
         targets,
         sources,
         templates: Arc::new(templates),
+        adoption,
         diagnosis,
     })
 }
@@ -227,6 +256,49 @@ fn only_targets_name(settings: &file::Settings, here: &[Seg], what: &str) -> Res
         }
     }
     Ok(())
+}
+
+/// `probe_endpoint` says what `/probe` may do with a module's targets.
+fn only_a_modules(settings: &file::Settings, here: &[Seg], what: &str) -> Result<(), Invalid> {
+    if settings.probe_endpoint.is_some() {
+        let at = [here, &[Seg::Key("probe_endpoint")]].concat();
+        let msg = format!("`probe_endpoint` belongs to a module, not to {what}");
+        return Err(Invalid(at, msg));
+    }
+    Ok(())
+}
+
+/// The adoption patterns of a module, compiled with bounds; `None` when it adopts nothing.
+fn validate_adoption(
+    spec: &file::ProbeEndpointSpec,
+    here: &[Seg],
+) -> Result<Option<Adoption>, Invalid> {
+    let mut patterns = Vec::new();
+    for (i, text) in spec.adopt.iter().flatten().enumerate() {
+        let at = [here, &[Seg::Key("adopt"), Seg::Index(i)]].concat();
+        let pattern = regex::RegexBuilder::new(text)
+            .size_limit(MAX_PATTERN_BYTES)
+            .dfa_size_limit(MAX_PATTERN_BYTES)
+            .build()
+            .map_err(|e| {
+                // The parser draws the pattern with a caret over lines; its last line says what.
+                let text = e.to_string();
+                let why = text.lines().last().unwrap_or_default();
+                let why = why.trim().trim_start_matches("error: ");
+                Invalid(at, format!("invalid pattern: {}", one_line(why)))
+            })?;
+        patterns.push(pattern);
+    }
+    let forget_after = spec.forget_after.map_or(DEFAULT_FORGET_AFTER, |d| d.0);
+    if forget_after < MIN_INTERVAL {
+        let at = [here, &[Seg::Key("forget_after")]].concat();
+        let msg = format!("forget_after must be at least {MIN_INTERVAL:?}");
+        return Err(Invalid(at, msg));
+    }
+    Ok((!patterns.is_empty()).then_some(Adoption {
+        patterns,
+        forget_after,
+    }))
 }
 
 /// Module names are what `module:` and `/probe?module=` say: short words, as in blackbox.yml.

@@ -34,6 +34,7 @@ use crate::config::Target;
 use crate::fds::Shortage;
 
 mod families;
+pub mod probe;
 mod sources;
 mod target;
 

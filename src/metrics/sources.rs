@@ -72,6 +72,12 @@ impl SourceMetrics {
         }
     }
 
+    /// Sets how many targets `/probe` adopted run now (`source="probe"`, which has no
+    /// refreshes).
+    pub fn set_targets(&self, source: &str, targets: usize) {
+        self.targets.get_or_create(&of(source)).set(targets as i64);
+    }
+
     /// Removes every series of a source that is no longer configured.
     pub fn remove(&self, source: &str) {
         self.success.remove(&of(source));

@@ -14,6 +14,7 @@ use prometheus_client::metrics::exemplar::{CounterWithExemplar, Exemplar, Histog
 use crate::config::{PhaseDetail, Target};
 use crate::probe::{Outcome, Phase, Reason};
 
+use super::probe::LastProbe;
 use super::PRECREATED_CODES;
 
 /// `target` first, then the target's own labels. Shared by every series of one target.
@@ -137,6 +138,7 @@ impl Targets {
             server_errors: Mutex::new(Vec::new()),
             last_result: AtomicU8::new(UNKNOWN),
             children: Mutex::new(BTreeMap::new()),
+            last: Mutex::new(None),
         });
         // Until the first probe, "last probe" is when the target was loaded: a target whose
         // probes never start then ages like one whose probes stopped, and alerts can see both.
@@ -211,6 +213,8 @@ pub struct TargetMetrics {
     last_result: AtomicU8,
     /// Per-address series of a target probed at every address.
     pub(super) children: Mutex<BTreeMap<IpAddr, Arc<TargetMetrics>>>,
+    /// The last probe, as `/probe`'s blackbox gauges show it.
+    last: Mutex<Option<LastProbe>>,
 }
 
 impl fmt::Debug for TargetMetrics {
@@ -292,9 +296,21 @@ impl TargetMetrics {
             self.state_changes.fetch_add(1, Ordering::Relaxed);
         }
         self.touch();
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(LastProbe::of(outcome));
         if let Some(not_after) = outcome.cert_not_after {
             self.cert_not_after.store(not_after, Ordering::Relaxed);
         }
+    }
+
+    /// The last probe's facts, once there was one.
+    pub fn last_probe(&self) -> Option<LastProbe> {
+        *self.last.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The series of its addresses now (per-address targets).
+    pub fn children_now(&self) -> Vec<Arc<TargetMetrics>> {
+        let children = self.children.lock().unwrap_or_else(|e| e.into_inner());
+        children.values().cloned().collect()
     }
 
     /// Counts one follow-up probe after a failure.

@@ -39,6 +39,8 @@ pub struct Scheduler {
     ctx: Arc<Context>,
     limit_size: usize,
     running: HashMap<String, Running>,
+    /// Targets whose first probe runs as soon as they start, not at their spread-out slot.
+    at_once: std::collections::HashSet<String>,
 }
 
 /// What every probe task shares: the pipeline its outcomes go through, and the global limit.
@@ -58,6 +60,7 @@ impl Scheduler {
             ctx: Arc::new(ctx),
             limit_size: 0,
             running: HashMap::new(),
+            at_once: Default::default(),
         }
     }
 
@@ -71,7 +74,9 @@ impl Scheduler {
         let mut keep = HashMap::with_capacity(targets.len());
         for target in targets {
             match self.running.remove(&target.name) {
-                Some(old) if old.target == *target => {
+                // The same Arc first: a refresh or an adoption re-applies thousands of targets
+                // that the catalog kept as they were, and comparing each whole is the cost.
+                Some(old) if Arc::ptr_eq(&old.target, target) || old.target == *target => {
                     applied.unchanged += 1;
                     keep.insert(target.name.clone(), old);
                 }
@@ -82,7 +87,8 @@ impl Scheduler {
                     } else {
                         applied.added += 1;
                     }
-                    keep.insert(target.name.clone(), self.start(target.clone()));
+                    let now = self.at_once.remove(&target.name);
+                    keep.insert(target.name.clone(), self.start(target.clone(), now));
                 }
             }
         }
@@ -100,6 +106,12 @@ impl Scheduler {
             .targets
             .set(self.running.len() as i64);
         applied
+    }
+
+    /// Makes the next start of the target `name` probe at once (a target `/probe` adopted,
+    /// whose first answer waits for it), its later slots following from there.
+    pub fn at_once(&mut self, name: &str) {
+        self.at_once.insert(name.to_owned());
     }
 
     /// The running targets, sorted by name.
@@ -141,9 +153,9 @@ impl Scheduler {
         self.limit_size = size;
     }
 
-    fn start(&self, target: Arc<Target>) -> Running {
+    fn start(&self, target: Arc<Target>, at_once: bool) -> Running {
         let metrics = self.ctx.pipeline.metrics().register_target(&target);
-        let fut = run_target(target.clone(), metrics.clone(), self.ctx.clone());
+        let fut = run_target(target.clone(), metrics.clone(), self.ctx.clone(), at_once);
         let task = tokio::spawn(fut);
         Running {
             target,
@@ -193,8 +205,13 @@ pub fn next_slot(anchor: Instant, interval: Duration, now: Instant) -> Instant {
 
 /// Sleeps until each slot, waits for the limit, probes: one probe at a time, so a target never
 /// has two in flight.
-async fn run_target(target: Arc<Target>, tm: Arc<TargetMetrics>, ctx: Arc<Context>) {
-    let anchor = Instant::now() + offset(&target.name, target.interval);
+async fn run_target(target: Arc<Target>, tm: Arc<TargetMetrics>, ctx: Arc<Context>, at_once: bool) {
+    let spread = if at_once {
+        Duration::ZERO
+    } else {
+        offset(&target.name, target.interval)
+    };
+    let anchor = Instant::now() + spread;
     let mut slot = anchor;
     let (mut edge, mut addresses) = (Edge::default(), Addresses::default());
     loop {

@@ -1,12 +1,14 @@
-//! The HTTP side: `/metrics`, the landing page, health and readiness, and `POST /-/reload`, over
-//! plain HTTP or, with a web configuration, TLS and basic auth on every endpoint.
+//! The HTTP side: `/metrics`, `/probe`, the landing page, health and readiness, and
+//! `POST /-/reload`, over plain HTTP or, with a web configuration, TLS and basic auth on every
+//! endpoint.
 //!
 //! [`serve`] takes an already bound listener and any future as its shutdown trigger; on shutdown
 //! it stops accepting and gives open connections a bounded grace period.
 //!
 //! This file owns the accept loop, the TLS handshake and the hyper connection; beside it:
-//! [`slots`] (the connection limit, shared out by client), `routes.rs` (which request gets which response), `exposition.rs`
-//! (`/metrics`, streamed), `deadline.rs` (the write timeout), [`pages`] (the HTML and JSON a
+//! [`slots`] (the connection limit, shared out by client), `routes.rs` (which request gets which
+//! response), `exposition.rs` (`/metrics`, streamed), `probe.rs` (`/probe`, one target for
+//! blackbox-style scrape jobs), `deadline.rs` (the write timeout), [`pages`] (the HTML and JSON a
 //! person reads), [`browser`] (what browsers are told and refused) and [`web`]
 //! (`--web.config.file`: TLS, client certificates, basic auth, headers).
 
@@ -35,6 +37,7 @@ pub mod browser;
 mod deadline;
 mod exposition;
 pub mod pages;
+mod probe;
 mod routes;
 pub mod slots;
 pub mod web;

@@ -16,7 +16,7 @@ use crate::server::exposition::{self, Chunks};
 use crate::server::web::auth::{self, Verdict};
 use crate::server::web::live::Web;
 use crate::server::web::WebConfig;
-use crate::server::{browser, pages};
+use crate::server::{browser, pages, probe};
 
 /// The `caller` of these lines, as it was before they moved here from `server.rs`: log
 /// filters and searches that operators wrote keep matching.
@@ -72,6 +72,7 @@ async fn route(handle: &Handle, req: Request<Incoming>, write_timeout: Duration)
         }
         (&Method::GET | &Method::HEAD, "/") => html(pages::landing(handle)),
         (&Method::GET | &Method::HEAD, "/events") => events(handle, &req),
+        (&Method::GET | &Method::HEAD, "/probe") => probe::probe(handle, &req).await,
         (&Method::GET | &Method::HEAD, "/-/healthy") => text(StatusCode::OK, "Healthy\n"),
         (&Method::GET | &Method::HEAD, "/-/ready") => {
             if handle.is_ready() {
@@ -81,7 +82,7 @@ async fn route(handle: &Handle, req: Request<Incoming>, write_timeout: Duration)
             }
         }
         (&Method::POST | &Method::PUT, "/-/reload") => reload(handle, &req).await,
-        (_, "/metrics" | "/" | "/events" | "/-/healthy" | "/-/ready" | "/-/reload") => {
+        (_, "/metrics" | "/" | "/events" | "/probe" | "/-/healthy" | "/-/ready" | "/-/reload") => {
             text(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed\n")
         }
         _ => text(StatusCode::NOT_FOUND, "Not found\n"),
@@ -127,7 +128,7 @@ fn too_many_checks() -> Response<Body> {
     r
 }
 
-fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
+pub(super) fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
     let mut r = Response::new(Either::Left(Full::new(body.into())));
     *r.status_mut() = status;
     r.headers_mut().insert(

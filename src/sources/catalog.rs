@@ -1,14 +1,15 @@
-//! The catalog: every target tickr runs, from the configuration file and from each source's
-//! last good refresh, merged under one rule for names: the file's targets first, then the
-//! sources in the order the file lists them; a name already taken is a clash, counted and
-//! dropped, never an overwrite. A refresh that fails, or that would take the total past
-//! [`MAX_TARGETS`], changes nothing.
+//! The catalog: every target tickr runs, from the configuration file, from each source's last
+//! good refresh and from `/probe`'s adoptions, merged under one rule for names: the file's
+//! targets first, then the sources in the order the file lists them, then the adopted ones; a
+//! name already taken is a clash, counted and dropped, never an overwrite. A refresh that fails,
+//! or that would take the total past [`MAX_TARGETS`], changes nothing.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use crate::config::{Config, Discovered, Source, Target, Templates};
-use crate::limits::MAX_TARGETS;
+use crate::config::{Config, Discovered, Source, Target, Templates, ADOPTED_SOURCE};
+use crate::limits::{MAX_ADOPTED, MAX_TARGETS};
 
 /// What the catalog holds of one source.
 #[derive(Debug)]
@@ -39,12 +40,27 @@ pub struct Report {
     pub clashes: usize,
 }
 
-/// The targets of the file and of every source.
+/// A target `/probe` adopted: kept while it is asked for.
+#[derive(Debug)]
+struct Adopted {
+    module: String,
+    url: String,
+    target: Arc<Target>,
+    since: Instant,
+    forget_after: Duration,
+}
+
+/// The targets of the file, of every source, and adopted by `/probe`.
 #[derive(Debug)]
 pub struct Catalog {
     listed: Vec<Arc<Target>>,
     templates: Arc<Templates>,
     states: Vec<State>,
+    /// By name.
+    adopted: BTreeMap<String, Adopted>,
+    /// Whether any module lets `/probe` adopt, and so whether `source="probe"` is reported.
+    adopts: bool,
+    adopted_running: usize,
 }
 
 impl Catalog {
@@ -54,6 +70,9 @@ impl Catalog {
             listed: Vec::new(),
             templates: config.templates.clone(),
             states: Vec::new(),
+            adopted: BTreeMap::new(),
+            adopts: false,
+            adopted_running: 0,
         };
         catalog.reconfigure(config);
         catalog
@@ -96,6 +115,81 @@ impl Catalog {
                 build(state, &templates, entries);
             }
         }
+        // An adopted target stays if its module still adopts its URL; it takes the module's
+        // new settings.
+        self.adopts = !config.adoption.is_empty();
+        let adopted = std::mem::take(&mut self.adopted);
+        for (_, mut a) in adopted {
+            let Some(rule) = config.adoption.get(&a.module) else {
+                continue;
+            };
+            if !rule.allows(&a.url) {
+                continue;
+            }
+            let Ok(target) = templates.adopted(Some(&a.module), &a.url) else {
+                continue;
+            };
+            a.target = Arc::new(target);
+            a.forget_after = rule.forget_after;
+            self.adopted.insert(a.target.name.clone(), a);
+        }
+    }
+
+    /// Adopts `url` with `module`'s settings (the caller checked that the module allows it):
+    /// the target's name, and whether it is new. Bounded by [`MAX_ADOPTED`] and
+    /// [`MAX_TARGETS`].
+    pub fn adopt(
+        &mut self,
+        module: &str,
+        url: &str,
+        forget_after: Duration,
+    ) -> Result<(String, bool), String> {
+        let target = self.templates.adopted(Some(module), url)?;
+        if self.adopted.contains_key(&target.name) {
+            return Ok((target.name.clone(), false));
+        }
+        if self.adopted.len() >= MAX_ADOPTED {
+            return Err(format!("{MAX_ADOPTED} targets are adopted already"));
+        }
+        if self.count() >= MAX_TARGETS {
+            return Err(format!("tickr runs {MAX_TARGETS} targets already"));
+        }
+        let name = target.name.clone();
+        let adopted = Adopted {
+            module: module.to_owned(),
+            url: url.to_owned(),
+            target: Arc::new(target),
+            since: Instant::now(),
+            forget_after,
+        };
+        self.adopted.insert(name.clone(), adopted);
+        Ok((name, true))
+    }
+
+    /// Drops the adopted targets not asked for (nor adopted) within their `forget_after`;
+    /// their names.
+    pub fn expire(
+        &mut self,
+        last_asked: impl Fn(&str) -> Option<Instant>,
+        now: Instant,
+    ) -> Vec<String> {
+        let mut gone = Vec::new();
+        self.adopted.retain(|name, a| {
+            let seen = last_asked(name).map_or(a.since, |t| t.max(a.since));
+            let keep = now.saturating_duration_since(seen) <= a.forget_after;
+            if !keep {
+                gone.push(name.clone());
+            }
+            keep
+        });
+        gone
+    }
+
+    /// Targets held now, of every origin (before name clashes are resolved).
+    fn count(&self) -> usize {
+        self.listed.len()
+            + self.states.iter().map(|s| s.built.len()).sum::<usize>()
+            + self.adopted.len()
     }
 
     /// Takes one refresh of `source`. `Ok(true)` when its targets changed; `Err` with the
@@ -106,6 +200,7 @@ impl Catalog {
         result: Result<Vec<Discovered>, String>,
     ) -> Result<bool, String> {
         let others: usize = self.listed.len()
+            + self.adopted.len()
             + self
                 .states
                 .iter()
@@ -160,7 +255,20 @@ impl Catalog {
             state.running = running;
             state.clashes = clashes;
         }
+        self.adopted_running = 0;
+        for a in self.adopted.values() {
+            if names.insert(a.target.name.as_str()) {
+                all.push(a.target.clone());
+                self.adopted_running += 1;
+            }
+        }
         all
+    }
+
+    /// How many adopted targets run, when any module adopts (`source="probe"`).
+    pub fn adopted_report(&self) -> Option<(&'static str, usize)> {
+        self.adopts
+            .then_some((ADOPTED_SOURCE, self.adopted_running))
     }
 
     /// Each source's figures, in the file's order.

@@ -31,6 +31,7 @@ const LEVELS: &[(&str, u8)] = &[
     ("signals", 12),
     ("cli", 12),
     ("demo", 13),
+    ("migrate", 13),
 ];
 
 fn src() -> PathBuf {

@@ -17,6 +17,8 @@ mod harness;
 mod hostile;
 mod layers;
 mod layout;
+mod migrate;
+mod probe_endpoint;
 mod probes;
 mod prometheus;
 mod properties;

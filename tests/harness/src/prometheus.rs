@@ -93,8 +93,6 @@ impl Prometheus {
         eval_interval: Duration,
         alertmanager: Option<SocketAddr>,
     ) -> Self {
-        let binary = require("prometheus");
-        let dir = tempfile::tempdir().expect("temp dir");
         let interval = prom_duration(scrape_interval);
         // The default scrape_timeout (10s) must not exceed the interval, or the config is refused.
         let mut config = format!(
@@ -126,6 +124,23 @@ impl Prometheus {
                 "  - job_name: {job}\n    static_configs:\n      - targets: [\"{addr}\"]"
             );
         }
+        Self::launch(config).await
+    }
+
+    /// Starts Prometheus with `scrape_configs` as given (YAML list items, indented by two
+    /// spaces), scraping every `scrape_interval`, and waits until `/-/ready`.
+    pub async fn start_with_jobs(scrape_configs: &str, scrape_interval: Duration) -> Self {
+        let interval = prom_duration(scrape_interval);
+        let config = format!(
+            "global:\n  scrape_interval: {interval}\n  scrape_timeout: {interval}\n\
+             scrape_configs:\n{scrape_configs}"
+        );
+        Self::launch(config).await
+    }
+
+    async fn launch(config: String) -> Self {
+        let binary = require("prometheus");
+        let dir = tempfile::tempdir().expect("temp dir");
         std::fs::write(dir.path().join("prometheus.yml"), &config).expect("write prometheus.yml");
         let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
         let args = [

@@ -1,0 +1,166 @@
+//! `/probe`'s exposition of one target: its `tickr_*` series, as `/metrics` has them, and the
+//! gauges blackbox_exporter users' dashboards and alerts read (`probe_success`,
+//! `probe_http_status_code`, …), computed from the target's last probe.
+
+use std::fmt;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::DescriptorEncoder;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::probe::{Outcome, Phase, Reason};
+
+use super::target::TargetMetrics;
+
+type FloatGauge = Gauge<f64, AtomicU64>;
+
+/// What the blackbox gauges need of a target's last probe.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LastProbe {
+    success: bool,
+    status: u16,
+    total: f64,
+    /// resolve, connect, tls, processing, transfer; `None` for a phase the probe did not reach.
+    phases: [Option<f64>; 5],
+    /// 1.0, 1.1, 2 or 0 without a response.
+    version: f64,
+    ssl: bool,
+    redirects: u8,
+    regex_failed: bool,
+    cert_not_after: Option<i64>,
+}
+
+/// blackbox_exporter's names for the phases it times, in its order.
+const PHASES: [(Phase, &str); 5] = [
+    (Phase::Resolve, "resolve"),
+    (Phase::Connect, "connect"),
+    (Phase::Tls, "tls"),
+    (Phase::Processing, "processing"),
+    (Phase::Transfer, "transfer"),
+];
+
+impl LastProbe {
+    pub(super) fn of(outcome: &Outcome) -> Self {
+        Self {
+            success: outcome.success(),
+            status: outcome.status.unwrap_or(0),
+            total: outcome.phases.total.as_secs_f64(),
+            phases: PHASES.map(|(p, _)| outcome.phases.get(p).map(|d| d.as_secs_f64())),
+            version: match outcome.http_version {
+                Some(http::Version::HTTP_10) => 1.0,
+                Some(http::Version::HTTP_11) => 1.1,
+                Some(http::Version::HTTP_2) => 2.0,
+                Some(http::Version::HTTP_3) => 3.0,
+                _ => 0.0,
+            },
+            ssl: outcome.tls_version.is_some() && outcome.status.is_some(),
+            redirects: outcome.redirects,
+            regex_failed: outcome
+                .failure
+                .as_ref()
+                .is_some_and(|f| f.reason == Reason::BodyMismatch),
+            cert_not_after: outcome.cert_not_after,
+        }
+    }
+}
+
+/// A collector of some targets' `tickr_*` series.
+#[derive(Debug)]
+struct Chosen(Vec<Arc<TargetMetrics>>);
+
+impl Collector for Chosen {
+    fn encode(&self, encoder: DescriptorEncoder) -> fmt::Result {
+        super::encode_targets(&self.0, encoder)
+    }
+}
+
+/// The exposition of `tm` (and its addresses' series) and, once it has probed, the blackbox
+/// gauges of its last probe. `matchers`: whether the target has body matchers, for
+/// `probe_failed_due_to_regex`.
+pub fn encode(tm: &Arc<TargetMetrics>, matchers: bool) -> String {
+    let mut all = vec![tm.clone()];
+    all.extend(tm.children_now());
+    let mut r = Registry::default();
+    r.register_collector(Box::new(Chosen(all)));
+    if let Some(last) = tm.last_probe() {
+        register_gauges(&mut r, &last, matchers);
+    }
+    let mut out = String::with_capacity(8 * 1024);
+    prometheus_client::encoding::text::encode(&mut out, &r).expect("writing to a String");
+    out
+}
+
+fn register_gauges(r: &mut Registry, last: &LastProbe, matchers: bool) {
+    let gauge = |v: i64| {
+        let g = Gauge::<i64>::default();
+        g.set(v);
+        g
+    };
+    let float = |v: f64| {
+        let g = FloatGauge::default();
+        g.set(v);
+        g
+    };
+    r.register(
+        "probe_success",
+        "Whether the probe was a success",
+        gauge(i64::from(last.success)),
+    );
+    r.register_with_unit(
+        "probe_duration",
+        "How long the probe took to complete",
+        Unit::Seconds,
+        float(last.total),
+    );
+    let phases = Family::<[(&'static str, &'static str); 1], FloatGauge>::default();
+    for ((_, name), value) in PHASES.iter().zip(last.phases) {
+        // As blackbox_exporter: a phase the probe never reached is 0.
+        phases
+            .get_or_create(&[("phase", name)])
+            .set(value.unwrap_or(0.0));
+    }
+    r.register_with_unit(
+        "probe_http_duration",
+        "Duration of the HTTP request by phase, summed over all redirects",
+        Unit::Seconds,
+        phases,
+    );
+    r.register(
+        "probe_http_status_code",
+        "Response HTTP status code",
+        gauge(i64::from(last.status)),
+    );
+    r.register(
+        "probe_http_version",
+        "Returns the version of HTTP of the probe response",
+        float(last.version),
+    );
+    r.register(
+        "probe_http_ssl",
+        "Indicates if SSL was used for the final redirect",
+        gauge(i64::from(last.ssl)),
+    );
+    r.register(
+        "probe_http_redirects",
+        "The number of redirects",
+        gauge(i64::from(last.redirects)),
+    );
+    if let Some(not_after) = last.cert_not_after {
+        r.register(
+            "probe_ssl_earliest_cert_expiry",
+            "Returns last SSL chain expiry in unixtime",
+            gauge(not_after),
+        );
+    }
+    if matchers {
+        r.register(
+            "probe_failed_due_to_regex",
+            "Indicates if probe failed due to regex",
+            gauge(i64::from(last.regex_failed)),
+        );
+    }
+}
