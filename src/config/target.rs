@@ -570,9 +570,9 @@ fn validate_tls(layers: &Layers, dir: &Path) -> Result<Arc<ClientTls>, Invalid> 
         p.push(Seg::Key(key));
         p
     };
-    let read = |p: &PathBuf, key: &'static str| -> Result<Vec<u8>, Invalid> {
+    let read = |p: &PathBuf, key: &'static str| -> Result<crate::tls::Pem, Invalid> {
         let full = dir.join(p);
-        std::fs::read(&full)
+        crate::tls::read_file(&full)
             .map_err(|e| Invalid(tls_at(key), format!("cannot read {}: {e}", full.display())))
     };
     let ca_pem = layers
@@ -607,7 +607,5 @@ fn validate_tls(layers: &Layers, dir: &Path) -> Result<Arc<ClientTls>, Invalid> 
             .first(|s| s.tls.as_ref()?.server_name.as_ref())
             .map(|m| m.value.clone()),
     };
-    ClientTls::new(settings)
-        .map(Arc::new)
-        .map_err(|(key, msg)| Invalid(tls_at(key), msg))
+    ClientTls::shared(settings).map_err(|(key, msg)| Invalid(tls_at(key), msg))
 }

@@ -37,6 +37,7 @@ mod families;
 pub mod probe;
 mod sources;
 mod target;
+pub mod text;
 
 use families::FAMILIES;
 pub use sources::SourceMetrics;

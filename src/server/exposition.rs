@@ -1,5 +1,6 @@
 //! `/metrics`: the exposition encoded on a blocking thread and streamed to the client as it is
-//! written, gzipped when the client accepts it.
+//! written, in OpenMetrics for clients that ask for it and the Prometheus text format 0.0.4 for
+//! every other, gzipped when the client accepts it.
 
 use std::io::Write as _;
 use std::pin::Pin;
@@ -9,14 +10,42 @@ use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE, VARY};
+use http::header::{ACCEPT, ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE, VARY};
 use http::{Request, Response};
 use hyper::body::Incoming;
 use tokio::sync::mpsc;
 
 use crate::handle::Handle;
+use crate::metrics::text::TextSink;
 
 pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Whether the client asks for OpenMetrics, as the official Go client decides: an `Accept`
+/// entry for `application/openmetrics-text` with a quality above zero and at least that of its
+/// `text/plain`. Prometheus asks for it first; curl, `*/*` or no `Accept` get the text format.
+pub(super) fn wants_openmetrics<B>(req: &Request<B>) -> bool {
+    let (mut openmetrics, mut text) = (0.0_f32, 0.0_f32);
+    let values = req
+        .headers()
+        .get_all(ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok());
+    for entry in values.flat_map(|v| v.split(',')) {
+        let mut fields = entry.split(';').map(str::trim);
+        let kind = fields.next().unwrap_or_default().to_ascii_lowercase();
+        let q = fields
+            .filter_map(|f| f.strip_prefix("q="))
+            .find_map(|q| q.trim().parse::<f32>().ok())
+            .unwrap_or(1.0);
+        match kind.as_str() {
+            "application/openmetrics-text" => openmetrics = openmetrics.max(q),
+            "text/plain" => text = text.max(q),
+            _ => {}
+        }
+    }
+    openmetrics > 0.0 && openmetrics >= text
+}
 
 fn accepts_gzip(req: &Request<Incoming>) -> bool {
     req.headers()
@@ -47,13 +76,19 @@ pub(super) fn metrics(
     write_timeout: Duration,
 ) -> Response<Chunks> {
     let gzip = accepts_gzip(req);
+    let openmetrics = wants_openmetrics(req);
     let (tx, rx) = mpsc::channel(4);
     let complete = Arc::new(AtomicBool::new(false));
     let metrics = handle.metrics.clone();
     let out = Chunked::new(tx, gzip, write_timeout, complete.clone());
     tokio::task::spawn_blocking(move || {
         // An error means the client went away or stopped reading; nothing is left to tell.
-        if let Ok(out) = metrics.stream(out) {
+        let streamed = if openmetrics {
+            metrics.stream(out)
+        } else {
+            metrics.stream(TextSink::new(out)).map(TextSink::into_inner)
+        };
+        if let Ok(out) = streamed {
             out.finish();
         }
     });
@@ -62,10 +97,15 @@ pub(super) fn metrics(
         r.headers_mut()
             .insert(CONTENT_ENCODING, "gzip".parse().expect("static"));
     }
+    let kind = if openmetrics {
+        OPENMETRICS
+    } else {
+        TEXT_FORMAT
+    };
     r.headers_mut()
-        .insert(CONTENT_TYPE, OPENMETRICS.parse().expect("static"));
+        .insert(CONTENT_TYPE, kind.parse().expect("static"));
     r.headers_mut()
-        .insert(VARY, "Accept-Encoding".parse().expect("static"));
+        .insert(VARY, "Accept, Accept-Encoding".parse().expect("static"));
     r
 }
 

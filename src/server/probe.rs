@@ -17,7 +17,7 @@ use crate::config::Target;
 use crate::handle::Handle;
 use crate::limits::{PROBE_ANSWER_MARGIN, PROBE_DEFAULT_WAIT};
 use crate::metrics::{probe as exposition, TargetMetrics};
-use crate::server::exposition::OPENMETRICS;
+use crate::server::exposition::{wants_openmetrics, OPENMETRICS, TEXT_FORMAT};
 use crate::server::routes::{text, Body};
 
 /// How often a request waiting for an adopted target's first probe looks again.
@@ -73,12 +73,21 @@ pub(super) async fn probe(handle: &Handle, req: &Request<Incoming>) -> Response<
     while adopted && tm.last_probe().is_none() && Instant::now() + POLL < deadline {
         tokio::time::sleep(POLL).await;
     }
-    let body = exposition::encode(&tm, !t.matchers.is_empty());
+    let mut body = exposition::encode(&tm, !t.matchers.is_empty());
+    let openmetrics = wants_openmetrics(req);
+    if !openmetrics {
+        body = crate::metrics::text::to_text(&body);
+    }
     let mut r = Response::new(http_body_util::Either::Left(http_body_util::Full::new(
         bytes::Bytes::from(body),
     )));
+    let kind = if openmetrics {
+        OPENMETRICS
+    } else {
+        TEXT_FORMAT
+    };
     r.headers_mut()
-        .insert(CONTENT_TYPE, OPENMETRICS.parse().expect("static"));
+        .insert(CONTENT_TYPE, kind.parse().expect("static"));
     r
 }
 

@@ -14,6 +14,11 @@ use crate::common::exposition::Exposition;
 use crate::common::tickr::target;
 
 const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/exposition.txt");
+/// Its twin in the Prometheus text format 0.0.4, for scrapers that do not ask for OpenMetrics.
+const GOLDEN_TEXT: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/golden/exposition.text.txt"
+);
 
 fn outcome_502() -> Outcome {
     Outcome {
@@ -70,8 +75,8 @@ fn normalise(text: &str) -> String {
     out.join("\n") + "\n"
 }
 
-#[test]
-fn exposition_matches_the_golden_file() {
+/// One target with a 200 and a 502 recorded, and the exporter-wide series set.
+fn golden_metrics() -> Arc<Metrics> {
     let t = target(
         "name: shop\nurl: https://shop.example/\nlabels: {team: web}\nexpect:\n  body_contains: [\"<title>Shop\"]\n  body_not_contains: [{name: gateway_page, text: Bad Gateway}]",
     );
@@ -82,12 +87,27 @@ fn exposition_matches_the_golden_file() {
     metrics.scheduler_lag.observe(0.002);
     metrics.targets.set(1);
     metrics.reload_successful.set(1);
-    let text = normalise(&metrics.encode());
+    metrics
+}
+
+#[test]
+fn exposition_matches_the_golden_file() {
+    compare_golden(&normalise(&golden_metrics().encode()), GOLDEN);
+}
+
+#[test]
+fn the_text_format_matches_its_golden_twin() {
+    let text = tickr::metrics::text::to_text(&golden_metrics().encode());
+    assert!(!text.contains("# EOF") && !text.contains("# UNIT") && !text.contains(" # {"));
+    compare_golden(&normalise(&text), GOLDEN_TEXT);
+}
+
+fn compare_golden(text: &str, file: &str) {
     if std::env::var_os("TICKR_BLESS").is_some() {
-        std::fs::write(GOLDEN, &text).unwrap();
+        std::fs::write(file, text).unwrap();
     }
     let golden =
-        std::fs::read_to_string(GOLDEN).expect("golden file (run with TICKR_BLESS=1 to create it)");
+        std::fs::read_to_string(file).expect("golden file (run with TICKR_BLESS=1 to create it)");
     if text != golden {
         let diff: Vec<_> = golden
             .lines()
@@ -97,7 +117,7 @@ fn exposition_matches_the_golden_file() {
             .map(|(a, b)| format!("- {a}\n+ {b}"))
             .collect();
         panic!(
-            "exposition differs from {GOLDEN} (TICKR_BLESS=1 to accept):\n{}",
+            "exposition differs from {file} (TICKR_BLESS=1 to accept):\n{}",
             diff.join("\n")
         );
     }
@@ -195,4 +215,147 @@ fn configured_buckets_are_the_le_labels() {
         1.0,
         "the 326 ms total falls in the 1 s bucket"
     );
+}
+
+/// What each scraper asks for, it gets: Prometheus OpenMetrics, everyone else (no `Accept`,
+/// `*/*`, `text/plain` preferred) the text format 0.0.4, which `promtool check metrics` reads
+/// without a complaint; `/probe` negotiates the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_scraper_gets_the_format_it_asks_for_and_promtool_reads_the_text() {
+    use crate::common::exposition::{http, PROMETHEUS_ACCEPT};
+    use crate::common::server::{Step, TestServer};
+    let server = TestServer::plain(vec![Step::body(200, "ok")]).await;
+    let tickr = crate::common::tickr::Tickr::start(&format!(
+        "targets:\n  - {{name: shop, url: \"{}\", interval: 200ms, timeout: 150ms, expect: {{body_contains: [ok]}}}}\n",
+        server.url("/")
+    ))
+    .await;
+    tickr
+        .wait_for(Duration::from_secs(10), "two probes", |m| {
+            m.value(
+                "tickr_probe_runs_total",
+                &[("target", "shop"), ("result", "success")],
+            ) >= 2.0
+        })
+        .await;
+    let text_kind = "text/plain; version=0.0.4; charset=utf-8";
+    let openmetrics_kind = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+    for path in ["/metrics", "/probe?target=shop"] {
+        for (accept, kind) in [
+            (None, text_kind),
+            (Some("*/*"), text_kind),
+            (
+                Some("text/plain;version=0.0.4;q=1,application/openmetrics-text;q=0.5"),
+                text_kind,
+            ),
+            (Some("application/openmetrics-text;q=0"), text_kind),
+            (Some(PROMETHEUS_ACCEPT), openmetrics_kind),
+            (
+                Some("application/openmetrics-text; version=1.0.0"),
+                openmetrics_kind,
+            ),
+        ] {
+            let headers: Vec<(&str, &str)> = accept.map(|a| ("accept", a)).into_iter().collect();
+            let reply = http(tickr.addr, "GET", path, &headers).await;
+            assert_eq!(reply.status, 200, "{path} {accept:?}");
+            let got = reply.headers["content-type"].to_str().unwrap().to_owned();
+            assert_eq!(got, kind, "{path} with Accept {accept:?}");
+            let body = reply.text();
+            if kind == text_kind {
+                assert!(
+                    !body.contains("# EOF") && !body.contains("# UNIT"),
+                    "{path}: {body}"
+                );
+                assert!(
+                    !body.contains("} 1 # {") && !body.contains(" # {event_id"),
+                    "{body}"
+                );
+                // Counters are typed on their _total name, info metrics are gauges.
+                assert!(
+                    !body.contains(" info\n") && !body.contains("_total_total"),
+                    "{body}"
+                );
+                let lint = promtool_check_metrics(&body);
+                assert!(lint.0, "{path}: promtool check metrics: {}\n{body}", lint.1);
+            } else {
+                assert!(body.ends_with("# EOF\n"), "{path}");
+            }
+        }
+    }
+    tickr.stop().await;
+}
+
+/// Runs `promtool check metrics` on `text`: whether it passed, and what it said.
+fn promtool_check_metrics(text: &str) -> (bool, String) {
+    use std::io::Write as _;
+    let promtool = crate::common::procs::require("promtool");
+    let mut child = std::process::Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run promtool");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success() && said.trim().is_empty(), said)
+}
+
+/// A second real scraper that does not ask for OpenMetrics: VictoriaMetrics reads tickr's text
+/// format, and PromQL over what it stored equals what the test server served, exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn victoria_metrics_reads_the_text_format_and_counts_every_probe() {
+    use crate::common::server::{Step, TestServer};
+    use tickr_harness::Victoria;
+    let server = TestServer::plain(Step::statuses(&[200, 502])).await;
+    // A probe every 2 s, a scrape every 500 ms: after each probe the stored counters catch up
+    // before the next one, so they can be compared with the server's count.
+    let tickr = crate::common::tickr::Tickr::start(&format!(
+        "targets:\n  - {{name: shop, url: \"{}\", interval: 2s, timeout: 1s}}\n",
+        server.url("/")
+    ))
+    .await;
+    let victoria = Victoria::start(&[("tickr", tickr.addr)], Duration::from_millis(500)).await;
+    let stored = |promql: &'static str| {
+        let victoria = &victoria;
+        async move {
+            victoria
+                .query(promql)
+                .await
+                .first()
+                .map_or(-1.0, |(_, v)| *v)
+        }
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let served = server.connections() as f64;
+        let ok = stored(r#"sum(tickr_http_responses_total{target="shop",code="200"})"#).await;
+        let bad = stored(r#"sum(tickr_http_responses_total{target="shop",code="502"})"#).await;
+        let runs = stored(r#"sum(tickr_probe_runs_total{target="shop"})"#).await;
+        // The script alternates 200 and 502, starting with 200.
+        let (want_ok, want_bad) = ((served / 2.0).ceil(), (served / 2.0).floor());
+        if served >= 3.0 && runs == served && ok == want_ok && bad == want_bad {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "VictoriaMetrics has runs {runs}, 200s {ok}, 502s {bad}; the server served {served}\n{}",
+            victoria.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let info = victoria.query(r#"tickr_build_info"#).await;
+    assert_eq!(info.len(), 1, "the info metric, as a gauge named _info");
+    drop(victoria);
+    tickr.stop().await;
 }

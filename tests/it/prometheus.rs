@@ -246,7 +246,10 @@ async fn metrics_are_gzipped_when_the_scraper_accepts_it() {
         tickr.addr,
         "GET",
         "/metrics",
-        &[("accept-encoding", "gzip")],
+        &[
+            ("accept-encoding", "gzip"),
+            ("accept", crate::common::exposition::PROMETHEUS_ACCEPT),
+        ],
     )
     .await;
     assert_eq!(reply.status, 200);

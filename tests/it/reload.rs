@@ -190,7 +190,18 @@ async fn endpoints_answer_as_documented() {
     assert_eq!(tickr.get("/nope").await.status, 404);
     let metrics = tickr.get("/metrics").await;
     assert_eq!(
-        metrics.headers["content-type"],
+        metrics.headers["content-type"], "text/plain; version=0.0.4; charset=utf-8",
+        "a client that does not ask for OpenMetrics gets the text format"
+    );
+    let asked = crate::common::exposition::http(
+        tickr.addr,
+        "GET",
+        "/metrics",
+        &[("accept", crate::common::exposition::PROMETHEUS_ACCEPT)],
+    )
+    .await;
+    assert_eq!(
+        asked.headers["content-type"],
         "application/openmetrics-text; version=1.0.0; charset=utf-8"
     );
     let landing = tickr.get("/").await;

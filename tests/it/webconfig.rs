@@ -241,7 +241,7 @@ fn tls_and_basic_auth_guard_every_endpoint() {
     let mut seen = Vec::new();
     let ok = tickr.curl(&setup, &["-u", &good], "/metrics");
     assert_eq!(ok.status, 200, "{}{}", ok.output, ok.stderr);
-    assert!(ok.output.contains("# EOF"), "{}", ok.output);
+    assert!(ok.output.contains("\ntickr_build_info{"), "{}", ok.output);
     assert!(ok.has_header("x-frame-options", "deny"), "{}", ok.output);
     // Verified once, then cached: the second scrape is no different to the client.
     assert_eq!(tickr.curl(&setup, &["-u", &good], "/metrics").status, 200);

@@ -20,6 +20,10 @@ impl Reply {
     }
 }
 
+/// The `Accept` header Prometheus sends when it scrapes (2.42): OpenMetrics first, then the text
+/// format. tickr answers OpenMetrics to it, and the text format to clients that do not ask.
+pub const PROMETHEUS_ACCEPT: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+
 /// One HTTP/1.1 request on a fresh connection.
 pub async fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
     let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
@@ -62,9 +66,18 @@ pub struct Exposition {
 }
 
 impl Exposition {
-    /// Parses OpenMetrics text; panics on anything malformed (that is a test failure).
+    /// Parses OpenMetrics, or the text format 0.0.4 (what tickr answers a client that does not
+    /// ask for OpenMetrics); panics on anything malformed (that is a test failure). OpenMetrics
+    /// must end with `# EOF`; a text-format body cut short fails in its HTTP framing instead.
     pub fn parse(text: &str) -> Self {
-        assert!(text.ends_with("# EOF\n"), "exposition must end with # EOF");
+        if text.contains("# EOF") {
+            assert!(text.ends_with("# EOF\n"), "exposition must end with # EOF");
+        } else {
+            assert!(
+                text.is_empty() || text.ends_with('\n'),
+                "exposition cut short"
+            );
+        }
         let mut samples = Vec::new();
         for line in text
             .lines()

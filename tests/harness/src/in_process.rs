@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::exposition::{http, Exposition, Reply};
+use crate::exposition::{http, Exposition, Reply, PROMETHEUS_ACCEPT};
 
 pub struct Tickr {
     pub addr: SocketAddr,
@@ -62,9 +62,15 @@ impl Tickr {
         http(self.addr, "POST", path, &[]).await
     }
 
-    /// Scrapes `/metrics` over HTTP and parses it.
+    /// Scrapes `/metrics` over HTTP as Prometheus does (asking for OpenMetrics) and parses it.
     pub async fn metrics(&self) -> Exposition {
-        let reply = self.get("/metrics").await;
+        let reply = http(
+            self.addr,
+            "GET",
+            "/metrics",
+            &[("accept", PROMETHEUS_ACCEPT)],
+        )
+        .await;
         assert_eq!(reply.status, 200);
         Exposition::parse(&reply.text())
     }

@@ -18,6 +18,7 @@ pub mod process;
 pub mod procfs;
 pub mod prometheus;
 pub mod server;
+pub mod victoria;
 
 pub use alertmanager::Alertmanager;
 pub use caddy::Caddy;
@@ -27,3 +28,4 @@ pub use nginx::Nginx;
 pub use process::{free_port, get, request, require, Process};
 pub use procfs::status_field;
 pub use prometheus::{Alert, Prometheus, ScrapeTarget};
+pub use victoria::Victoria;

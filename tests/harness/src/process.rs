@@ -311,10 +311,12 @@ pub async fn request(
             .await
             .map_err(|e| format!("handshake: {e}"))?;
         tokio::spawn(conn);
+        // Asks for OpenMetrics as Prometheus does: these requests stand for its scrapes.
         let mut req = http::Request::builder()
             .method(method)
             .uri(path)
-            .header("host", addr.to_string());
+            .header("host", addr.to_string())
+            .header("accept", crate::exposition::PROMETHEUS_ACCEPT);
         if let Some(ct) = content_type {
             req = req.header("content-type", ct);
         }
