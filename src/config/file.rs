@@ -171,6 +171,9 @@ pub struct Expect {
     pub status: Option<Vec<StatusPattern>>,
     pub body_contains: Option<Vec<MatcherSpec>>,
     pub body_not_contains: Option<Vec<MatcherSpec>>,
+    /// Regular expressions the body must (not) match.
+    pub body_matches: Option<Vec<MatcherSpec>>,
+    pub body_not_matches: Option<Vec<MatcherSpec>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -24,8 +24,9 @@ pub(crate) use error::{one_line, strip_positions};
 pub use file::{ByteSize, HttpVersion, HumanDuration, IpProtocol, PhaseDetail, StatusPattern};
 pub(crate) use locate::{locate, Seg};
 pub use sources::{Discovered, Source, SourceKind, Templates, ADOPTED_SOURCE, NAME_LABEL};
+pub(crate) use target::compile_pattern;
 use target::validate_target;
-pub use target::{HistogramDetail, Matcher, Target, DEFAULT_BUCKETS, RESERVED_LABELS};
+pub use target::{HistogramDetail, Matcher, Pattern, Target, DEFAULT_BUCKETS, RESERVED_LABELS};
 
 use crate::diagnosis::layer::{self, Attributor, Fingerprint, Signal};
 use crate::limits::{

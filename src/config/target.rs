@@ -19,7 +19,9 @@ use super::file::{
 };
 use super::locate::Seg;
 use super::merge::Layers;
-use crate::limits::{MAX_ADDRESSES, MAX_BODY_LIMIT, MAX_BUCKETS, MAX_CONFIRM, MIN_INTERVAL};
+use crate::limits::{
+    MAX_ADDRESSES, MAX_BODY_LIMIT, MAX_BUCKETS, MAX_CONFIRM, MAX_PATTERN_BYTES, MIN_INTERVAL,
+};
 use crate::redact::{self, Secrets};
 use crate::tls::{ClientTls, TlsSettings};
 
@@ -122,20 +124,62 @@ impl Default for HistogramDetail {
     }
 }
 
-/// A body matcher. `label` is what the `matcher` label shows: the text, or the configured name.
+/// A body matcher. `label` is what the `matcher` label shows: the text (or pattern), or the
+/// configured name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Matcher {
     pub label: String,
     pub text: String,
-    /// `body_not_contains`: satisfied when the text is absent.
+    /// `body_not_contains` / `body_not_matches`: satisfied when the text or pattern is absent.
     pub negate: bool,
+    /// `body_matches` / `body_not_matches`: `text` is a regular expression.
+    pub pattern: Option<Pattern>,
 }
 
 impl Matcher {
     pub fn is_satisfied_by(&self, body: &[u8]) -> bool {
-        let found = crate::diagnosis::layer::contains(body, self.text.as_bytes());
+        let found = match &self.pattern {
+            Some(p) => p.0.is_match(body),
+            None => crate::diagnosis::layer::contains(body, self.text.as_bytes()),
+        };
         found != self.negate
     }
+}
+
+/// A compiled body pattern, bounded in size (so no configured pattern can take unbounded memory
+/// or time; the regex crate matches in linear time). Equal when written the same.
+#[derive(Clone)]
+pub struct Pattern(pub Arc<regex::bytes::Regex>);
+
+impl PartialEq for Pattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.as_str() == other.0.as_str()
+    }
+}
+
+impl Eq for Pattern {}
+
+impl fmt::Debug for Pattern {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "Pattern({:?})", self.0.as_str())
+    }
+}
+
+/// Compiles a body pattern within [`MAX_PATTERN_BYTES`]; the error is the parser's last line.
+pub(crate) fn compile_pattern(text: &str) -> Result<Pattern, String> {
+    regex::bytes::RegexBuilder::new(text)
+        .size_limit(MAX_PATTERN_BYTES)
+        .dfa_size_limit(MAX_PATTERN_BYTES)
+        .build()
+        .map(|r| Pattern(Arc::new(r)))
+        .map_err(|e| {
+            let text = e.to_string();
+            let why = text.lines().last().unwrap_or_default();
+            format!(
+                "invalid pattern: {}",
+                why.trim().trim_start_matches("error: ")
+            )
+        })
 }
 
 /// Built-in values of settings no layer sets. The timeout's depends on the interval: 10 s, or
@@ -480,6 +524,16 @@ fn validate_expect(layers: &Layers) -> Result<(Vec<StatusPattern>, Vec<Matcher>)
             true,
             "body_not_contains",
         ),
+        (
+            layers.first(|s| s.expect.as_ref()?.body_matches.as_ref()),
+            false,
+            "body_matches",
+        ),
+        (
+            layers.first(|s| s.expect.as_ref()?.body_not_matches.as_ref()),
+            true,
+            "body_not_matches",
+        ),
     ] {
         for (i, spec) in specs.into_iter().flat_map(|m| m.value).enumerate() {
             let at = || [expect_at(key), vec![Seg::Index(i)]].concat();
@@ -494,10 +548,17 @@ fn validate_expect(layers: &Layers) -> Result<(Vec<StatusPattern>, Vec<Matcher>)
                 let msg = format!("two body matchers share the label {label:?}: give one a `name`");
                 return Err(Invalid(at(), msg));
             }
+            let pattern = match key {
+                "body_matches" | "body_not_matches" => {
+                    Some(compile_pattern(&spec.text).map_err(|m| Invalid(at(), m))?)
+                }
+                _ => None,
+            };
             matchers.push(Matcher {
                 label,
                 text: spec.text.clone(),
                 negate,
+                pattern,
             });
         }
     }

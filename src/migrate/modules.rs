@@ -74,6 +74,7 @@ fn http(section: &Value, dir: &Path, path: &[String], m: &mut Module, report: &m
     let mut headers: Vec<(String, Y)> = Vec::new();
     let mut expect: Vec<(String, Y)> = Vec::new();
     let (mut contains, mut not_contains) = (Vec::new(), Vec::new());
+    let (mut matches, mut not_matches) = (Vec::new(), Vec::new());
     let mut tls: Vec<(String, Y)> = Vec::new();
     let (mut preferred, mut fallback) = (None, true);
     for (key, value) in section.as_mapping().into_iter().flatten() {
@@ -109,16 +110,18 @@ fn http(section: &Value, dir: &Path, path: &[String], m: &mut Module, report: &m
                     match literal(&re) {
                         Some(text) if negate => not_contains.push(Y::text(text)),
                         Some(text) => contains.push(Y::text(text)),
-                        None => report.at_index(
-                            path,
-                            &key,
-                            i,
-                            &format!(
-                                "{re:?} is a regular expression: tickr matches substrings \
-                                 (body_contains, body_not_contains); write the text it must \
-                                 (not) find"
+                        // Go's RE2 and the regex crate read the same syntax, but for a few
+                        // corners: what the crate cannot compile is reported.
+                        None => match crate::config::compile_pattern(&re) {
+                            Ok(_) if negate => not_matches.push(Y::text(re)),
+                            Ok(_) => matches.push(Y::text(re)),
+                            Err(e) => report.at_index(
+                                path,
+                                &key,
+                                i,
+                                &format!("{re:?}: {e}: rewrite it for tickr's body_matches"),
                             ),
-                        ),
+                        },
                     }
                 }
             }
@@ -237,6 +240,12 @@ fn http(section: &Value, dir: &Path, path: &[String], m: &mut Module, report: &m
     }
     if !not_contains.is_empty() {
         expect.push(("body_not_contains".into(), Y::List(not_contains)));
+    }
+    if !matches.is_empty() {
+        expect.push(("body_matches".into(), Y::List(matches)));
+    }
+    if !not_matches.is_empty() {
+        expect.push(("body_not_matches".into(), Y::List(not_matches)));
     }
     if !expect.is_empty() {
         m.keys.push(("expect".into(), Y::Map(expect)));

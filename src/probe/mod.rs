@@ -172,10 +172,11 @@ impl Probe<'_> {
             .zip(&self.out.matches)
             .find(|(_, ok)| !**ok)
         {
-            let verb = if m.negate {
-                "contains"
-            } else {
-                "does not contain"
+            let verb = match (m.negate, m.pattern.is_some()) {
+                (true, false) => "contains",
+                (false, false) => "does not contain",
+                (true, true) => "matches",
+                (false, true) => "does not match",
             };
             return Err(Failure::new(
                 Reason::BodyMismatch,

@@ -539,6 +539,32 @@ async fn bodies_are_bounded_and_matched() {
         ),
         Some(0.0)
     );
+
+    // Regular expressions, exposed the same way; the first that fails names the failure.
+    let t = target(&format!(
+        "name: r\nurl: {}\nexpect:\n  body_matches: [\"<title>[A-Z][a-z]+</title>\"]\n  \
+         body_not_matches: [{{name: gateway_regex, text: \"Bad Gateway|Service Unavailable\"}}]",
+        server.url("/")
+    ));
+    let (outcomes, m) = probe_n(&t, 1).await;
+    assert_eq!(reason(&outcomes[0]), Some("body_mismatch"));
+    assert_eq!(outcomes[0].matches, vec![true, false]);
+    let detail = &outcomes[0].failure.as_ref().unwrap().detail;
+    assert_eq!(detail, "body matches \"gateway_regex\"");
+    assert_eq!(
+        m.get(
+            "tickr_body_mismatches_total",
+            &[("target", "r"), ("matcher", "gateway_regex")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        m.get(
+            "tickr_body_match",
+            &[("target", "r"), ("matcher", "<title>[A-Z][a-z]+</title>")]
+        ),
+        Some(1.0)
+    );
 }
 
 #[tokio::test]

@@ -818,7 +818,7 @@ proptest! {
                 String::from_utf8(body[start..end].to_vec()).ok()
             })
             .unwrap_or(needle);
-        let m = Matcher { label: "m".into(), text: text.clone(), negate };
+        let m = Matcher { label: "m".into(), text: text.clone(), negate, pattern: None };
         prop_assert_eq!(
             m.is_satisfied_by(&body),
             occurs(&body, text.as_bytes()) != negate,
