@@ -32,7 +32,7 @@ use crate::diagnosis::layer::{self, Attributor, Fingerprint, Signal};
 use crate::limits::{
     BODY_HEAD, DEFAULT_BODY_EXCERPT, DEFAULT_EVENTS, DEFAULT_FORGET_AFTER,
     DEFAULT_MAX_CONCURRENT_PROBES, MAX_CONCURRENT_PROBES, MAX_CONFIG_BYTES, MAX_EVENTS,
-    MAX_PATTERN_BYTES, MAX_TARGETS, MIN_INTERVAL,
+    MAX_TARGETS, MIN_INTERVAL,
 };
 
 /// A loaded, validated configuration.
@@ -54,7 +54,7 @@ pub struct Config {
 #[derive(Debug, Clone)]
 pub struct Adoption {
     /// A URL matching one of these may be adopted.
-    pub patterns: Vec<regex::Regex>,
+    pub patterns: Vec<Pattern>,
     /// An adopted target nobody asked for this long is dropped.
     pub forget_after: std::time::Duration,
 }
@@ -62,7 +62,7 @@ pub struct Adoption {
 impl Adoption {
     /// Whether `url` (as `/probe` was given it, normalised) may be adopted.
     pub fn allows(&self, url: &str) -> bool {
-        self.patterns.iter().any(|p| p.is_match(url))
+        self.patterns.iter().any(|p| p.0.is_match(url.as_bytes()))
     }
 }
 
@@ -277,18 +277,7 @@ fn validate_adoption(
     let mut patterns = Vec::new();
     for (i, text) in spec.adopt.iter().flatten().enumerate() {
         let at = [here, &[Seg::Key("adopt"), Seg::Index(i)]].concat();
-        let pattern = regex::RegexBuilder::new(text)
-            .size_limit(MAX_PATTERN_BYTES)
-            .dfa_size_limit(MAX_PATTERN_BYTES)
-            .build()
-            .map_err(|e| {
-                // The parser draws the pattern with a caret over lines; its last line says what.
-                let text = e.to_string();
-                let why = text.lines().last().unwrap_or_default();
-                let why = why.trim().trim_start_matches("error: ");
-                Invalid(at, format!("invalid pattern: {}", one_line(why)))
-            })?;
-        patterns.push(pattern);
+        patterns.push(compile_pattern(text).map_err(|m| Invalid(at, m))?);
     }
     let forget_after = spec.forget_after.map_or(DEFAULT_FORGET_AFTER, |d| d.0);
     if forget_after < MIN_INTERVAL {

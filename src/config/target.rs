@@ -165,7 +165,8 @@ impl fmt::Debug for Pattern {
     }
 }
 
-/// Compiles a body pattern within [`MAX_PATTERN_BYTES`]; the error is the parser's last line.
+/// Compiles a pattern (a body matcher, an adoption rule) within [`MAX_PATTERN_BYTES`]; the
+/// error is the parser's last line (it draws the pattern with a caret over the lines before).
 pub(crate) fn compile_pattern(text: &str) -> Result<Pattern, String> {
     regex::bytes::RegexBuilder::new(text)
         .size_limit(MAX_PATTERN_BYTES)

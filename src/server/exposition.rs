@@ -47,6 +47,15 @@ pub(super) fn wants_openmetrics<B>(req: &Request<B>) -> bool {
     openmetrics > 0.0 && openmetrics >= text
 }
 
+/// The content type of an exposition in the negotiated format.
+pub(super) fn content_type(openmetrics: bool) -> &'static str {
+    if openmetrics {
+        OPENMETRICS
+    } else {
+        TEXT_FORMAT
+    }
+}
+
 fn accepts_gzip(req: &Request<Incoming>) -> bool {
     req.headers()
         .get_all(ACCEPT_ENCODING)
@@ -97,13 +106,10 @@ pub(super) fn metrics(
         r.headers_mut()
             .insert(CONTENT_ENCODING, "gzip".parse().expect("static"));
     }
-    let kind = if openmetrics {
-        OPENMETRICS
-    } else {
-        TEXT_FORMAT
-    };
-    r.headers_mut()
-        .insert(CONTENT_TYPE, kind.parse().expect("static"));
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        content_type(openmetrics).parse().expect("static"),
+    );
     r.headers_mut()
         .insert(VARY, "Accept, Accept-Encoding".parse().expect("static"));
     r

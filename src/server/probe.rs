@@ -17,7 +17,7 @@ use crate::config::Target;
 use crate::handle::Handle;
 use crate::limits::{PROBE_ANSWER_MARGIN, PROBE_DEFAULT_WAIT};
 use crate::metrics::{probe as exposition, TargetMetrics};
-use crate::server::exposition::{wants_openmetrics, OPENMETRICS, TEXT_FORMAT};
+use crate::server::exposition::{content_type, wants_openmetrics};
 use crate::server::routes::{text, Body};
 
 /// How often a request waiting for an adopted target's first probe looks again.
@@ -81,13 +81,10 @@ pub(super) async fn probe(handle: &Handle, req: &Request<Incoming>) -> Response<
     let mut r = Response::new(http_body_util::Either::Left(http_body_util::Full::new(
         bytes::Bytes::from(body),
     )));
-    let kind = if openmetrics {
-        OPENMETRICS
-    } else {
-        TEXT_FORMAT
-    };
-    r.headers_mut()
-        .insert(CONTENT_TYPE, kind.parse().expect("static"));
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        content_type(openmetrics).parse().expect("static"),
+    );
     r
 }
 
@@ -130,10 +127,12 @@ enum Found {
 fn find(handle: &Handle, asked: &str, url: Option<&str>, module: Option<&str>) -> Found {
     let targets = handle.targets();
     let by_name = targets.iter().find(|(t, _)| t.name == asked);
-    let mut by_url = targets.iter().filter(|(t, _)| Some(t.url.as_str()) == url);
     let candidates: Vec<&(Arc<Target>, Arc<TargetMetrics>)> = match by_name {
         Some(found) => vec![found],
-        None => by_url.by_ref().collect(),
+        None => targets
+            .iter()
+            .filter(|(t, _)| Some(t.url.as_str()) == url)
+            .collect(),
     };
     let Some(first) = candidates.first() else {
         return Found::Nothing;
