@@ -29,6 +29,16 @@ pub const MAX_BODY_LIMIT: u64 = 64 << 20;
 /// this is more than a glance. `diagnosis.body_excerpt` cannot exceed it.
 pub const BODY_HEAD: usize = 64 << 10;
 
+/// Largest file a header value, password or token is read from.
+pub const MAX_SECRET_FILE_BYTES: u64 = 64 << 10;
+
+/// Largest `body_file`.
+pub const MAX_BODY_FILE_BYTES: u64 = 1 << 20;
+
+/// How often a file a secret is read from is looked at again (one `stat`, shared by every
+/// target that names it); it is read again only when it changed.
+pub const SECRET_FILE_RECHECK: Duration = Duration::from_secs(1);
+
 /// Most follow-up probes after a failure.
 pub const MAX_CONFIRM: usize = 10;
 

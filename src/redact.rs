@@ -240,6 +240,12 @@ impl Secrets {
         self.values.is_empty()
     }
 
+    /// These secrets and `more` (the current values of secrets that live in files).
+    pub fn and<V: AsRef<[u8]>>(&self, more: impl IntoIterator<Item = V>) -> Self {
+        let more: Vec<Vec<u8>> = more.into_iter().map(|v| v.as_ref().to_vec()).collect();
+        Self::new(self.values.iter().cloned().chain(more))
+    }
+
     /// `None` when there is nothing to look for.
     fn matcher(&self) -> Option<&Matcher> {
         if self.values.is_empty() {

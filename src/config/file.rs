@@ -4,13 +4,15 @@
 //! parser still knows their position; everything that needs more than one node is checked in
 //! [`super::validate`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
+
+use super::locate::Seg;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -113,10 +115,18 @@ pub struct Settings {
     pub timeout: Option<HumanDuration>,
     pub method: Option<String>,
     pub headers: Option<Headers>,
+    /// `Authorization: Basic …` from a username and an inline or file password.
+    pub basic_auth: Option<BasicAuthSpec>,
+    /// `Authorization: Bearer …` with the token read from a file.
+    pub bearer_token_file: Option<PathBuf>,
     pub body: Option<String>,
+    /// The request body, read from a file (and again when it changes).
+    pub body_file: Option<PathBuf>,
     pub follow_redirects: Option<bool>,
     pub max_body_bytes: Option<ByteSize>,
     pub ip_protocol: Option<IpProtocol>,
+    /// The local address probes connect from.
+    pub source_address: Option<String>,
     pub http_version: Option<HttpVersion>,
     pub tls: Option<Tls>,
     pub confirm: Option<usize>,
@@ -174,6 +184,50 @@ pub struct Expect {
     /// Regular expressions the body must (not) match.
     pub body_matches: Option<Vec<MatcherSpec>>,
     pub body_not_matches: Option<Vec<MatcherSpec>>,
+    /// Checks of response headers, by header name.
+    pub headers: Option<BTreeMap<String, HeaderCheckSpec>>,
+    /// The HTTP versions the final response may come in, e.g. `[HTTP/1.1, HTTP/2.0]`.
+    pub http_versions: Option<Vec<String>>,
+}
+
+/// `basic_auth`: a username, and exactly one of `password` and `password_file`.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuthSpec {
+    pub username: Option<String>,
+    pub password: Option<SecretText>,
+    pub password_file: Option<PathBuf>,
+}
+
+/// The checks of one response header: each is a matcher (text, list of texts, or
+/// `{name, text}`), and `allow_missing` passes them all when the header is absent.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderCheckSpec {
+    pub contains: Option<OneOrMany<MatcherSpec>>,
+    pub not_contains: Option<OneOrMany<MatcherSpec>>,
+    pub matches: Option<OneOrMany<MatcherSpec>>,
+    pub not_matches: Option<OneOrMany<MatcherSpec>>,
+    pub allow_missing: Option<bool>,
+}
+
+/// One value or a list of them.
+#[derive(Debug, Clone)]
+pub struct OneOrMany<T>(pub Vec<T>);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for OneOrMany<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Either<T> {
+            Many(Vec<T>),
+            One(T),
+        }
+        Ok(OneOrMany(match Either::deserialize(d)? {
+            Either::Many(v) => v,
+            Either::One(v) => vec![v],
+        }))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -182,6 +236,12 @@ pub enum IpProtocol {
     Auto,
     Ipv4,
     Ipv6,
+    /// IPv4 when the host has an IPv4 address, else IPv6.
+    #[serde(rename = "prefer_ipv4")]
+    PreferIpv4,
+    /// IPv6 when the host has an IPv6 address, else IPv4.
+    #[serde(rename = "prefer_ipv6")]
+    PreferIpv6,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -237,7 +297,106 @@ impl<'de> Visitor<'de> for MatcherVisitor {
 
 /// Request headers, in file order. Values are secrets: no error message repeats one.
 #[derive(Debug, Clone, Default)]
-pub struct Headers(pub Vec<(String, String)>);
+pub struct Headers(pub Vec<(String, HeaderValueSpec)>);
+
+/// A request header's value: text, or `{file: PATH}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeaderValueSpec {
+    Text(String),
+    File(PathBuf),
+    /// A scalar YAML reads as something other than text (`0x1F`, `true`, `~`): replaced by its
+    /// text as written ([`Headers::fill`]) before anything reads it.
+    Scalar,
+}
+
+impl Headers {
+    /// The paths (under `at`, this mapping's own) of values to read back as written.
+    pub fn scalars(&self, at: &[Seg]) -> impl Iterator<Item = Vec<Seg>> + '_ {
+        let at = at.to_vec();
+        self.0
+            .iter()
+            .filter(|(_, v)| *v == HeaderValueSpec::Scalar)
+            .map(move |(name, _)| [&at[..], &[Seg::Field(name.clone())]].concat())
+    }
+
+    /// Replaces each [`HeaderValueSpec::Scalar`] under `at` with its text in `written`.
+    pub fn fill(&mut self, at: &[Seg], written: &HashMap<Vec<Seg>, String>) {
+        for (name, value) in &mut self.0 {
+            if *value == HeaderValueSpec::Scalar {
+                let path = [at, &[Seg::Field(name.clone())]].concat();
+                let text = written.get(&path).cloned().unwrap_or_default();
+                *value = HeaderValueSpec::Text(text);
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for HeaderValueSpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(HeaderValueVisitor)
+    }
+}
+
+struct HeaderValueVisitor;
+
+const HEADER_VALUE_EXPECTED: &str = "a header value (text) or {file: PATH}";
+
+impl<'de> Visitor<'de> for HeaderValueVisitor {
+    type Value = HeaderValueSpec;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(HEADER_VALUE_EXPECTED)
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<HeaderValueSpec, E> {
+        Ok(HeaderValueSpec::Text(v.to_owned()))
+    }
+
+    // The value as YAML typed it has lost how it was written: read again as text after parsing.
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<HeaderValueSpec, E> {
+        Ok(HeaderValueSpec::Scalar)
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<HeaderValueSpec, E> {
+        Ok(HeaderValueSpec::Scalar)
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<HeaderValueSpec, E> {
+        Ok(HeaderValueSpec::Scalar)
+    }
+    fn visit_i128<E: de::Error>(self, _: i128) -> Result<HeaderValueSpec, E> {
+        Ok(HeaderValueSpec::Scalar)
+    }
+    fn visit_u128<E: de::Error>(self, _: u128) -> Result<HeaderValueSpec, E> {
+        Ok(HeaderValueSpec::Scalar)
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<HeaderValueSpec, E> {
+        Ok(HeaderValueSpec::Scalar)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<HeaderValueSpec, E> {
+        Ok(HeaderValueSpec::Scalar)
+    }
+    fn visit_none<E: de::Error>(self) -> Result<HeaderValueSpec, E> {
+        Ok(HeaderValueSpec::Scalar)
+    }
+
+    fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<HeaderValueSpec, A::Error> {
+        let mut file = None;
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "file" if file.is_none() => file = Some(map.next_value::<PathBuf>()?),
+                "file" => return Err(de::Error::duplicate_field("file")),
+                other => return Err(de::Error::unknown_field(other, &["file"])),
+            }
+        }
+        file.map(HeaderValueSpec::File)
+            .ok_or_else(|| de::Error::missing_field("file"))
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, _: A) -> Result<HeaderValueSpec, A::Error> {
+        Err(de::Error::custom(format!(
+            "a header value must be {HEADER_VALUE_EXPECTED}, not a list"
+        )))
+    }
+}
 
 impl<'de> Deserialize<'de> for Headers {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -262,8 +421,8 @@ impl<'de> Visitor<'de> for HeadersVisitor {
     fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Headers, A::Error> {
         let mut headers = Vec::new();
         while let Some(name) = map.next_key::<String>()? {
-            let value = map.next_value::<SecretText>()?;
-            headers.push((name, value.0));
+            let value = map.next_value::<HeaderValueSpec>()?;
+            headers.push((name, value));
         }
         Ok(Headers(headers))
     }
@@ -304,8 +463,15 @@ impl<'de> Visitor<'de> for HeadersVisitor {
 ///
 /// `deserialize_str`, not `deserialize_any`: YAML reads `X-Api-Key: 0x1F` as the number 31 (a
 /// different key would be sent), and `1.50` or `12345678901234567890123` as numbers that a type
-/// error would quote. As text, any scalar is the header value written in the file.
-struct SecretText(String);
+/// error would quote. As text, any scalar is the value written in the file.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretText(pub String);
+
+impl fmt::Debug for SecretText {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("SecretText(…)")
+    }
+}
 
 impl<'de> Deserialize<'de> for SecretText {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {

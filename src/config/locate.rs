@@ -7,9 +7,10 @@
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
 
 /// One step of a path into the document.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Seg {
     /// The value under a fixed key.
     Key(&'static str),
@@ -64,6 +65,82 @@ pub fn locate(text: &str, path: &[Seg]) -> Option<(usize, usize)> {
         }
     }
     None
+}
+
+/// The text of the scalars at `paths` exactly as written (YAML reads `0x1F` as the number 31;
+/// this reads `0x1F`), in one walk of the document: each path with a scalar there, and its text.
+pub fn scalars(text: &str, paths: &[Vec<Seg>]) -> Vec<(Vec<Seg>, String)> {
+    let deserializer = serde_yaml::Deserializer::from_str(text);
+    let paths: Vec<&[Seg]> = paths.iter().map(Vec::as_slice).collect();
+    Walker { depth: 0, paths }
+        .deserialize(deserializer)
+        .unwrap_or_default()
+}
+
+/// Walks the document down the branches that lead to one of `paths`, and reads each as text.
+struct Walker<'p> {
+    depth: usize,
+    paths: Vec<&'p [Seg]>,
+}
+
+type Scalars = Vec<(Vec<Seg>, String)>;
+
+impl<'de> DeserializeSeed<'de> for Walker<'_> {
+    type Value = Scalars;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Scalars, D::Error> {
+        if let Some(path) = self.paths.iter().find(|p| p.len() == self.depth) {
+            return Ok(vec![(path.to_vec(), String::deserialize(d)?)]);
+        }
+        match self.paths.first().map(|p| &p[self.depth]) {
+            Some(Seg::Index(_)) => d.deserialize_seq(self),
+            _ => d.deserialize_map(self),
+        }
+    }
+}
+
+impl<'de> Visitor<'de> for Walker<'_> {
+    type Value = Scalars;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a path")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Scalars, A::Error> {
+        let mut found = Vec::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let paths: Vec<&[Seg]> = (self.paths.iter().copied())
+                .filter(|p| p[self.depth].key() == Some(key.as_str()))
+                .collect();
+            if paths.is_empty() {
+                map.next_value::<IgnoredAny>()?;
+            } else {
+                let depth = self.depth + 1;
+                found.extend(map.next_value_seed(Walker { depth, paths })?);
+            }
+        }
+        Ok(found)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Scalars, A::Error> {
+        let mut found = Vec::new();
+        for i in 0.. {
+            let paths: Vec<&[Seg]> = (self.paths.iter().copied())
+                .filter(|p| p[self.depth] == Seg::Index(i))
+                .collect();
+            let more = if paths.is_empty() {
+                seq.next_element::<IgnoredAny>()?.is_some()
+            } else {
+                let depth = self.depth + 1;
+                let next = seq.next_element_seed(Walker { depth, paths })?;
+                next.map(|f| found.extend(f)).is_some()
+            };
+            if !more {
+                break;
+            }
+        }
+        Ok(found)
+    }
 }
 
 const MARKER: &str = "tickr-locate-marker";
@@ -225,6 +302,15 @@ mod tests {
                 Seg::Index(1),
                 Seg::Field("timeout".into())
             ]
+        );
+        let key = vec![Seg::Key("h"), Seg::Field("X-Key".into())];
+        let list = vec![Seg::Key("l"), Seg::Index(1)];
+        assert_eq!(
+            scalars(
+                "h: {X-Key: 0x1F, b: 2}\nl: [1, 1.50]\n",
+                &[key.clone(), list.clone()]
+            ),
+            vec![(key, "0x1F".into()), (list, "1.50".into())]
         );
         // A missing key falls back to its parent: the second target.
         let missing = [Seg::Key("targets"), Seg::Index(1), Seg::Key("url")];

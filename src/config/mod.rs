@@ -8,10 +8,11 @@ mod error;
 mod file;
 mod locate;
 mod merge;
+mod secret;
 mod sources;
 mod target;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -23,10 +24,13 @@ use error::{at, duplicate_field, Invalid};
 pub(crate) use error::{one_line, strip_positions};
 pub use file::{ByteSize, HttpVersion, HumanDuration, IpProtocol, PhaseDetail, StatusPattern};
 pub(crate) use locate::{locate, Seg};
+pub use secret::{Content, FileHeader, Form, SecretFile};
 pub use sources::{Discovered, Source, SourceKind, Templates, ADOPTED_SOURCE, NAME_LABEL};
 pub(crate) use target::compile_pattern;
 use target::validate_target;
-pub use target::{HistogramDetail, Matcher, Pattern, Target, DEFAULT_BUCKETS, RESERVED_LABELS};
+pub use target::{
+    HeaderCheck, HistogramDetail, Matcher, Pattern, Target, DEFAULT_BUCKETS, RESERVED_LABELS,
+};
 
 use crate::diagnosis::layer::{self, Attributor, Fingerprint, Signal};
 use crate::limits::{
@@ -113,7 +117,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         position,
         message: one_line(&message),
     };
-    let file: file::File = serde_yaml::from_str(text).map_err(|e| {
+    let mut file: file::File = serde_yaml::from_str(text).map_err(|e| {
         let message = strip_positions(&e.to_string());
         let mut position = e
             .location()
@@ -125,9 +129,49 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         }
         error(Some(position), message)
     })?;
+    read_header_scalars(&mut file, text);
     let dir = path.parent().unwrap_or(Path::new("."));
     validate(file, dir, path)
         .map_err(|Invalid(at, message)| error(Some(locate(text, &at).unwrap_or((1, 1))), message))
+}
+
+/// Header values that YAML typed as numbers, booleans or null, replaced by their text as written
+/// (one more walk of the document, only when there are any).
+fn read_header_scalars(file: &mut file::File, text: &str) {
+    let headers = |at: Vec<Seg>| [&at[..], &[Seg::Key("headers")]].concat();
+    let mut blocks: Vec<(Vec<Seg>, &mut file::Headers)> = Vec::new();
+    if let Some(h) = file.defaults.headers.as_mut() {
+        blocks.push((headers(vec![Seg::Key("defaults")]), h));
+    }
+    for (name, m) in &mut file.modules {
+        if let Some(h) = m.headers.as_mut() {
+            let at = vec![Seg::Key("modules"), Seg::Field(name.clone())];
+            blocks.push((headers(at), h));
+        }
+    }
+    for (i, t) in file.targets.iter_mut().enumerate() {
+        if let Some(h) = t.headers.as_mut() {
+            blocks.push((headers(vec![Seg::Key("targets"), Seg::Index(i)]), h));
+        }
+    }
+    for (i, s) in file.target_sources.iter_mut().enumerate() {
+        if let Some(h) = s.http_sd.as_mut().and_then(|h| h.headers.as_mut()) {
+            let at = vec![
+                Seg::Key("target_sources"),
+                Seg::Index(i),
+                Seg::Key("http_sd"),
+            ];
+            blocks.push((headers(at), h));
+        }
+    }
+    let wanted: Vec<Vec<Seg>> = blocks.iter().flat_map(|(at, h)| h.scalars(at)).collect();
+    if wanted.is_empty() {
+        return;
+    }
+    let written: HashMap<Vec<Seg>, String> = locate::scalars(text, &wanted).into_iter().collect();
+    for (at, h) in blocks {
+        h.fill(&at, &written);
+    }
 }
 
 fn validate(file: file::File, dir: &Path, path: &Path) -> Result<Config, Invalid> {

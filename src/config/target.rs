@@ -9,16 +9,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{HeaderMap, HeaderName, HeaderValue, USER_AGENT};
-use http::Method;
+use http::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, USER_AGENT};
+use http::{Method, Version};
 use url::Url;
 
 use super::error::{at, Invalid};
 use super::file::{
-    ByteSize, HttpVersion, HumanDuration, IpProtocol, PhaseDetail, Settings, StatusPattern,
+    ByteSize, HeaderValueSpec, HttpVersion, HumanDuration, IpProtocol, MatcherSpec, PhaseDetail,
+    Settings, StatusPattern,
 };
 use super::locate::Seg;
-use super::merge::Layers;
+use super::merge::{Layers, Rank};
+use super::secret::{self, Content, FileHeader, Form, SecretFile};
 use crate::limits::{
     MAX_ADDRESSES, MAX_BODY_LIMIT, MAX_BUCKETS, MAX_CONFIRM, MAX_PATTERN_BYTES, MIN_INTERVAL,
 };
@@ -48,17 +50,28 @@ pub struct Target {
     pub method: Method,
     /// Every value is marked sensitive: header values are treated as secrets.
     pub headers: HeaderMap,
+    /// Headers whose values live in files (`{file: …}`, `basic_auth.password_file`,
+    /// `bearer_token_file`), read as each request is built; they replace static ones.
+    pub file_headers: Vec<FileHeader>,
     /// The configured header values and secret parameter values, for events to replace
-    /// wherever a server echoes them.
+    /// wherever a server echoes them; [`Target::secrets`] adds those read from files.
     pub secrets: Secrets,
     pub body: Bytes,
+    /// `body_file`: the body, read from a file as each request is built (then `body` is empty).
+    pub body_file: Option<Arc<SecretFile>>,
     pub follow_redirects: bool,
     pub max_body_bytes: u64,
     pub ip_protocol: IpProtocol,
+    /// The local address probes connect from.
+    pub source_address: Option<IpAddr>,
     pub http_version: HttpVersion,
     pub tls: Arc<ClientTls>,
     pub expect_status: Vec<StatusPattern>,
     pub matchers: Vec<Matcher>,
+    /// Checks of the final response's headers.
+    pub header_checks: Vec<HeaderCheck>,
+    /// The HTTP versions the final response may come in; empty: any.
+    pub http_versions: Vec<Version>,
     /// Follow-up probes after a failure (0: none), and the pause before each.
     pub confirm: usize,
     pub confirm_delay: Duration,
@@ -82,21 +95,47 @@ impl fmt::Debug for Target {
             .field("timeout", &self.timeout)
             .field("method", &self.method)
             .field("headers", &self.headers)
+            .field("file_headers", &self.file_headers)
             .field("secrets", &self.secrets)
             .field("body", &self.body)
+            .field("body_file", &self.body_file)
             .field("follow_redirects", &self.follow_redirects)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("ip_protocol", &self.ip_protocol)
+            .field("source_address", &self.source_address)
             .field("http_version", &self.http_version)
             .field("tls", &self.tls)
             .field("expect_status", &self.expect_status)
             .field("matchers", &self.matchers)
+            .field("header_checks", &self.header_checks)
+            .field("http_versions", &self.http_versions)
             .field("confirm", &self.confirm)
             .field("confirm_delay", &self.confirm_delay)
             .field("per_address", &self.per_address)
             .field("addresses", &self.addresses)
             .field("histograms", &self.histograms)
             .finish()
+    }
+}
+
+impl Target {
+    /// Every secret the target sends as it sends it now: the configured ones and the current
+    /// values of those read from files.
+    pub fn secrets(&self) -> std::borrow::Cow<'_, Secrets> {
+        if self.file_headers.is_empty() && self.body_file.is_none() {
+            return std::borrow::Cow::Borrowed(&self.secrets);
+        }
+        let from_files = self.file_headers.iter().flat_map(FileHeader::secrets);
+        let body = self.body_file.iter().map(|f| f.value());
+        std::borrow::Cow::Owned(self.secrets.and(from_files.chain(body)))
+    }
+
+    /// The request body as it is now.
+    pub fn body(&self) -> Bytes {
+        match &self.body_file {
+            Some(f) => f.value(),
+            None => self.body.clone(),
+        }
     }
 }
 
@@ -143,6 +182,30 @@ impl Matcher {
             None => crate::diagnosis::layer::contains(body, self.text.as_bytes()),
         };
         found != self.negate
+    }
+}
+
+/// A check of one response header: its matcher over each of the header's values (a positive
+/// one passes when one value satisfies it, a negative one when every value does).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderCheck {
+    pub name: HeaderName,
+    pub matcher: Matcher,
+    /// An absent header passes instead of failing.
+    pub allow_missing: bool,
+}
+
+impl HeaderCheck {
+    pub fn is_satisfied_by(&self, headers: &HeaderMap) -> bool {
+        let mut values = headers.get_all(&self.name).iter().peekable();
+        if values.peek().is_none() {
+            return self.allow_missing;
+        }
+        if self.matcher.negate {
+            values.all(|v| self.matcher.is_satisfied_by(v.as_bytes()))
+        } else {
+            values.any(|v| self.matcher.is_satisfied_by(v.as_bytes()))
+        }
     }
 }
 
@@ -206,22 +269,30 @@ pub(super) fn validate_target(
     let labels = validate_labels(&layers)?;
     let (interval, timeout) = validate_timing(&layers)?;
     let method = validate_method(&layers)?;
-    let headers = validate_headers(&layers)?;
+    let RequestHeaders {
+        headers,
+        files: file_headers,
+        passwords,
+    } = validate_headers(&layers, dir)?;
     let secrets = Secrets::new(
         headers
             .values()
             .filter(|v| v.is_sensitive())
             .map(HeaderValue::as_bytes)
             .map(<[u8]>::to_vec)
+            .chain(passwords)
             .chain(redact::url_secrets(url.as_str(), secret_params)),
     );
-    let body = Bytes::from(layers.get(|s| s.body.as_ref(), String::new()).value);
+    let (body, body_file) = validate_body(&layers, dir)?;
+    let (ip_protocol, source_address) = validate_addressing(&layers)?;
     let max_body_bytes = validate_max_body_bytes(&layers)?;
     let tls = validate_tls(&layers, dir)?;
     let addresses = validate_addresses(&layers)?;
     let (confirm, confirm_delay) = validate_confirm(&layers, interval, timeout)?;
     let histograms = validate_histograms(&layers)?;
     let (expect_status, matchers) = validate_expect(&layers)?;
+    let header_checks = validate_header_checks(&layers)?;
+    let http_versions = validate_http_versions(&layers)?;
     Ok(Target {
         name,
         module: module.map(|(name, _)| name.to_owned()),
@@ -232,19 +303,22 @@ pub(super) fn validate_target(
         timeout,
         method,
         headers,
+        file_headers,
         secrets,
         body,
+        body_file,
         follow_redirects: layers.get(|s| s.follow_redirects.as_ref(), true).value,
         max_body_bytes,
-        ip_protocol: layers
-            .get(|s| s.ip_protocol.as_ref(), IpProtocol::Auto)
-            .value,
+        ip_protocol,
+        source_address,
         http_version: layers
             .get(|s| s.http_version.as_ref(), HttpVersion::Auto)
             .value,
         tls,
         expect_status,
         matchers,
+        header_checks,
+        http_versions,
         confirm,
         confirm_delay,
         per_address: layers.get(|s| s.per_address.as_ref(), false).value,
@@ -346,13 +420,17 @@ fn validate_method(layers: &Layers) -> Result<Method, Invalid> {
 }
 
 /// tickr's `User-Agent`, then each layer's headers, least specific first: a more specific
-/// layer's header replaces one of the same name.
-fn validate_headers(layers: &Layers) -> Result<HeaderMap, Invalid> {
+/// layer's header replaces one of the same name. Values from files are opened here (an unreadable
+/// file is an error at its line), and `basic_auth` / `bearer_token_file` make `Authorization`.
+/// Also the secrets that are sent only in an encoded form (a basic-auth password).
+fn validate_headers(layers: &Layers, dir: &Path) -> Result<RequestHeaders, Invalid> {
     let mut headers = HeaderMap::new();
     headers.insert(
         USER_AGENT,
         HeaderValue::from_static(concat!("tickr/", env!("CARGO_PKG_VERSION"))),
     );
+    let mut files: Vec<FileHeader> = Vec::new();
+    let mut header_auth = None;
     for layer in layers.each(|s| s.headers.as_ref()) {
         for (k, v) in &layer.value.0 {
             let at = |seg| [layers.at(layer.rank, "headers"), vec![seg]].concat();
@@ -362,18 +440,220 @@ fn validate_headers(layers: &Layers) -> Result<HeaderMap, Invalid> {
                     format!("invalid header name {k:?}"),
                 )
             })?;
-            // The value is a secret as far as tickr knows: never echo it.
-            let mut value = HeaderValue::from_str(v).map_err(|_| {
-                Invalid(
-                    at(Seg::Field(k.clone())),
-                    format!("header {k:?} has a value that is not valid in HTTP"),
-                )
-            })?;
-            value.set_sensitive(true);
-            headers.insert(name, value);
+            if name == AUTHORIZATION {
+                header_auth = Some(layer.rank);
+            }
+            headers.remove(&name);
+            files.retain(|f| f.name != name);
+            match v {
+                HeaderValueSpec::File(path) => {
+                    let file = open_secret(dir, path, Content::Token, at(Seg::Field(k.clone())))?;
+                    files.push(FileHeader {
+                        name,
+                        file,
+                        form: Form::Plain,
+                    });
+                }
+                HeaderValueSpec::Text(text) => {
+                    // The value is a secret as far as tickr knows: never echo it.
+                    let mut value = HeaderValue::from_str(text).map_err(|_| {
+                        Invalid(
+                            at(Seg::Field(k.clone())),
+                            format!("header {k:?} has a value that is not valid in HTTP"),
+                        )
+                    })?;
+                    value.set_sensitive(true);
+                    headers.insert(name, value);
+                }
+                // Filled in from the document before validation.
+                HeaderValueSpec::Scalar => {}
+            }
         }
     }
-    Ok(headers)
+    let mut passwords = Vec::new();
+    if let Some(auth) = validate_auth(layers, dir, header_auth, &mut passwords)? {
+        headers.remove(AUTHORIZATION);
+        files.retain(|f| f.name != AUTHORIZATION);
+        match auth {
+            Auth::Static(value) => {
+                headers.insert(AUTHORIZATION, value);
+            }
+            Auth::File(header) => files.push(header),
+        }
+    }
+    Ok(RequestHeaders {
+        headers,
+        files,
+        passwords,
+    })
+}
+
+/// What a target's request headers validate into.
+struct RequestHeaders {
+    /// Fixed headers, sent as they are.
+    headers: HeaderMap,
+    /// Headers whose values come from files, read when a probe is sent.
+    files: Vec<FileHeader>,
+    /// Secrets sent only in an encoded form (an inline basic-auth password).
+    passwords: Vec<Vec<u8>>,
+}
+
+/// `Authorization` from `basic_auth` or `bearer_token_file`.
+enum Auth {
+    Static(HeaderValue),
+    File(FileHeader),
+}
+
+/// The `Authorization` the most specific of `basic_auth`, `bearer_token_file` and an
+/// `Authorization` header makes, unless it is the header (two of them in one layer are an
+/// error). An inline password goes into `passwords`: it is sent only base64-encoded.
+fn validate_auth(
+    layers: &Layers,
+    dir: &Path,
+    header: Option<Rank>,
+    passwords: &mut Vec<Vec<u8>>,
+) -> Result<Option<Auth>, Invalid> {
+    let basic = layers.first(|s| s.basic_auth.as_ref());
+    let bearer = layers.first(|s| s.bearer_token_file.as_ref());
+    let chosen = match (&basic, &bearer) {
+        (Some(b), Some(t)) if b.rank == t.rank => {
+            return Err(Invalid(
+                layers.at(t.rank, "bearer_token_file"),
+                "set one of basic_auth and bearer_token_file, not both".into(),
+            ))
+        }
+        (Some(b), Some(t)) => Some(if b.rank < t.rank {
+            "basic_auth"
+        } else {
+            "bearer_token_file"
+        }),
+        (Some(_), None) => Some("basic_auth"),
+        (None, Some(_)) => Some("bearer_token_file"),
+        (None, None) => None,
+    };
+    let Some(key) = chosen else { return Ok(None) };
+    let rank = if key == "basic_auth" {
+        basic.as_ref().map(|b| b.rank)
+    } else {
+        bearer.as_ref().map(|b| b.rank)
+    }
+    .expect("the chosen one is set");
+    match header {
+        Some(h) if h == rank => {
+            let msg = format!("Authorization is set both in headers and by {key}: keep one");
+            return Err(Invalid(layers.at(rank, key), msg));
+        }
+        // A more specific layer's Authorization header wins.
+        Some(h) if h < rank => return Ok(None),
+        _ => {}
+    }
+    if let (Some(t), "bearer_token_file") = (&bearer, key) {
+        let file = open_secret(dir, t.value, Content::Token, layers.at(t.rank, key))?;
+        return Ok(Some(Auth::File(FileHeader {
+            name: AUTHORIZATION,
+            file,
+            form: Form::Bearer,
+        })));
+    }
+    let b = basic.expect("basic_auth is the chosen one");
+    let at = |k| [layers.at(b.rank, "basic_auth"), vec![Seg::Key(k)]].concat();
+    let username = b.value.username.clone().ok_or_else(|| {
+        Invalid(
+            layers.at(b.rank, "basic_auth"),
+            "basic_auth needs a `username`".into(),
+        )
+    })?;
+    if username.contains(':') {
+        let msg = "a basic_auth username cannot contain `:` (RFC 7617)".into();
+        return Err(Invalid(at("username"), msg));
+    }
+    match (&b.value.password, &b.value.password_file) {
+        (Some(_), Some(_)) => Err(Invalid(
+            at("password_file"),
+            "set one of password and password_file, not both".into(),
+        )),
+        (_, Some(path)) => {
+            let file = open_secret(dir, path, Content::Token, at("password_file"))?;
+            Ok(Some(Auth::File(FileHeader {
+                name: AUTHORIZATION,
+                file,
+                form: Form::Basic(username),
+            })))
+        }
+        (password, None) => {
+            let password = password.as_ref().map_or("", |p| p.0.as_str());
+            passwords.push(password.as_bytes().to_vec());
+            let mut value = secret::header_value(&Form::Basic(username), password.as_bytes());
+            value.set_sensitive(true);
+            Ok(Some(Auth::Static(value)))
+        }
+    }
+}
+
+/// Opens a secret file named in the configuration (relative to its directory).
+fn open_secret(
+    dir: &Path,
+    path: &Path,
+    content: Content,
+    at: Vec<Seg>,
+) -> Result<Arc<SecretFile>, Invalid> {
+    let full = dir.join(path);
+    SecretFile::open(&full, content).map_err(|why| Invalid(at, format!("{} {why}", full.display())))
+}
+
+/// The request body: inline, or read from `body_file` (the more specific wins; both in one layer
+/// is an error).
+fn validate_body(layers: &Layers, dir: &Path) -> Result<(Bytes, Option<Arc<SecretFile>>), Invalid> {
+    let inline = layers.first(|s| s.body.as_ref());
+    let file = layers.first(|s| s.body_file.as_ref());
+    match (inline, file) {
+        (Some(i), Some(f)) if i.rank == f.rank => Err(Invalid(
+            layers.at(f.rank, "body_file"),
+            "set one of body and body_file, not both".into(),
+        )),
+        (Some(i), Some(f)) if i.rank < f.rank => Ok((Bytes::from(i.value.clone()), None)),
+        (_, Some(f)) => {
+            let at = layers.at(f.rank, "body_file");
+            Ok((
+                Bytes::new(),
+                Some(open_secret(dir, f.value, Content::Body, at)?),
+            ))
+        }
+        (Some(i), None) => Ok((Bytes::from(i.value.clone()), None)),
+        (None, None) => Ok((Bytes::new(), None)),
+    }
+}
+
+/// `ip_protocol`, and `source_address`, which must be an address of this host of a family the
+/// protocol allows.
+fn validate_addressing(layers: &Layers) -> Result<(IpProtocol, Option<IpAddr>), Invalid> {
+    let protocol = layers.get(|s| s.ip_protocol.as_ref(), IpProtocol::Auto);
+    let Some(source) = layers.first(|s| s.source_address.as_ref()) else {
+        return Ok((protocol.value, None));
+    };
+    let at = || layers.at(source.rank, "source_address");
+    let ip: IpAddr = source
+        .value
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .map_err(|_| Invalid(at(), format!("invalid IP address {:?}", source.value)))?;
+    let clash = match protocol.value {
+        IpProtocol::Ipv4 => ip.is_ipv6(),
+        IpProtocol::Ipv6 => ip.is_ipv4(),
+        _ => false,
+    };
+    if clash {
+        let msg = format!(
+            "source_address {ip} is not of ip_protocol {:?}",
+            protocol.value
+        );
+        return Err(Invalid(at(), msg));
+    }
+    // Binding once now turns "not an address of this host" into a configuration error.
+    std::net::TcpListener::bind((ip, 0))
+        .map_err(|e| Invalid(at(), format!("cannot use source_address {ip}: {e}")))?;
+    Ok((protocol.value, Some(ip)))
 }
 
 fn validate_max_body_bytes(layers: &Layers) -> Result<u64, Invalid> {
@@ -537,33 +817,141 @@ fn validate_expect(layers: &Layers) -> Result<(Vec<StatusPattern>, Vec<Matcher>)
         ),
     ] {
         for (i, spec) in specs.into_iter().flat_map(|m| m.value).enumerate() {
-            let at = || [expect_at(key), vec![Seg::Index(i)]].concat();
+            let at = [expect_at(key), vec![Seg::Index(i)]].concat();
             let label = spec.name.clone().unwrap_or_else(|| spec.text.clone());
-            if spec.text.is_empty() {
-                return Err(Invalid(
-                    at(),
-                    "a body matcher's text must not be empty".into(),
-                ));
-            }
-            if !seen.insert(label.clone()) {
-                let msg = format!("two body matchers share the label {label:?}: give one a `name`");
-                return Err(Invalid(at(), msg));
-            }
-            let pattern = match key {
-                "body_matches" | "body_not_matches" => {
-                    Some(compile_pattern(&spec.text).map_err(|m| Invalid(at(), m))?)
-                }
-                _ => None,
-            };
-            matchers.push(Matcher {
+            let regex = matches!(key, "body_matches" | "body_not_matches");
+            matchers.push(matcher(
+                "body matcher",
+                spec,
                 label,
-                text: spec.text.clone(),
                 negate,
-                pattern,
-            });
+                regex,
+                &mut seen,
+                at,
+            )?);
         }
     }
     Ok((status.value, matchers))
+}
+
+/// The checks of response headers (`expect.headers`), from the most specific layer that has
+/// any. Each check is a matcher labelled `<header>: <text>` (or its `name`).
+fn validate_header_checks(layers: &Layers) -> Result<Vec<HeaderCheck>, Invalid> {
+    let Some(set) = layers.first(|s| s.expect.as_ref()?.headers.as_ref()) else {
+        return Ok(Vec::new());
+    };
+    let base = [layers.at(set.rank, "expect"), vec![Seg::Key("headers")]].concat();
+    let mut checks = Vec::new();
+    let mut seen = HashSet::new();
+    let mut names = HashSet::new();
+    for (header, spec) in set.value {
+        let here = [&base[..], &[Seg::Field(header.clone())]].concat();
+        let name = HeaderName::from_bytes(header.as_bytes()).map_err(|_| {
+            let at = [&base[..], &[Seg::Name(header.clone(), 0)]].concat();
+            Invalid(at, format!("invalid header name {header:?}"))
+        })?;
+        if !names.insert(name.clone()) {
+            let at = [&base[..], &[Seg::Name(header.clone(), 0)]].concat();
+            return Err(Invalid(
+                at,
+                format!("header {header:?} is checked twice (names ignore case)"),
+            ));
+        }
+        let before = checks.len();
+        for (key, list, negate, regex) in [
+            ("contains", &spec.contains, false, false),
+            ("not_contains", &spec.not_contains, true, false),
+            ("matches", &spec.matches, false, true),
+            ("not_matches", &spec.not_matches, true, true),
+        ] {
+            for (i, m) in list.iter().flat_map(|l| &l.0).enumerate() {
+                let at = [&here[..], &[Seg::Key(key), Seg::Index(i)]].concat();
+                let label = m
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| format!("{name}: {}", m.text));
+                let matcher = matcher("header matcher", m, label, negate, regex, &mut seen, at)?;
+                checks.push(HeaderCheck {
+                    name: name.clone(),
+                    matcher,
+                    allow_missing: spec.allow_missing.unwrap_or(false),
+                });
+            }
+        }
+        if checks.len() == before {
+            let msg = format!(
+                "the check of {header:?} needs contains, not_contains, matches or not_matches"
+            );
+            return Err(Invalid(here, msg));
+        }
+    }
+    Ok(checks)
+}
+
+/// A matcher of `spec`, with a label unique among `seen`.
+fn matcher(
+    what: &str,
+    spec: &MatcherSpec,
+    label: String,
+    negate: bool,
+    regex: bool,
+    seen: &mut HashSet<String>,
+    at: Vec<Seg>,
+) -> Result<Matcher, Invalid> {
+    if spec.text.is_empty() {
+        return Err(Invalid(at, format!("a {what}'s text must not be empty")));
+    }
+    if !seen.insert(label.clone()) {
+        let msg = format!("two {what}s share the label {label:?}: give one a `name`");
+        return Err(Invalid(at, msg));
+    }
+    let pattern = if regex {
+        Some(compile_pattern(&spec.text).map_err(|m| Invalid(at, m))?)
+    } else {
+        None
+    };
+    Ok(Matcher {
+        label,
+        text: spec.text.clone(),
+        negate,
+        pattern,
+    })
+}
+
+/// `expect.http_versions`: the versions the final response may come in.
+fn validate_http_versions(layers: &Layers) -> Result<Vec<Version>, Invalid> {
+    let Some(set) = layers.first(|s| s.expect.as_ref()?.http_versions.as_ref()) else {
+        return Ok(Vec::new());
+    };
+    let base = [
+        layers.at(set.rank, "expect"),
+        vec![Seg::Key("http_versions")],
+    ]
+    .concat();
+    if set.value.is_empty() {
+        let msg = "expect.http_versions must list at least one version".into();
+        return Err(Invalid(base, msg));
+    }
+    let mut versions = Vec::new();
+    for (i, text) in set.value.iter().enumerate() {
+        let version = match text.trim().to_ascii_uppercase().as_str() {
+            "HTTP/1.0" => Version::HTTP_10,
+            "HTTP/1.1" => Version::HTTP_11,
+            "HTTP/2" | "HTTP/2.0" => Version::HTTP_2,
+            "HTTP/3" | "HTTP/3.0" => {
+                let msg = "tickr probes over TCP: HTTP/3 is never negotiated".into();
+                return Err(Invalid([&base[..], &[Seg::Index(i)]].concat(), msg));
+            }
+            _ => {
+                let msg = format!(
+                    "invalid HTTP version {text:?}: expected HTTP/1.0, HTTP/1.1 or HTTP/2.0"
+                );
+                return Err(Invalid([&base[..], &[Seg::Index(i)]].concat(), msg));
+            }
+        };
+        versions.push(version);
+    }
+    Ok(versions)
 }
 
 fn validate_url(raw: &str, secret_params: &[String]) -> Result<Url, String> {

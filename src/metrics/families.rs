@@ -37,7 +37,7 @@ fn always(_: &TargetMetrics) -> bool {
 }
 
 /// In exposition order.
-pub(super) static FAMILIES: [Family; 15] = [
+pub(super) static FAMILIES: [Family; 17] = [
     Family {
         name: "tickr_probe_runs",
         help: "Finished probes, by result.",
@@ -156,6 +156,34 @@ pub(super) static FAMILIES: [Family; 15] = [
         has: |tm| !tm.matchers.is_empty(),
         read: |tm, s| {
             for (label, _, mismatches) in tm.matchers.iter() {
+                s.counter(&[label.as_str()], mismatches.load(Relaxed))?;
+            }
+            Ok(())
+        },
+    },
+    Family {
+        name: "tickr_header_match",
+        help: "1 if the last evaluated response's headers satisfied the matcher, else 0.",
+        unit: None,
+        kind: Gauge,
+        labels: &["matcher"],
+        has: |tm| !tm.header_matchers.is_empty(),
+        read: |tm, s| {
+            for (label, last, _) in tm.header_matchers.iter() {
+                s.gauge(&[label.as_str()], last.load(Relaxed))?;
+            }
+            Ok(())
+        },
+    },
+    Family {
+        name: "tickr_header_mismatches",
+        help: "Probes with an expected status whose headers failed the matcher.",
+        unit: None,
+        kind: Counter,
+        labels: &["matcher"],
+        has: |tm| !tm.header_matchers.is_empty(),
+        read: |tm, s| {
+            for (label, _, mismatches) in tm.header_matchers.iter() {
                 s.counter(&[label.as_str()], mismatches.load(Relaxed))?;
             }
             Ok(())

@@ -62,7 +62,7 @@ impl LastProbe {
             regex_failed: outcome
                 .failure
                 .as_ref()
-                .is_some_and(|f| f.reason == Reason::BodyMismatch),
+                .is_some_and(|f| matches!(f.reason, Reason::BodyMismatch | Reason::HeaderMismatch)),
             cert_not_after: outcome.cert_not_after,
         }
     }

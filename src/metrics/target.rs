@@ -129,6 +129,17 @@ impl Targets {
                 .iter()
                 .map(|m| (m.label.clone(), AtomicI64::new(0), AtomicU64::new(0)))
                 .collect(),
+            header_matchers: target
+                .header_checks
+                .iter()
+                .map(|c| {
+                    (
+                        c.matcher.label.clone(),
+                        AtomicI64::new(0),
+                        AtomicU64::new(0),
+                    )
+                })
+                .collect(),
             state_changes: AtomicU64::new(0),
             // Only targets that confirm failures have these series.
             confirmations: (target.confirm > 0).then(Default::default),
@@ -202,6 +213,8 @@ pub struct TargetMetrics {
     pub(super) failures: [Count; Reason::ALL.len()],
     /// Label, last result, mismatches.
     pub(super) matchers: Box<[(String, AtomicI64, AtomicU64)]>,
+    /// Likewise for the header checks.
+    pub(super) header_matchers: Box<[(String, AtomicI64, AtomicU64)]>,
     pub(super) state_changes: AtomicU64,
     /// Success, failure.
     pub(super) confirmations: Option<[AtomicU64; 2]>,
@@ -283,11 +296,16 @@ impl TargetMetrics {
                 .expect("every reason is listed");
             self.failures[i].inc(exemplar);
         }
-        for (i, (_, gauge, mismatches)) in self.matchers.iter().enumerate() {
-            let matched = outcome.matches.get(i).copied();
-            gauge.store(i64::from(matched == Some(true)), Ordering::Relaxed);
-            if matched == Some(false) {
-                mismatches.fetch_add(1, Ordering::Relaxed);
+        for (matchers, results) in [
+            (&self.matchers, &outcome.matches),
+            (&self.header_matchers, &outcome.header_matches),
+        ] {
+            for (i, (_, gauge, mismatches)) in matchers.iter().enumerate() {
+                let matched = results.get(i).copied();
+                gauge.store(i64::from(matched == Some(true)), Ordering::Relaxed);
+                if matched == Some(false) {
+                    mismatches.fetch_add(1, Ordering::Relaxed);
+                }
             }
         }
         let now = if ok { SUCCEEDED } else { FAILED };

@@ -28,7 +28,7 @@ pub fn log_outcome(target: &Target, o: &Outcome, event: u64, attribution: Option
             layer,
             remote = %remote,
             event,
-            error = %target.secrets.redact_str(&f.detail),
+            error = %target.secrets().redact_str(&f.detail),
             resolve_ms = ms(p.resolve),
             connect_ms = ms(p.connect),
             tls_ms = ms(p.tls),

@@ -127,9 +127,11 @@ impl<'t> Probe<'t> {
     async fn connect(&mut self, addr: SocketAddr) -> Result<TcpStream, Failure> {
         self.step = Phase::Connect;
         let started = Instant::now();
-        let tcp = TcpStream::connect(addr)
-            .await
-            .map_err(|e| Failure::io(Reason::Connect, format_args!("connect to {addr}"), &e))?;
+        let tcp = match self.target.source_address {
+            None => TcpStream::connect(addr).await,
+            Some(source) => connect_from(source, addr).await,
+        }
+        .map_err(|e| Failure::io(Reason::Connect, format_args!("connect to {addr}"), &e))?;
         self.out.phases.add(Phase::Connect, started.elapsed());
         let _ = tcp.set_nodelay(true);
         Ok(tcp)
@@ -251,6 +253,17 @@ impl<'t> Probe<'t> {
     }
 }
 
+/// A connection to `addr` from the local address `source` (any port).
+async fn connect_from(source: std::net::IpAddr, addr: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = if source.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.bind(SocketAddr::new(source, 0))?;
+    socket.connect(addr).await
+}
+
 fn tls_version_name(v: rustls::ProtocolVersion) -> &'static str {
     match v {
         rustls::ProtocolVersion::TLSv1_3 => "TLS 1.3",
@@ -282,6 +295,9 @@ fn build_request(
     *request.uri_mut() = request_uri(url)?;
     let headers = request.headers_mut();
     headers.extend(target.headers.iter().map(|(k, v)| (k.clone(), v.clone())));
+    for h in &target.file_headers {
+        headers.insert(h.name.clone(), h.value());
+    }
     if !headers.contains_key(HOST) {
         let authority = match url.port() {
             Some(port) => format!("{}:{port}", url.host_str().unwrap_or_default()),

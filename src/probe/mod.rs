@@ -83,7 +83,7 @@ impl Probe<'_> {
         let target = self.target;
         let mut url = target.url.clone();
         let mut method = target.method.clone();
-        let mut body = target.body.clone();
+        let mut body = target.body();
         loop {
             let pin = pinned.filter(|_| self.out.redirects == 0);
             let (response, budget) = self.exchange(&url, pin, &method, body.clone()).await?;
@@ -101,11 +101,12 @@ impl Probe<'_> {
                 continue;
             }
             self.out.headers = Some(response.headers().clone());
+            let version = response.version();
             let (bytes, truncated) = self.transfer(response, budget).await?;
             if self.keep_body {
                 self.body = Some(bytes.clone());
             }
-            return self.judge(code, &bytes, truncated);
+            return self.judge(code, version, &bytes, truncated);
         }
     }
 
@@ -144,15 +145,44 @@ impl Probe<'_> {
         Ok(Some(next))
     }
 
-    /// The final response against what the target expects: its status, its size, then each
-    /// matcher (all evaluated, for `matches`; the first that fails names the failure).
-    fn judge(&mut self, status: u16, body: &[u8], truncated: bool) -> Result<(), Failure> {
+    /// The final response against what the target expects: its status, its HTTP version, its
+    /// headers, its size, then each body matcher (all matchers evaluated, for `matches`; the
+    /// first that fails names the failure).
+    fn judge(
+        &mut self,
+        status: u16,
+        version: http::Version,
+        body: &[u8],
+        truncated: bool,
+    ) -> Result<(), Failure> {
         let target = self.target;
         if !target.expect_status.iter().any(|p| p.matches(status)) {
             return Err(Failure::new(
                 Reason::Status,
                 format!("unexpected status {status}"),
             ));
+        }
+        if !target.http_versions.is_empty() && !target.http_versions.contains(&version) {
+            return Err(Failure::new(
+                Reason::Protocol,
+                format!("answered over {version:?}, which expect.http_versions does not list"),
+            ));
+        }
+        let headers = self.out.headers.as_ref();
+        self.out.header_matches = (target.header_checks.iter())
+            .map(|c| headers.is_some_and(|h| c.is_satisfied_by(h)))
+            .collect();
+        if let Some((c, _)) = (target.header_checks.iter())
+            .zip(&self.out.header_matches)
+            .find(|(_, ok)| !**ok)
+        {
+            let present = headers.is_some_and(|h| h.contains_key(&c.name));
+            let detail = if present {
+                format!("header {} fails the check {:?}", c.name, c.matcher.label)
+            } else {
+                format!("header {} is missing (check {:?})", c.name, c.matcher.label)
+            };
+            return Err(Failure::new(Reason::HeaderMismatch, detail));
         }
         if truncated {
             let limit = target.max_body_bytes;

@@ -21,12 +21,13 @@ pub enum Reason {
     Protocol,
     Status,
     BodyMismatch,
+    HeaderMismatch,
     TooLarge,
     Redirects,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 10] = [
+    pub const ALL: [Reason; 11] = [
         Reason::Dns,
         Reason::Connect,
         Reason::Tls,
@@ -35,6 +36,7 @@ impl Reason {
         Reason::Protocol,
         Reason::Status,
         Reason::BodyMismatch,
+        Reason::HeaderMismatch,
         Reason::TooLarge,
         Reason::Redirects,
     ];
@@ -49,6 +51,7 @@ impl Reason {
             Reason::Protocol => "protocol",
             Reason::Status => "status",
             Reason::BodyMismatch => "body_mismatch",
+            Reason::HeaderMismatch => "header_mismatch",
             Reason::TooLarge => "too_large",
             Reason::Redirects => "redirects",
         }
@@ -172,6 +175,8 @@ pub struct Outcome {
     /// One entry per configured matcher, when they were evaluated: only on a final response with
     /// an expected status and a body within `max_body_bytes`.
     pub matches: Vec<bool>,
+    /// Likewise for each configured header check.
+    pub header_matches: Vec<bool>,
     pub redirects: u8,
     /// Headers of the final response, if one arrived.
     pub headers: Option<http::HeaderMap>,

@@ -248,7 +248,7 @@ fn reason_colour(reason: Option<&str>) -> &'static str {
         Some("reset") => "#8250df",
         Some("connect") => "#0969da",
         Some("tls") => "#1b7c83",
-        Some("body_mismatch") => "#bf3989",
+        Some("body_mismatch" | "header_mismatch") => "#bf3989",
         _ => "#57606a",
     }
 }

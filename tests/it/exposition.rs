@@ -132,11 +132,11 @@ fn series_per_target_and_removal() {
     let e = Exposition::parse(&metrics.encode());
     let per_target = e.series_of("one");
     // 2 runs + 1 success + 6 phases × 14 (11 buckets, +Inf, sum, count) + 4 gateway codes
-    // + 1 status code + 10 reasons + 2 per matcher + 1 state changes + 1 last probe + 1 interval
+    // + 1 status code + one per reason + 2 per matcher + 1 state changes + 1 last probe + 1 interval
     // + 1 cert + 1 info + 1 server error (502 attributed to nginx).
     assert_eq!(
         per_target,
-        2 + 1 + 6 * 14 + 4 + 1 + 10 + 2 + 1 + 1 + 1 + 1 + 1 + 1
+        2 + 1 + 6 * 14 + 4 + 1 + Reason::ALL.len() + 2 + 1 + 1 + 1 + 1 + 1 + 1
     );
     tm.remove();
     let e = Exposition::parse(&metrics.encode());
@@ -169,8 +169,8 @@ fn histogram_detail_sets_the_series_per_target() {
         }
         e.series_of(name)
     };
-    // 26 series besides the histograms (see `series_per_target_and_removal`).
-    let others = 2 + 1 + 4 + 1 + 10 + 2 + 1 + 1 + 1 + 1 + 1 + 1;
+    // The series besides the histograms (see `series_per_target_and_removal`).
+    let others = 2 + 1 + 4 + 1 + Reason::ALL.len() + 2 + 1 + 1 + 1 + 1 + 1 + 1;
     assert_eq!(count("all", ""), others + 6 * 14);
     assert_eq!(count("total", "histograms: {phases: total}"), others + 14);
     assert_eq!(

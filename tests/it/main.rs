@@ -4,7 +4,9 @@
 
 mod common;
 
+mod addresses;
 mod browser;
+mod checks;
 mod clients;
 mod config_errors;
 mod dashboards;
@@ -23,6 +25,7 @@ mod probes;
 mod prometheus;
 mod properties;
 mod reload;
+mod secret_files;
 mod secrets;
 mod sources;
 mod web_security;

@@ -15,7 +15,7 @@ use crate::common::server::{ServerTls, Step, TestCa, TestServer, Validity};
 use crate::common::tickr::target;
 
 /// Runs `n` probes of `t`, recording each, and returns the outcomes and the parsed exposition.
-async fn probe_n(t: &Target, n: usize) -> (Vec<Outcome>, Exposition) {
+pub(crate) async fn probe_n(t: &Target, n: usize) -> (Vec<Outcome>, Exposition) {
     let metrics = Arc::new(Metrics::new());
     let tm = metrics.register_target(t);
     let mut outcomes = Vec::new();

@@ -321,8 +321,10 @@ async fn a_large_exposition_streams_and_survives_a_scraper_leaving() {
         .expect("a valid gzip stream");
     let zipped = Exposition::parse(&text);
     assert_eq!(plain.samples.len(), zipped.samples.len());
-    // 107 less the 200 responses counter: no response yet (the port refuses).
-    assert_eq!(plain.series_of("t2999"), 106);
+    // 96 series and one per failure reason, less the 200 responses counter: no response yet
+    // (the port refuses).
+    let reasons = tickr::probe::Reason::ALL.len();
+    assert_eq!(plain.series_of("t2999"), 96 + reasons);
 
     // Ask, read the first bytes, hang up.
     for _ in 0..5 {

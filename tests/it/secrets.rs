@@ -43,6 +43,10 @@ const SIGNATURE: &str = "tickr-s3cret-SIGNATURE-e4d1";
 /// A session id the echo server hands out in a redirect: a secret tickr was never given, in a
 /// parameter named like one.
 const MINTED_SESSION: &str = "tickr-s3cret-MINTED-a1b2c3";
+/// Secrets read from files: a bearer token, an API key and a basic-auth password.
+const FILE_TOKEN: &str = "tickr-s3cret-FILETOKEN-77ab01";
+const FILE_API_KEY: &str = "tickr-s3cret-FILEKEY-5c3d9e";
+const FILE_PASSWORD: &str = "tickr-s3cret-FILEPASS-0e8f42";
 /// Secrets in the query of URLs that do not parse, in broken configurations.
 const URL_SECRETS: &[&str] = &[
     "tickr-s3cret-BADURL-domain-01",
@@ -329,6 +333,13 @@ targets:
     confirm: 1
     confirm_delay: 50ms
     headers: {{X-Target-Token: {TARGET_TOKEN}}}
+  - name: echo-files
+    url: http://{echo}/fail
+    bearer_token_file: token
+    headers: {{X-Api-Key: {{file: api-key}}}}
+  - name: echo-basic
+    url: http://{echo}/fail
+    basic_auth: {{username: probe, password_file: password}}
   - name: echo-redirect
     url: http://{echo}/redirect?api_key={QUERY_KEY_IN_URL}
   - name: echo-redirect-kept
@@ -413,6 +424,13 @@ async fn run_and_collect(format: &str) -> (String, Vec<String>) {
     std::fs::write(dir.path().join("ca.pem"), &ca.pem).expect("write CA");
     std::fs::write(dir.path().join("client.pem"), &client.chain_pem).expect("write cert");
     std::fs::write(dir.path().join("client.key"), &client.key_pem).expect("write key");
+    for (file, secret) in [
+        ("token", FILE_TOKEN),
+        ("api-key", FILE_API_KEY),
+        ("password", FILE_PASSWORD),
+    ] {
+        std::fs::write(dir.path().join(file), format!("{secret}\n")).expect("write secret");
+    }
 
     let echo = EchoServer::start(None).await;
     let tls = EchoServer::start(Some(mtls_config(&ca, &server_leaf))).await;
@@ -453,6 +471,8 @@ async fn run_and_collect(format: &str) -> (String, Vec<String>) {
         };
         let done = failed("refused", "connect")
             && failed("echo-502", "status")
+            && failed("echo-files", "status")
+            && failed("echo-basic", "status")
             && failed("echo-redirect", "status")
             && failed("echo-redirect-kept", "status")
             && failed("mtls-502", "status")
@@ -487,6 +507,20 @@ async fn run_and_collect(format: &str) -> (String, Vec<String>) {
     let body = echoed["body_excerpt"].as_str().unwrap_or_default();
     assert!(body.contains("x-target-token: <redacted>"), "{body}");
     assert!(body.contains("x-numeric-key: <redacted>"), "{body}");
+    // The values read from files were sent (the echo has them) and replaced like inline ones.
+    let excerpt_of = |target: &str| {
+        let event = events["events"].as_array().into_iter().flatten();
+        let mut event = event.filter(|e| e["target"] == target);
+        let e = event.next().unwrap_or_else(|| panic!("no {target} event"));
+        e["body_excerpt"].as_str().unwrap_or_default().to_owned()
+    };
+    let files = excerpt_of("echo-files");
+    let basic = excerpt_of("echo-basic");
+    for body in [&files, &basic] {
+        assert!(body.contains("authorization: <redacted>"), "{body}");
+        assert!(body.contains("authorization, token base64: "), "{body}");
+    }
+    assert!(files.contains("x-api-key: <redacted>"), "{files}");
     // Each encoded echo was there, and was replaced: the assertions below are not vacuous.
     for form in [
         "base64",
@@ -660,7 +694,14 @@ async fn no_secret_reaches_logs_metrics_pages_or_errors() {
         let (output, key) = run_and_collect(format).await;
         let bearer = format!("Bearer {AUTHORIZATION}");
         let cookie = format!("session={COOKIE}");
+        let file_bearer = format!("Bearer {FILE_TOKEN}");
+        let basic = STANDARD.encode(format!("probe:{FILE_PASSWORD}"));
         let mut secrets: Vec<&str> = vec![
+            FILE_TOKEN,
+            &file_bearer,
+            FILE_API_KEY,
+            FILE_PASSWORD,
+            &basic,
             AUTHORIZATION,
             &bearer,
             API_KEY,

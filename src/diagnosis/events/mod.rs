@@ -198,7 +198,7 @@ impl Recorder {
         attribution: Option<&Attribution>,
         d: &Diagnosis,
     ) -> Arc<Event> {
-        let secrets = &target.secrets;
+        let secrets = &*target.secrets();
         let headers = kept_headers(o, secrets, d);
         // Redacted before the excerpt is cut, so that the cut cannot split a secret.
         let read_limit = crate::limits::BODY_HEAD

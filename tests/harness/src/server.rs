@@ -209,6 +209,7 @@ pub struct TestServer {
     pub addr: SocketAddr,
     tls: bool,
     connections: Arc<AtomicUsize>,
+    peers: Arc<std::sync::Mutex<Vec<SocketAddr>>>,
     open: Arc<OpenConnections>,
     handshakes: Handshakes,
     stop: Option<oneshot::Sender<()>>,
@@ -267,6 +268,8 @@ impl TestServer {
         let listener = TcpListener::bind(addr).await.expect("bind test server");
         let addr = listener.local_addr().expect("local addr");
         let connections = Arc::new(AtomicUsize::new(0));
+        let peers = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen_peers = peers.clone();
         let (stop, mut stopped) = oneshot::channel::<()>();
         let script = Arc::new(script);
         let is_tls = tls.is_some();
@@ -281,7 +284,8 @@ impl TestServer {
                 tokio::select! {
                     _ = &mut stopped => break,
                     accepted = listener.accept() => {
-                        let Ok((stream, _)) = accepted else { continue };
+                        let Ok((stream, peer)) = accepted else { continue };
+                        seen_peers.lock().unwrap().push(peer);
                         let _ = stream.set_nodelay(true);
                         let n = counter.fetch_add(1, Ordering::SeqCst);
                         let step = script[n % script.len()].clone();
@@ -304,11 +308,17 @@ impl TestServer {
             addr,
             tls: is_tls,
             connections,
+            peers,
             open,
             handshakes,
             stop: Some(stop),
             task,
         }
+    }
+
+    /// The address of every connection's client so far, in order.
+    pub fn peers(&self) -> Vec<SocketAddr> {
+        self.peers.lock().unwrap().clone()
     }
 
     /// The kind of every completed TLS handshake so far (full or resumed), in order.
