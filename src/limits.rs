@@ -56,6 +56,13 @@ pub const MESSAGE_END: usize = 200;
 /// Redirects a probe follows before it fails with reason `redirects`.
 pub const MAX_REDIRECTS: u8 = 10;
 
+/// Largest head a forward proxy may answer a CONNECT with (status line and headers); a longer
+/// one fails the probe with reason `proxy`. Squid's and tinyproxy's are a few hundred bytes.
+pub const MAX_PROXY_HEAD: usize = 16 << 10;
+
+/// Most header lines in a proxy's answer to CONNECT.
+pub const MAX_PROXY_HEADERS: usize = 64;
+
 /// How many lookups may be in flight at once, process-wide. Enough for thousands of targets
 /// against a resolver that answers in milliseconds; small enough that a resolver that never
 /// answers holds only this many threads.

@@ -119,6 +119,11 @@ pub struct Settings {
     pub ip_protocol: Option<IpProtocol>,
     pub http_version: Option<HttpVersion>,
     pub tls: Option<Tls>,
+    /// A forward proxy for the probes (see [`super::proxy`]).
+    pub proxy_url: Option<String>,
+    pub proxy_connect_headers: Option<Headers>,
+    pub no_proxy: Option<super::proxy::NoProxyList>,
+    pub proxy_from_environment: Option<bool>,
     pub confirm: Option<usize>,
     pub confirm_delay: Option<HumanDuration>,
     pub per_address: Option<bool>,

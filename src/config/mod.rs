@@ -8,6 +8,7 @@ mod error;
 mod file;
 mod locate;
 mod merge;
+mod proxy;
 mod sources;
 mod target;
 
@@ -23,6 +24,7 @@ use error::{at, duplicate_field, Invalid};
 pub(crate) use error::{one_line, strip_positions};
 pub use file::{ByteSize, HttpVersion, HumanDuration, IpProtocol, PhaseDetail, StatusPattern};
 pub(crate) use locate::{locate, Seg};
+pub use proxy::{NoProxy, Proxy, ProxyEndpoint};
 pub use sources::{Discovered, Source, SourceKind, Templates, ADOPTED_SOURCE, NAME_LABEL};
 pub(crate) use target::compile_pattern;
 use target::validate_target;

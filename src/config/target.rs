@@ -19,6 +19,7 @@ use super::file::{
 };
 use super::locate::Seg;
 use super::merge::Layers;
+use super::proxy::{self, Proxy};
 use crate::limits::{
     MAX_ADDRESSES, MAX_BODY_LIMIT, MAX_BUCKETS, MAX_CONFIRM, MAX_PATTERN_BYTES, MIN_INTERVAL,
 };
@@ -57,6 +58,8 @@ pub struct Target {
     pub ip_protocol: IpProtocol,
     pub http_version: HttpVersion,
     pub tls: Arc<ClientTls>,
+    /// The forward proxy probes go through, for the URLs it applies to; `None`: always direct.
+    pub proxy: Option<Arc<Proxy>>,
     pub expect_status: Vec<StatusPattern>,
     pub matchers: Vec<Matcher>,
     /// Follow-up probes after a failure (0: none), and the pause before each.
@@ -89,6 +92,7 @@ impl fmt::Debug for Target {
             .field("ip_protocol", &self.ip_protocol)
             .field("http_version", &self.http_version)
             .field("tls", &self.tls)
+            .field("proxy", &self.proxy)
             .field("expect_status", &self.expect_status)
             .field("matchers", &self.matchers)
             .field("confirm", &self.confirm)
@@ -207,18 +211,36 @@ pub(super) fn validate_target(
     let (interval, timeout) = validate_timing(&layers)?;
     let method = validate_method(&layers)?;
     let headers = validate_headers(&layers)?;
+    let proxy = proxy::validate_proxy(&layers, secret_params)?;
     let secrets = Secrets::new(
         headers
             .values()
             .filter(|v| v.is_sensitive())
             .map(HeaderValue::as_bytes)
             .map(<[u8]>::to_vec)
-            .chain(redact::url_secrets(url.as_str(), secret_params)),
+            .chain(redact::url_secrets(url.as_str(), secret_params))
+            .chain(proxy.iter().flat_map(proxy::secrets)),
     );
     let body = Bytes::from(layers.get(|s| s.body.as_ref(), String::new()).value);
     let max_body_bytes = validate_max_body_bytes(&layers)?;
     let tls = validate_tls(&layers, dir)?;
     let addresses = validate_addresses(&layers)?;
+    let per_address = layers.get(|s| s.per_address.as_ref(), false);
+    if let Some(via) = proxy.as_ref().and_then(|p| p.route(&url)) {
+        // Both connect to the target's own addresses, which a proxy hides.
+        let key = match (per_address.value, addresses.is_empty()) {
+            (true, _) => Some(layers.at(per_address.rank, "per_address")),
+            (false, false) => layers.first(|s| s.addresses.as_ref()).map(|a| layers.at(a.rank, "addresses")),
+            (false, true) => None,
+        };
+        if let Some(at) = key {
+            let msg = format!(
+                "per_address and addresses connect to the target's own addresses, which the proxy {} hides: add the host to no_proxy, or leave them out",
+                via.shown
+            );
+            return Err(Invalid(at, msg));
+        }
+    }
     let (confirm, confirm_delay) = validate_confirm(&layers, interval, timeout)?;
     let histograms = validate_histograms(&layers)?;
     let (expect_status, matchers) = validate_expect(&layers)?;
@@ -243,11 +265,12 @@ pub(super) fn validate_target(
             .get(|s| s.http_version.as_ref(), HttpVersion::Auto)
             .value,
         tls,
+        proxy: proxy.map(Arc::new),
         expect_status,
         matchers,
         confirm,
         confirm_delay,
-        per_address: layers.get(|s| s.per_address.as_ref(), false).value,
+        per_address: per_address.value,
         addresses,
         histograms,
     })

@@ -128,6 +128,9 @@ pub(super) static FAMILIES: [Family; 15] = [
         has: always,
         read: |tm, s| {
             for (reason, count) in Reason::ALL.iter().zip(&tm.failures) {
+                if *reason == Reason::Proxy && !tm.proxied {
+                    continue;
+                }
                 s.count(&[reason.as_str()], count)?;
             }
             Ok(())

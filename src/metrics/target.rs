@@ -107,8 +107,12 @@ impl Targets {
         labels: TargetLabels,
         own: Option<Box<Own>>,
     ) -> Arc<TargetMetrics> {
+        // `proxy` only for targets that can go through one: a direct target's exposition
+        // stays as it was, without a histogram that could never be observed.
+        let proxied = target.proxy.is_some();
         let phases: &[Phase] = match target.histograms.phases {
-            PhaseDetail::All => &Phase::ALL,
+            PhaseDetail::All if proxied => &Phase::ALL,
+            PhaseDetail::All => &DIRECT_PHASES,
             PhaseDetail::Total => &[Phase::Total],
         };
         let buckets = &target.histograms.buckets;
@@ -124,6 +128,7 @@ impl Targets {
                 .map(|p| (*p, ExHistogram::new(buckets.iter().copied())))
                 .collect(),
             failures: Default::default(),
+            proxied,
             matchers: target
                 .matchers
                 .iter()
@@ -160,6 +165,16 @@ impl Targets {
             .collect()
     }
 }
+
+/// The phases of a target that never goes through a proxy.
+const DIRECT_PHASES: [Phase; 6] = [
+    Phase::Resolve,
+    Phase::Connect,
+    Phase::Tls,
+    Phase::Processing,
+    Phase::Transfer,
+    Phase::Total,
+];
 
 const UNKNOWN: u8 = 0;
 const SUCCEEDED: u8 = 1;
@@ -200,6 +215,9 @@ pub struct TargetMetrics {
     pub(super) status_code: AtomicI64,
     pub(super) phases: Box<[(Phase, ExHistogram)]>,
     pub(super) failures: [Count; Reason::ALL.len()],
+    /// Whether the target has a proxy: only then is reason `proxy` exposed (at 0 until it
+    /// happens), as a direct target can never fail that way.
+    pub(super) proxied: bool,
     /// Label, last result, mismatches.
     pub(super) matchers: Box<[(String, AtomicI64, AtomicU64)]>,
     pub(super) state_changes: AtomicU64,

@@ -7,14 +7,16 @@
 //!
 //! Here: [`run`] (and [`fetch`], which keeps the body), the redirect loop and [`resolve_target`]. Below: `exchange` (one request on one
 //! fresh connection, the steps of the context value a probe carries), `outcome` (the types of
-//! [`Outcome`]), `budget` (the read budget), `resolve` and [`dns`] (addresses), and `classify`
-//! (errors into exactly one [`Reason`]).
+//! [`Outcome`]), `budget` (the read budget), `resolve` and [`dns`] (addresses), `proxy` (the
+//! same exchange through a forward proxy: CONNECT or plain forwarding), and `classify` (errors
+//! into exactly one [`Reason`]).
 
 mod budget;
 mod classify;
 pub mod dns;
 mod exchange;
 mod outcome;
+mod proxy;
 mod resolve;
 
 use std::net::SocketAddr;
@@ -61,19 +63,36 @@ async fn finish(target: &Target, probe: &mut Probe<'_>, pinned: Option<Pinned>) 
     let failure = match result {
         Ok(Ok(())) => None,
         Ok(Err(failure)) => Some(failure),
-        Err(_) => Some(Failure::new(
-            Reason::Timeout,
-            format!(
-                "no complete answer within {:?} (stuck in {})",
-                target.timeout,
-                probe.step.as_str()
-            ),
-        )),
+        Err(_) => Some(timed_out(target, probe)),
     };
     let mut out = std::mem::take(&mut probe.out);
     out.failure = failure;
     out.phases.total = start.elapsed();
     out
+}
+
+/// The failure of a probe its timeout cut short: `proxy` while it was still reaching the proxy
+/// or waiting for its answer to CONNECT, else `timeout`.
+fn timed_out(target: &Target, probe: &Probe<'_>) -> Failure {
+    let step = probe.step.as_str();
+    match &probe.out.proxy {
+        Some(via) if matches!(probe.step, Phase::Resolve | Phase::Connect | Phase::Proxy) => {
+            Failure::new(
+                Reason::Proxy,
+                format!(
+                    "proxy {via}: no answer within {:?} (stuck in {step})",
+                    target.timeout
+                ),
+            )
+        }
+        _ => Failure::new(
+            Reason::Timeout,
+            format!(
+                "no complete answer within {:?} (stuck in {step})",
+                target.timeout
+            ),
+        ),
+    }
 }
 
 impl Probe<'_> {

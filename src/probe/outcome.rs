@@ -23,10 +23,12 @@ pub enum Reason {
     BodyMismatch,
     TooLarge,
     Redirects,
+    /// The forward proxy could not be reached, failed, or refused the CONNECT (407 included).
+    Proxy,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 10] = [
+    pub const ALL: [Reason; 11] = [
         Reason::Dns,
         Reason::Connect,
         Reason::Tls,
@@ -37,6 +39,7 @@ impl Reason {
         Reason::BodyMismatch,
         Reason::TooLarge,
         Reason::Redirects,
+        Reason::Proxy,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -51,6 +54,7 @@ impl Reason {
             Reason::BodyMismatch => "body_mismatch",
             Reason::TooLarge => "too_large",
             Reason::Redirects => "redirects",
+            Reason::Proxy => "proxy",
         }
     }
 }
@@ -88,6 +92,9 @@ impl Failure {
 pub enum Phase {
     Resolve,
     Connect,
+    /// Through a forward proxy: the CONNECT exchange (and the TLS handshake with an `https://`
+    /// proxy). Only probes that go through one have it.
+    Proxy,
     Tls,
     Processing,
     Transfer,
@@ -95,9 +102,10 @@ pub enum Phase {
 }
 
 impl Phase {
-    pub const ALL: [Phase; 6] = [
+    pub const ALL: [Phase; 7] = [
         Phase::Resolve,
         Phase::Connect,
+        Phase::Proxy,
         Phase::Tls,
         Phase::Processing,
         Phase::Transfer,
@@ -108,6 +116,7 @@ impl Phase {
         match self {
             Phase::Resolve => "resolve",
             Phase::Connect => "connect",
+            Phase::Proxy => "proxy",
             Phase::Tls => "tls",
             Phase::Processing => "processing",
             Phase::Transfer => "transfer",
@@ -122,6 +131,7 @@ impl Phase {
 pub struct Phases {
     pub resolve: Option<Duration>,
     pub connect: Option<Duration>,
+    pub proxy: Option<Duration>,
     pub tls: Option<Duration>,
     pub processing: Option<Duration>,
     pub transfer: Option<Duration>,
@@ -133,6 +143,7 @@ impl Phases {
         match phase {
             Phase::Resolve => self.resolve,
             Phase::Connect => self.connect,
+            Phase::Proxy => self.proxy,
             Phase::Tls => self.tls,
             Phase::Processing => self.processing,
             Phase::Transfer => self.transfer,
@@ -144,6 +155,7 @@ impl Phases {
         let slot = match phase {
             Phase::Resolve => &mut self.resolve,
             Phase::Connect => &mut self.connect,
+            Phase::Proxy => &mut self.proxy,
             Phase::Tls => &mut self.tls,
             Phase::Processing => &mut self.processing,
             Phase::Transfer => &mut self.transfer,
@@ -163,8 +175,11 @@ pub struct Outcome {
     /// Status of the final response, if one arrived.
     pub status: Option<u16>,
     pub phases: Phases,
-    /// The address of the last connection attempted.
+    /// The address of the last connection attempted (the proxy's, through a proxy).
     pub remote: Option<SocketAddr>,
+    /// The proxy the last request went through (its URL as shown: credentials replaced);
+    /// `None` when it went direct.
+    pub proxy: Option<std::sync::Arc<str>>,
     pub http_version: Option<Version>,
     pub tls_version: Option<&'static str>,
     /// Earliest `notAfter` (Unix seconds) of the last certificate chain presented.

@@ -27,6 +27,7 @@ fn outcome_502() -> Outcome {
         phases: Phases {
             resolve: Some(Duration::from_millis(2)),
             connect: Some(Duration::from_millis(3)),
+            proxy: None,
             tls: Some(Duration::from_millis(20)),
             processing: Some(Duration::from_millis(300)),
             transfer: Some(Duration::from_millis(1)),

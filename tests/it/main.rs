@@ -20,6 +20,7 @@ mod layout;
 mod migrate;
 mod probe_endpoint;
 mod probes;
+mod proxy;
 mod prometheus;
 mod properties;
 mod reload;

@@ -18,6 +18,8 @@ pub mod process;
 pub mod procfs;
 pub mod prometheus;
 pub mod server;
+pub mod squid;
+pub mod tinyproxy;
 pub mod victoria;
 
 pub use alertmanager::Alertmanager;
@@ -27,5 +29,7 @@ pub use launch::{Launch, Listening};
 pub use nginx::Nginx;
 pub use process::{free_port, get, request, require, Process};
 pub use procfs::status_field;
+pub use squid::Squid;
+pub use tinyproxy::Tinyproxy;
 pub use prometheus::{Alert, Prometheus, ScrapeTarget};
 pub use victoria::Victoria;
