@@ -141,14 +141,23 @@ impl NoProxy {
 }
 
 fn parse_entry(entry: &str) -> Result<(Bypass, Option<u16>), String> {
-    let invalid = || format!("no_proxy entry {entry:?} is not a host name, IP address or CIDR range");
+    let invalid =
+        || format!("no_proxy entry {entry:?} is not a host name, IP address or CIDR range");
     if let Some((ip, bits)) = entry.split_once('/') {
         let ip: IpAddr = ip.parse().map_err(|_| invalid())?;
         let max = if ip.is_ipv4() { 32 } else { 128 };
-        let bits: u8 = bits.parse().ok().filter(|b| *b <= max).ok_or_else(invalid)?;
+        let bits: u8 = bits
+            .parse()
+            .ok()
+            .filter(|b| *b <= max)
+            .ok_or_else(invalid)?;
         return Ok((Bypass::Net(ip, bits), None));
     }
-    if let Ok(ip) = entry.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
+    if let Ok(ip) = entry
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+    {
         let bits = if ip.is_ipv4() { 32 } else { 128 };
         return Ok((Bypass::Net(ip, bits), None));
     }
@@ -159,13 +168,20 @@ fn parse_entry(entry: &str) -> Result<(Bypass, Option<u16>), String> {
         }
         _ => (entry, None),
     };
-    if let Ok(ip) = host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
+    if let Ok(ip) = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+    {
         let bits = if ip.is_ipv4() { 32 } else { 128 };
         return Ok((Bypass::Net(ip, bits), port));
     }
     let host = host.strip_prefix('*').unwrap_or(host);
     let sub_only = host.starts_with('.');
-    let name = host.trim_start_matches('.').trim_end_matches('.').to_ascii_lowercase();
+    let name = host
+        .trim_start_matches('.')
+        .trim_end_matches('.')
+        .to_ascii_lowercase();
     let valid = !name.is_empty()
         && name
             .chars()
@@ -499,7 +515,10 @@ mod tests {
         assert!(bypass("10.0.0.0/8", "http://10.1.2.3/"));
         assert!(!bypass("10.0.0.0/8", "http://11.1.2.3/"));
         assert!(bypass("127.0.0.1", "http://127.0.0.1:8080/"));
-        assert!(!bypass("127.0.0.1", "http://localhost/"), "names are not resolved");
+        assert!(
+            !bypass("127.0.0.1", "http://localhost/"),
+            "names are not resolved"
+        );
         assert!(bypass("::1", "http://[::1]/"));
         assert!(bypass("[::1]", "http://[::1]/"));
         assert!(bypass("fd00::/8", "http://[fd12::1]/"));
@@ -512,7 +531,13 @@ mod tests {
 
     #[test]
     fn bad_no_proxy_entries_are_named() {
-        for bad in ["10.0.0.0/33", "exa mple.com", "a/b", "host:99999", "::1/200"] {
+        for bad in [
+            "10.0.0.0/33",
+            "exa mple.com",
+            "a/b",
+            "host:99999",
+            "::1/200",
+        ] {
             let e = NoProxy::parse([bad]).unwrap_err();
             assert!(e.contains(bad), "{e}");
         }
@@ -527,12 +552,19 @@ mod tests {
             &[],
         )
         .unwrap();
-        assert_eq!((e.host.as_str(), e.port, e.tls), ("proxy.example", 3128, false));
+        assert_eq!(
+            (e.host.as_str(), e.port, e.tls),
+            ("proxy.example", 3128, false)
+        );
         let auth = e.headers.get(PROXY_AUTHORIZATION).unwrap();
         assert!(auth.is_sensitive());
         let token = base64::engine::general_purpose::STANDARD.encode("us@er:p:ss");
         assert_eq!(auth.to_str().unwrap(), format!("Basic {token}"));
-        assert!(!e.shown.contains("p%3Ass") && !e.shown.contains("us%40er"), "{}", e.shown);
+        assert!(
+            !e.shown.contains("p%3Ass") && !e.shown.contains("us%40er"),
+            "{}",
+            e.shown
+        );
         assert!(!format!("{e:?}").contains("p%3Ass"));
     }
 
@@ -544,7 +576,10 @@ mod tests {
         assert_eq!(err("http://"), "proxy URL \"http://\" has no host");
         assert!(err("proxy:3128").contains("scheme must be http or https, not \"proxy\""));
         let from_env = endpoint("proxy.example:3128", true, &HeaderMap::new(), &[]).unwrap();
-        assert_eq!((from_env.host.as_str(), from_env.port), ("proxy.example", 3128));
+        assert_eq!(
+            (from_env.host.as_str(), from_env.port),
+            ("proxy.example", 3128)
+        );
         let https = endpoint("https://proxy.example", false, &HeaderMap::new(), &[]).unwrap();
         assert_eq!((https.port, https.tls), (443, true));
     }

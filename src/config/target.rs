@@ -230,7 +230,9 @@ pub(super) fn validate_target(
         // Both connect to the target's own addresses, which a proxy hides.
         let key = match (per_address.value, addresses.is_empty()) {
             (true, _) => Some(layers.at(per_address.rank, "per_address")),
-            (false, false) => layers.first(|s| s.addresses.as_ref()).map(|a| layers.at(a.rank, "addresses")),
+            (false, false) => layers
+                .first(|s| s.addresses.as_ref())
+                .map(|a| layers.at(a.rank, "addresses")),
             (false, true) => None,
         };
         if let Some(at) = key {

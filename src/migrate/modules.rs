@@ -77,6 +77,7 @@ fn http(section: &Value, dir: &Path, path: &[String], m: &mut Module, report: &m
     let (mut matches, mut not_matches) = (Vec::new(), Vec::new());
     let mut tls: Vec<(String, Y)> = Vec::new();
     let (mut preferred, mut fallback) = (None, true);
+    let mut proxy = ProxySection::default();
     for (key, value) in section.as_mapping().into_iter().flatten() {
         let key = scalar(key);
         let here = Some(key.as_str());
@@ -200,12 +201,22 @@ fn http(section: &Value, dir: &Path, path: &[String], m: &mut Module, report: &m
                 "no header checks in tickr yet: check the header in your dashboards, or keep \
                  this module in blackbox_exporter",
             ),
-            "proxy_url" | "no_proxy" | "proxy_from_environment" | "proxy_connect_header" => report
-                .at(
-                    path,
-                    here,
-                    "tickr probes directly, without a proxy: run it where it reaches the target",
-                ),
+            "proxy_url" => proxy.url = Some(scalar(value)),
+            "proxy_from_environment" => proxy.from_environment = bool_of(value),
+            "no_proxy" => match crate::config::NoProxy::parse(scalar(value).split(',')) {
+                Ok(_) => proxy.no_proxy = Some(scalar(value)),
+                Err(e) => report.at(path, here, &format!("{e}: left out")),
+            },
+            // Go sends each value of a header as a line of its own; one line with the values
+            // joined by commas means the same to HTTP.
+            "proxy_connect_header" => {
+                for (name, values) in value.as_mapping().into_iter().flatten() {
+                    let values: Vec<String> = list(values).iter().map(scalar).collect();
+                    proxy
+                        .headers
+                        .push((scalar(name), Y::text(values.join(", "))));
+                }
+            }
             "oauth2" => report.at(
                 path,
                 here,
@@ -235,6 +246,7 @@ fn http(section: &Value, dir: &Path, path: &[String], m: &mut Module, report: &m
     if !headers.is_empty() {
         m.keys.push(("headers".into(), Y::Map(headers)));
     }
+    proxy.write(path, m, report);
     if !contains.is_empty() {
         expect.push(("body_contains".into(), Y::List(contains)));
     }
@@ -252,6 +264,40 @@ fn http(section: &Value, dir: &Path, path: &[String], m: &mut Module, report: &m
     }
     if !tls.is_empty() {
         m.keys.push(("tls".into(), Y::Map(tls)));
+    }
+}
+
+/// The proxy keys of a module's `http:` section (prometheus/common's HTTP client settings),
+/// written together once the section is read.
+#[derive(Default)]
+struct ProxySection {
+    url: Option<String>,
+    from_environment: bool,
+    no_proxy: Option<String>,
+    headers: Vec<(String, Y)>,
+}
+
+impl ProxySection {
+    fn write(self, path: &[String], m: &mut Module, report: &mut Report) {
+        match (self.url, self.from_environment) {
+            (Some(_), true) => report.at(
+                path,
+                Some("proxy_from_environment"),
+                "proxy_url and proxy_from_environment together (blackbox_exporter refuses                  them too): keep one and set it by hand",
+            ),
+            (Some(url), false) => m.keys.push(("proxy_url".into(), Y::text(url))),
+            (None, true) => m
+                .keys
+                .push(("proxy_from_environment".into(), Y::plain("true"))),
+            (None, false) => {}
+        }
+        if let Some(no_proxy) = self.no_proxy {
+            m.keys.push(("no_proxy".into(), Y::text(no_proxy)));
+        }
+        if !self.headers.is_empty() {
+            m.keys
+                .push(("proxy_connect_headers".into(), Y::Map(self.headers)));
+        }
     }
 }
 
@@ -326,6 +372,29 @@ pub fn list(v: &Value) -> Vec<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_proxy_url_with_proxy_from_environment_is_reported_not_guessed() {
+        let text = "modules:\n  m:\n    prober: http\n    http:\n      proxy_url: http://p:3128\n      proxy_from_environment: true\n      no_proxy: \"10.0.0.0/99\"\n";
+        let doc: Value = serde_yaml::from_str(text).unwrap();
+        let mut report = Report::new(Path::new("blackbox.yml"), text);
+        let modules = convert(&doc, Path::new("."), &mut report);
+        let keys: Vec<&str> = modules[0].keys.iter().map(|(k, _)| k.as_str()).collect();
+        assert!(!keys.iter().any(|k| k.contains("proxy")), "{keys:?}");
+        let lines = report.take();
+        assert!(
+            lines[0].starts_with(
+                "blackbox.yml:6: modules.m.http.proxy_from_environment: proxy_url and"
+            ),
+            "{lines:?}"
+        );
+        assert!(
+            lines[1].starts_with(
+                "blackbox.yml:7: modules.m.http.no_proxy: no_proxy entry \"10.0.0.0/99\""
+            ),
+            "{lines:?}"
+        );
+    }
 
     #[test]
     fn only_literal_expressions_become_substrings() {

@@ -70,7 +70,9 @@ impl Probe<'_> {
             // other headers to the target, and `proxy_connect_headers` are for the proxy alone
             // (as Go's `ProxyConnectHeader`, which blackbox_exporter users configure).
             if let Some(auth) = via.headers.get(PROXY_AUTHORIZATION) {
-                request.headers_mut().insert(PROXY_AUTHORIZATION, auth.clone());
+                request
+                    .headers_mut()
+                    .insert(PROXY_AUTHORIZATION, auth.clone());
             }
             let io = TokioIo::new(budget.wrap(Tunnel::new(io, Bytes::new())));
             let response = self.send(io, false, request, true).await;
@@ -91,12 +93,20 @@ impl Probe<'_> {
 
     /// The connection to the proxy itself: TLS for an `https://` proxy, verified with the
     /// target's TLS settings (its CA file, `insecure_skip_verify`) against the proxy's name.
-    async fn secure_proxy(&mut self, via: &ProxyEndpoint, tcp: TcpStream) -> Result<ProxyIo, Failure> {
+    async fn secure_proxy(
+        &mut self,
+        via: &ProxyEndpoint,
+        tcp: TcpStream,
+    ) -> Result<ProxyIo, Failure> {
         if !via.tls {
             return Ok(ProxyIo::Plain(tcp));
         }
         let (config, _) = self.target.tls.client_config(&[b"http/1.1"]);
-        let name = via.host.trim_start_matches('[').trim_end_matches(']').to_owned();
+        let name = via
+            .host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
         let name = rustls::pki_types::ServerName::try_from(name)
             .map_err(|_| Failure::new(Reason::Proxy, "invalid TLS server name"))?;
         let tls = tokio_rustls::TlsConnector::from(config)
@@ -126,7 +136,9 @@ enum Head {
 impl Head {
     fn into_failure(self, authority: &str) -> Failure {
         match self {
-            Head::Unreadable(why) => Failure::new(Reason::Proxy, format!("CONNECT {authority}: {why}")),
+            Head::Unreadable(why) => {
+                Failure::new(Reason::Proxy, format!("CONNECT {authority}: {why}"))
+            }
             Head::Refused(code, phrase) => Failure::new(
                 Reason::Proxy,
                 format!("CONNECT {authority} answered {code} {phrase}"),
@@ -161,9 +173,15 @@ where
                 "the answer's head exceeds {MAX_PROXY_HEAD} bytes"
             )));
         }
-        let n = (&mut *io).take(room).read_buf(&mut buf).await.map_err(unreadable)?;
+        let n = (&mut *io)
+            .take(room)
+            .read_buf(&mut buf)
+            .await
+            .map_err(unreadable)?;
         if n == 0 {
-            return Err(Head::Unreadable("the proxy closed the connection without an answer".into()));
+            return Err(Head::Unreadable(
+                "the proxy closed the connection without an answer".into(),
+            ));
         }
         let mut lines = [httparse::EMPTY_HEADER; MAX_PROXY_HEADERS];
         let mut head = httparse::Response::new(&mut lines);
@@ -172,7 +190,8 @@ where
             Ok(httparse::Status::Complete(len)) => {
                 let code = head.code.unwrap_or(0);
                 if !(200..300).contains(&code) {
-                    let phrase: String = head.reason.unwrap_or_default().chars().take(100).collect();
+                    let phrase: String =
+                        head.reason.unwrap_or_default().chars().take(100).collect();
                     return Err(Head::Refused(code, phrase));
                 }
                 buf.advance(len);
@@ -310,9 +329,13 @@ mod tests {
     #[tokio::test]
     async fn anything_else_says_what_the_proxy_answered() {
         let (result, _) = answer(b"HTTP/1.1 407 Proxy Authentication Required\r\n\r\n").await;
-        assert!(matches!(result, Err(Head::Refused(407, ref p)) if p == "Proxy Authentication Required"));
+        assert!(
+            matches!(result, Err(Head::Refused(407, ref p)) if p == "Proxy Authentication Required")
+        );
         let (result, _) = answer(b"SSH-2.0-OpenSSH\r\n\r\n").await;
-        assert!(matches!(result, Err(Head::Unreadable(ref w)) if w.starts_with("not an HTTP answer")));
+        assert!(
+            matches!(result, Err(Head::Unreadable(ref w)) if w.starts_with("not an HTTP answer"))
+        );
         let (result, _) = answer(b"HTTP/1.1 200 OK\r\n").await;
         assert!(matches!(result, Err(Head::Unreadable(ref w)) if w.contains("without an answer")));
     }

@@ -24,7 +24,11 @@ pub(super) async fn resolve_for(target: &Target, url: &Url) -> Result<Vec<Socket
 }
 
 /// The addresses of `host` of the wanted family: never empty.
-pub(super) async fn resolve(host: &str, port: u16, protocol: IpProtocol) -> Result<Vec<SocketAddr>, Failure> {
+pub(super) async fn resolve(
+    host: &str,
+    port: u16,
+    protocol: IpProtocol,
+) -> Result<Vec<SocketAddr>, Failure> {
     let wanted = |ip: &IpAddr| match protocol {
         IpProtocol::Auto => true,
         IpProtocol::Ipv4 => ip.is_ipv4(),

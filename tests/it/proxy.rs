@@ -71,7 +71,10 @@ fn assert_tunnelled(outcomes: &[Outcome], shown: &str) {
         assert_eq!(reason(o), None, "{:?}", o.failure);
         assert_eq!(o.proxy.as_deref(), Some(shown));
         let p = &o.phases;
-        assert!(p.connect.is_some() && p.proxy.is_some() && p.tls.is_some(), "{p:?}");
+        assert!(
+            p.connect.is_some() && p.proxy.is_some() && p.tls.is_some(),
+            "{p:?}"
+        );
         assert_eq!(o.tls_version, Some("TLS 1.3"));
     }
 }
@@ -83,8 +86,16 @@ async fn https_through_tinyproxy_by_connect_counts_on_both_sides() {
     let t = https.target("shop", &format!("proxy_url: {}", proxy.url(None)));
     let (outcomes, m) = probe_n(&t, 5).await;
     assert_tunnelled(&outcomes, &proxy.url(None));
-    assert_eq!(outcomes[0].http_version, Some(http::Version::HTTP_2), "ALPN inside the tunnel");
-    assert_eq!(https.server.connections(), 5, "one tunnelled connection per probe");
+    assert_eq!(
+        outcomes[0].http_version,
+        Some(http::Version::HTTP_2),
+        "ALPN inside the tunnel"
+    );
+    assert_eq!(
+        https.server.connections(),
+        5,
+        "one tunnelled connection per probe"
+    );
     let connects = proxy.requests(5).await;
     let want = format!("CONNECT {} HTTP/1.1", https.server.addr);
     assert_eq!(
@@ -94,16 +105,32 @@ async fn https_through_tinyproxy_by_connect_counts_on_both_sides() {
         proxy.logs()
     );
     let shop = |phase| [("target", "shop"), ("phase", phase)];
-    assert_eq!(m.get("tickr_probe_duration_seconds_count", &shop("proxy")), Some(5.0));
-    assert_eq!(m.get("tickr_probe_duration_seconds_count", &shop("tls")), Some(5.0));
+    assert_eq!(
+        m.get("tickr_probe_duration_seconds_count", &shop("proxy")),
+        Some(5.0)
+    );
+    assert_eq!(
+        m.get("tickr_probe_duration_seconds_count", &shop("tls")),
+        Some(5.0)
+    );
     let failures = |reason| {
         m.get(
             "tickr_probe_failures_total",
             &[("target", "shop"), ("reason", reason)],
         )
     };
-    assert_eq!(failures("proxy"), Some(0.0), "a proxied target has the reason at 0");
-    assert_eq!(m.value("tickr_probe_runs_total", &[("target", "shop"), ("result", "success")]), 5.0);
+    assert_eq!(
+        failures("proxy"),
+        Some(0.0),
+        "a proxied target has the reason at 0"
+    );
+    assert_eq!(
+        m.value(
+            "tickr_probe_runs_total",
+            &[("target", "shop"), ("result", "success")]
+        ),
+        5.0
+    );
 }
 
 #[tokio::test]
@@ -179,8 +206,14 @@ async fn a_proxy_asking_for_credentials_is_reason_proxy_with_its_phase() {
     let proxy = Tinyproxy::start(Some(("probe", "hunter22"))).await;
     let https = Https::start(Step::statuses(&[200])).await;
     let without = https.target("without", &format!("proxy_url: {}", proxy.url(None)));
-    let wrong = https.target("wrong", &format!("proxy_url: {}", proxy.url(Some("probe:nope"))));
-    let right = https.target("right", &format!("proxy_url: {}", proxy.url(Some("probe:hunter22"))));
+    let wrong = https.target(
+        "wrong",
+        &format!("proxy_url: {}", proxy.url(Some("probe:nope"))),
+    );
+    let right = https.target(
+        "right",
+        &format!("proxy_url: {}", proxy.url(Some("probe:hunter22"))),
+    );
     // Without credentials tinyproxy asks for them (407); with wrong ones it answers 401.
     for (t, code) in [(&without, "407"), (&wrong, "401")] {
         let (outcomes, m) = probe_n(t, 2).await;
@@ -188,9 +221,19 @@ async fn a_proxy_asking_for_credentials_is_reason_proxy_with_its_phase() {
             assert_eq!(reason(o), Some("proxy"), "{:?}", o.failure);
             let detail = &o.failure.as_ref().unwrap().detail;
             assert!(detail.contains(&format!("answered {code} ")), "{detail}");
-            assert!(!detail.contains("nope") && !detail.contains("hunter22"), "{detail}");
-            assert!(o.phases.proxy.is_some(), "the CONNECT exchange finished: {o:?}");
-            assert_eq!((o.status, o.phases.tls), (None, None), "never reached the target");
+            assert!(
+                !detail.contains("nope") && !detail.contains("hunter22"),
+                "{detail}"
+            );
+            assert!(
+                o.phases.proxy.is_some(),
+                "the CONNECT exchange finished: {o:?}"
+            );
+            assert_eq!(
+                (o.status, o.phases.tls),
+                (None, None),
+                "never reached the target"
+            );
         }
         let name = t.name.as_str();
         let count = |reason| {
@@ -199,7 +242,10 @@ async fn a_proxy_asking_for_credentials_is_reason_proxy_with_its_phase() {
                 &[("target", name), ("reason", reason)],
             )
         };
-        assert_eq!((count("proxy"), count("connect"), count("status")), (2.0, 0.0, 0.0));
+        assert_eq!(
+            (count("proxy"), count("connect"), count("status")),
+            (2.0, 0.0, 0.0)
+        );
         assert_eq!(
             m.get(
                 "tickr_probe_duration_seconds_count",
@@ -268,7 +314,11 @@ async fn a_proxy_that_never_answers_connect_is_reason_proxy() {
     assert_eq!(reason(&o), Some("proxy"), "{:?}", o.failure);
     let detail = &o.failure.as_ref().unwrap().detail;
     assert!(detail.contains("(stuck in proxy)"), "{detail}");
-    assert!(o.phases.connect.is_some() && o.phases.proxy.is_none(), "{:?}", o.phases);
+    assert!(
+        o.phases.connect.is_some() && o.phases.proxy.is_none(),
+        "{:?}",
+        o.phases
+    );
     assert_eq!(https.server.connections(), 0);
 }
 
@@ -298,7 +348,10 @@ async fn no_proxy_hosts_go_direct_redirects_included() {
     // Every host bypasses: the proxy sees nothing.
     let t = direct.target(
         "bypass",
-        &format!("proxy_url: {}\nno_proxy: [localhost, 127.0.0.0/8]", proxy.url(None)),
+        &format!(
+            "proxy_url: {}\nno_proxy: [localhost, 127.0.0.0/8]",
+            proxy.url(None)
+        ),
     );
     let (outcomes, m) = probe_n(&t, 2).await;
     for o in &outcomes {
@@ -327,7 +380,11 @@ async fn no_proxy_hosts_go_direct_redirects_included() {
     ));
     let o = probe::run(&t).await;
     assert_eq!(reason(&o), None, "{:?}", o.failure);
-    assert_eq!((o.redirects, o.proxy.as_deref()), (1, None), "the last hop went direct");
+    assert_eq!(
+        (o.redirects, o.proxy.as_deref()),
+        (1, None),
+        "the last hop went direct"
+    );
     assert_eq!((first.connections(), direct.server.connections()), (1, 3));
     assert_eq!(
         proxy.requests(1).await,
@@ -393,9 +450,15 @@ async fn proxy_from_environment_reads_https_proxy_and_no_proxy_at_load() {
     ];
     let tickr = tickr_with_env(&yaml, &env).await;
     let runs = |m: &Exposition, t| {
-        m.value("tickr_probe_runs_total", &[("target", t), ("result", "success")])
+        m.value(
+            "tickr_probe_runs_total",
+            &[("target", t), ("result", "success")],
+        )
     };
-    let m = scrape_until(&tickr, |m| runs(m, "tunnelled") >= 2.0 && runs(m, "plain") >= 2.0).await;
+    let m = scrape_until(&tickr, |m| {
+        runs(m, "tunnelled") >= 2.0 && runs(m, "plain") >= 2.0
+    })
+    .await;
     let proxy_count = m.get(
         "tickr_probe_duration_seconds_count",
         &[("target", "tunnelled"), ("phase", "proxy")],
@@ -411,7 +474,10 @@ async fn proxy_from_environment_reads_https_proxy_and_no_proxy_at_load() {
     let connects = proxy.requests(2).await;
     assert!(connects.len() >= 2, "{connects:?}");
     let want = format!("CONNECT {} HTTP/1.1", https.server.addr);
-    assert!(connects.iter().all(|r| *r == want), "only the https target: {connects:?}");
+    assert!(
+        connects.iter().all(|r| *r == want),
+        "only the https target: {connects:?}"
+    );
 }
 
 #[tokio::test]

@@ -29,7 +29,7 @@ pub use launch::{Launch, Listening};
 pub use nginx::Nginx;
 pub use process::{free_port, get, request, require, Process};
 pub use procfs::status_field;
+pub use prometheus::{Alert, Prometheus, ScrapeTarget};
 pub use squid::Squid;
 pub use tinyproxy::Tinyproxy;
-pub use prometheus::{Alert, Prometheus, ScrapeTarget};
 pub use victoria::Victoria;
