@@ -1,8 +1,8 @@
-//! Probes through real forward proxies (Debian's tinyproxy and Squid): CONNECT for https targets
-//! and HTTP/2 with prior knowledge, plain forwarding for http ones, counted on both sides; what a
-//! proxy that refuses, hangs or asks for credentials makes of a probe (reason `proxy`, never
-//! `connect` or `status` of the target); `no_proxy`, the environment, and secrets kept out of
-//! everything tickr shows.
+//! Probes through real forward proxies (Debian's tinyproxy and Squid, and Squid behind a
+//! TLS-ending HAProxy as an `https://` proxy): CONNECT for https targets and HTTP/2 with prior
+//! knowledge, plain forwarding for http ones, counted on both sides; what a proxy that refuses,
+//! hangs or asks for credentials makes of a probe (reason `proxy`, never `connect` or `status` of
+//! the target); `no_proxy`, the environment, and secrets kept out of everything tickr shows.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,6 +37,7 @@ fn reason(o: &Outcome) -> Option<&'static str> {
 /// A TLS test server with a certificate from a CA written to a file the target can name.
 struct Https {
     server: TestServer,
+    ca: TestCa,
     dir: tempfile::TempDir,
 }
 
@@ -47,7 +48,7 @@ impl Https {
         std::fs::write(dir.path().join("ca.pem"), &ca.pem).unwrap();
         let leaf = ca.leaf(&["127.0.0.1"], Validity::Valid);
         let server = TestServer::tls(script, ServerTls::new(&leaf)).await;
-        Self { server, dir }
+        Self { server, ca, dir }
     }
 
     fn ca_file(&self) -> String {
@@ -528,4 +529,59 @@ async fn proxy_secrets_stay_out_of_metrics_events_and_logs() {
         }
     }
     assert_eq!(https.server.connections(), 0);
+}
+
+#[tokio::test]
+async fn an_https_proxy_is_spoken_to_in_tls_and_verified() {
+    use tickr_harness::Haproxy;
+    // A real https:// proxy: HAProxy ends TLS with a certificate from the test CA and passes the
+    // bytes to Squid.
+    let squid = Squid::start().await;
+    let https = Https::start(Step::statuses(&[200])).await;
+    let other_ca = TestCa::new("not trusted by the target's tls settings");
+    let mut fronts = String::new();
+    let mut ports = Vec::new();
+    for (i, leaf) in [
+        https.ca.leaf(&["127.0.0.1"], Validity::Valid),
+        other_ca.leaf(&["127.0.0.1"], Validity::Valid),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let pem = https.dir.path().join(format!("proxy-{i}.pem"));
+        std::fs::write(&pem, format!("{}{}", leaf.chain_pem, leaf.key_pem)).unwrap();
+        let port = free_port();
+        ports.push(port);
+        fronts.push_str(&format!(
+            "listen tls{i}\n    mode tcp\n    bind 127.0.0.1:{port} ssl crt {}\n    server squid {}\n\n",
+            pem.display(),
+            squid.addr
+        ));
+    }
+    let _haproxy = Haproxy::start(Duration::from_secs(5), &fronts).await;
+
+    let t = https.target(
+        "tls-proxy",
+        &format!("proxy_url: https://127.0.0.1:{}", ports[0]),
+    );
+    let (outcomes, _) = probe_n(&t, 2).await;
+    assert_tunnelled(&outcomes, &format!("https://127.0.0.1:{}", ports[0]));
+    assert_eq!(https.server.connections(), 2);
+    let log = squid.access_log(2).await;
+    let want = format!("CONNECT {} 200", https.server.addr);
+    assert_eq!(
+        log.iter().filter(|l| l.starts_with(&want)).count(),
+        2,
+        "{log:?}"
+    );
+
+    let t = https.target(
+        "untrusted-proxy",
+        &format!("proxy_url: https://127.0.0.1:{}", ports[1]),
+    );
+    let o = probe::run(&t).await;
+    assert_eq!(reason(&o), Some("proxy"), "{:?}", o.failure);
+    let detail = &o.failure.as_ref().unwrap().detail;
+    assert!(detail.contains("TLS handshake"), "{detail}");
+    assert_eq!(https.server.connections(), 2, "the target never saw it");
 }
