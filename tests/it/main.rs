@@ -25,5 +25,6 @@ mod properties;
 mod reload;
 mod secrets;
 mod sources;
+mod tls_facts;
 mod web_security;
 mod webconfig;
