@@ -102,6 +102,14 @@ impl TlsVersions {
         Ok(Self { min, max })
     }
 
+    pub fn min(self) -> TlsVersion {
+        self.min
+    }
+
+    pub fn max(self) -> TlsVersion {
+        self.max
+    }
+
     /// What rustls' builder takes, preferred first.
     fn rustls(self) -> &'static [&'static SupportedProtocolVersion] {
         static BOTH: [&SupportedProtocolVersion; 2] =
@@ -335,6 +343,11 @@ impl ClientTls {
     /// change of a file that was taken up (at a load, or by a probe noticing it).
     pub fn builds(&self) -> u64 {
         self.builds.load(Ordering::Relaxed)
+    }
+
+    /// The versions probes with this material may negotiate.
+    pub fn versions(&self) -> TlsVersions {
+        self.settings.versions
     }
 
     fn material(&self) -> Arc<Material> {

@@ -594,3 +594,27 @@ fn targets_with_the_same_tls_settings_share_their_material() {
     assert_eq!(a.tls.builds(), builds + 1, "the renewed CA is built once");
     assert_eq!(a, target(&third, "a"), "a renewed CA keeps the target");
 }
+
+/// `tls.min_version`/`max_version` in their several spellings, and `expect.tls`, each key from
+/// the most specific layer that sets it.
+#[test]
+fn tls_versions_and_expect_tls_merge_over_the_layers() {
+    use tickr::config::ExpectTls;
+    use tickr::tls::TlsVersion::{Tls12, Tls13};
+    let config = load_ok(&fixture_dir("valid").join("tls-versions.yml"));
+    let versions = |name| {
+        let v = target(&config, name).tls.versions();
+        (v.min(), v.max())
+    };
+    assert_eq!(versions("shop"), (Tls13, Tls13), "the module's minimum");
+    assert_eq!(versions("legacy"), (Tls12, Tls12), "`1.2`, a YAML number");
+    assert_eq!(versions("plain"), (Tls12, Tls13), "the defaults'");
+    assert_eq!(
+        target(&config, "shop").expect_tls,
+        Some(ExpectTls::Required)
+    );
+    assert_eq!(
+        target(&config, "plain").expect_tls,
+        Some(ExpectTls::Forbidden)
+    );
+}
