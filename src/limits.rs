@@ -75,6 +75,15 @@ pub const ADDRESS_GRACE_ROUNDS: u32 = 10;
 /// Certificates whose `notAfter` is remembered, at most; then the memory starts over.
 pub const NOT_AFTER_CACHE: usize = 4096;
 
+/// Characters of a certificate's subject, issuer or serial kept in `tickr_tls_cert_info`'s
+/// labels: a name can be as long as the certificate, and a label value is stored and sent on
+/// every scrape. A longer one is cut and ends in `…`.
+pub const CERT_LABEL_CHARS: usize = 256;
+
+/// How often a target's TLS files (`ca_file`, `cert_file`, `key_file`) are looked at for a
+/// change: one `stat` per file per this period, whatever the number of targets sharing them.
+pub const TLS_FILE_CHECK: Duration = Duration::from_secs(1);
+
 // --- Events ---
 
 /// Headers an event keeps at most.

@@ -12,6 +12,8 @@ use std::time::Duration;
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 
+use crate::tls::TlsVersion;
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct File {
@@ -168,6 +170,36 @@ pub struct Tls {
     pub server_name: Option<String>,
     pub cert_file: Option<PathBuf>,
     pub key_file: Option<PathBuf>,
+    pub min_version: Option<TlsVersion>,
+    pub max_version: Option<TlsVersion>,
+}
+
+/// `TLS12`, `TLS 1.3`, `1.2`…: see [`TlsVersion::parse`]. An unquoted `1.2` is a YAML number.
+impl<'de> Deserialize<'de> for TlsVersion {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = TlsVersion;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a TLS version: TLS12 or TLS13")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<TlsVersion, E> {
+                TlsVersion::parse(v).map_err(E::custom)
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<TlsVersion, E> {
+                TlsVersion::parse(&v.to_string()).map_err(E::custom)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `expect.tls`: whether the final response must have come over TLS, or must not have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExpectTls {
+    Required,
+    Forbidden,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -179,6 +211,7 @@ pub struct Expect {
     /// Regular expressions the body must (not) match.
     pub body_matches: Option<Vec<MatcherSpec>>,
     pub body_not_matches: Option<Vec<MatcherSpec>>,
+    pub tls: Option<ExpectTls>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

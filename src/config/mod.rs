@@ -22,7 +22,9 @@ use http::header::HeaderName;
 pub use error::ConfigError;
 use error::{at, duplicate_field, Invalid};
 pub(crate) use error::{one_line, strip_positions};
-pub use file::{ByteSize, HttpVersion, HumanDuration, IpProtocol, PhaseDetail, StatusPattern};
+pub use file::{
+    ByteSize, ExpectTls, HttpVersion, HumanDuration, IpProtocol, PhaseDetail, StatusPattern,
+};
 pub(crate) use locate::{locate, Seg};
 pub use proxy::{NoProxy, Proxy, ProxyEndpoint};
 pub use sources::{Discovered, Source, SourceKind, Templates, ADOPTED_SOURCE, NAME_LABEL};

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +15,8 @@ use url::Url;
 
 use super::error::{at, Invalid};
 use super::file::{
-    ByteSize, HttpVersion, HumanDuration, IpProtocol, PhaseDetail, Settings, StatusPattern,
+    ByteSize, ExpectTls, HttpVersion, HumanDuration, IpProtocol, PhaseDetail, Settings,
+    StatusPattern,
 };
 use super::locate::Seg;
 use super::merge::Layers;
@@ -24,12 +25,28 @@ use crate::limits::{
     MAX_ADDRESSES, MAX_BODY_LIMIT, MAX_BUCKETS, MAX_CONFIRM, MAX_PATTERN_BYTES, MIN_INTERVAL,
 };
 use crate::redact::{self, Secrets};
-use crate::tls::{ClientTls, TlsSettings};
+use crate::tls::{ClientTls, TlsSettings, TlsVersion, TlsVersions};
 
 /// Label names tickr uses itself, which a target's `labels` must not shadow.
 pub const RESERVED_LABELS: &[&str] = &[
-    "target", "result", "phase", "code", "class", "reason", "matcher", "layer", "address", "url",
-    "le", "quantile", "version",
+    "target",
+    "result",
+    "phase",
+    "code",
+    "class",
+    "reason",
+    "matcher",
+    "layer",
+    "address",
+    "url",
+    "le",
+    "quantile",
+    "version",
+    "cipher",
+    "subject",
+    "issuer",
+    "serial",
+    "fingerprint_sha256",
 ];
 
 /// One target, with every default applied.
@@ -62,6 +79,8 @@ pub struct Target {
     pub proxy: Option<Arc<Proxy>>,
     pub expect_status: Vec<StatusPattern>,
     pub matchers: Vec<Matcher>,
+    /// Whether the final response must (not) have come over TLS (`expect.tls`).
+    pub expect_tls: Option<ExpectTls>,
     /// Follow-up probes after a failure (0: none), and the pause before each.
     pub confirm: usize,
     pub confirm_delay: Duration,
@@ -95,6 +114,7 @@ impl fmt::Debug for Target {
             .field("proxy", &self.proxy)
             .field("expect_status", &self.expect_status)
             .field("matchers", &self.matchers)
+            .field("expect_tls", &self.expect_tls)
             .field("confirm", &self.confirm)
             .field("confirm_delay", &self.confirm_delay)
             .field("per_address", &self.per_address)
@@ -270,6 +290,9 @@ pub(super) fn validate_target(
         proxy: proxy.map(Arc::new),
         expect_status,
         matchers,
+        expect_tls: layers
+            .first(|s| s.expect.as_ref()?.tls.as_ref())
+            .map(|m| *m.value),
         confirm,
         confirm_delay,
         per_address: per_address.value,
@@ -657,19 +680,13 @@ fn validate_tls(layers: &Layers, dir: &Path) -> Result<Arc<ClientTls>, Invalid> 
         p.push(Seg::Key(key));
         p
     };
-    let read = |p: &PathBuf, key: &'static str| -> Result<crate::tls::Pem, Invalid> {
-        let full = dir.join(p);
-        crate::tls::read_file(&full)
-            .map_err(|e| Invalid(tls_at(key), format!("cannot read {}: {e}", full.display())))
-    };
-    let ca_pem = layers
+    let ca_file = layers
         .first(|s| s.tls.as_ref()?.ca_file.as_ref())
-        .map(|m| read(m.value, "ca_file"))
-        .transpose()?;
+        .map(|m| dir.join(m.value));
     let cert = layers.first(|s| s.tls.as_ref()?.cert_file.as_ref());
     let key = layers.first(|s| s.tls.as_ref()?.key_file.as_ref());
-    let client_pem = match (cert, key) {
-        (Some(c), Some(k)) => Some((read(c.value, "cert_file")?, read(k.value, "key_file")?)),
+    let client_files = match (cert, key) {
+        (Some(c), Some(k)) => Some((dir.join(c.value), dir.join(k.value))),
         (None, None) => None,
         (Some(_), None) => {
             return Err(Invalid(
@@ -684,15 +701,34 @@ fn validate_tls(layers: &Layers, dir: &Path) -> Result<Arc<ClientTls>, Invalid> 
             ))
         }
     };
+    let min = layers.first(|s| s.tls.as_ref()?.min_version.as_ref());
+    let max = layers.first(|s| s.tls.as_ref()?.max_version.as_ref());
+    let versions = TlsVersions::new(
+        min.as_ref().map_or(TlsVersion::Tls12, |m| *m.value),
+        max.as_ref().map_or(TlsVersion::Tls13, |m| *m.value),
+    )
+    .map_err(|msg| {
+        // The conflict is the more specific layer's doing.
+        let (rank, key) = match (&min, &max) {
+            (Some(lo), Some(hi)) if hi.rank < lo.rank => (hi.rank, "max_version"),
+            (Some(lo), _) => (lo.rank, "min_version"),
+            (None, Some(hi)) => (hi.rank, "max_version"),
+            (None, None) => (block, "min_version"),
+        };
+        let mut p = layers.at(rank, "tls");
+        p.push(Seg::Key(key));
+        Invalid(p, msg)
+    })?;
     let settings = TlsSettings {
-        ca_pem,
-        client_pem,
+        ca_file,
+        client_files,
         insecure_skip_verify: layers
             .get(|s| s.tls.as_ref()?.insecure_skip_verify.as_ref(), false)
             .value,
         server_name: layers
             .first(|s| s.tls.as_ref()?.server_name.as_ref())
             .map(|m| m.value.clone()),
+        versions,
     };
     ClientTls::shared(settings).map_err(|(key, msg)| Invalid(tls_at(key), msg))
 }

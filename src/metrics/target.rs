@@ -13,6 +13,7 @@ use prometheus_client::metrics::exemplar::{CounterWithExemplar, Exemplar, Histog
 
 use crate::config::{PhaseDetail, Target};
 use crate::probe::{Outcome, Phase, Reason};
+use crate::tls::CertFacts;
 
 use super::probe::LastProbe;
 use super::PRECREATED_CODES;
@@ -139,6 +140,9 @@ impl Targets {
             confirmations: (target.confirm > 0).then(Default::default),
             last_probe: AtomicU64::new(0),
             cert_not_after: AtomicI64::new(NO_CERT),
+            tls_info: Mutex::new(None),
+            cert: Mutex::new(None),
+            chain_verified: AtomicI64::new(NO_CHAIN),
             codes: Mutex::new(PRECREATED_CODES.map(|c| (c, Count::default())).into()),
             server_errors: Mutex::new(Vec::new()),
             last_result: AtomicU8::new(UNKNOWN),
@@ -180,6 +184,15 @@ const UNKNOWN: u8 = 0;
 const SUCCEEDED: u8 = 1;
 const FAILED: u8 = 2;
 pub(super) const NO_CERT: i64 = i64::MIN;
+pub(super) const NO_CHAIN: i64 = -1;
+
+/// The leaf certificate a target last served, and what `tickr_tls_cert_info` shows of it:
+/// worked out when the leaf's bytes change, not on every probe.
+#[derive(Debug)]
+pub(super) struct ServedCert {
+    der: bytes::Bytes,
+    pub(super) facts: CertFacts,
+}
 
 /// What only a configured target has, not each of its addresses.
 #[derive(Debug)]
@@ -226,6 +239,11 @@ pub struct TargetMetrics {
     /// Unix seconds, as f64 bits.
     pub(super) last_probe: AtomicU64,
     pub(super) cert_not_after: AtomicI64,
+    /// Version and cipher suite of the last handshake that completed.
+    pub(super) tls_info: Mutex<Option<[&'static str; 2]>>,
+    pub(super) cert: Mutex<Option<Box<ServedCert>>>,
+    /// 0 or 1 for the last chain presented; [`NO_CHAIN`] before any.
+    pub(super) chain_verified: AtomicI64,
     pub(super) codes: Mutex<Vec<(u16, Count)>>,
     pub(super) server_errors: Mutex<Vec<(u16, Box<str>, Count)>>,
     last_result: AtomicU8,
@@ -317,6 +335,28 @@ impl TargetMetrics {
         *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(LastProbe::of(outcome));
         if let Some(not_after) = outcome.cert_not_after {
             self.cert_not_after.store(not_after, Ordering::Relaxed);
+        }
+        self.record_tls(outcome);
+    }
+
+    /// The TLS facts: each series is replaced when its value changes, so a target has at most
+    /// one of each; a probe without a handshake leaves them as they were.
+    fn record_tls(&self, outcome: &Outcome) {
+        if let (Some(version), Some(cipher)) = (outcome.tls_version, outcome.tls_cipher) {
+            *self.tls_info.lock().unwrap_or_else(|e| e.into_inner()) = Some([version, cipher]);
+        }
+        if let Some(leaf) = &outcome.cert_leaf {
+            let mut cert = self.cert.lock().unwrap_or_else(|e| e.into_inner());
+            if cert.as_ref().is_none_or(|c| c.der != *leaf) {
+                *cert = Some(Box::new(ServedCert {
+                    der: leaf.clone(),
+                    facts: CertFacts::of(leaf),
+                }));
+            }
+        }
+        if let Some(verified) = outcome.chain_verified {
+            self.chain_verified
+                .store(i64::from(verified), Ordering::Relaxed);
         }
     }
 

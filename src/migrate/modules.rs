@@ -78,6 +78,8 @@ fn http(section: &Value, dir: &Path, path: &[String], m: &mut Module, report: &m
     let mut tls: Vec<(String, Y)> = Vec::new();
     let (mut preferred, mut fallback) = (None, true);
     let mut proxy = ProxySection::default();
+    // `fail_if_ssl` and `fail_if_not_ssl`, when true.
+    let (mut if_ssl, mut if_not_ssl) = (false, false);
     for (key, value) in section.as_mapping().into_iter().flatten() {
         let key = scalar(key);
         let here = Some(key.as_str());
@@ -103,7 +105,8 @@ fn http(section: &Value, dir: &Path, path: &[String], m: &mut Module, report: &m
                 "follow_redirects".into(),
                 Y::plain((!bool_of(value)).to_string()),
             )),
-            "fail_if_ssl" | "fail_if_not_ssl" if !bool_of(value) => {}
+            "fail_if_ssl" => if_ssl = bool_of(value),
+            "fail_if_not_ssl" => if_not_ssl = bool_of(value),
             "fail_if_body_matches_regexp" | "fail_if_body_not_matches_regexp" => {
                 let negate = key == "fail_if_body_matches_regexp";
                 for (i, re) in list(value).iter().enumerate() {
@@ -189,12 +192,6 @@ fn http(section: &Value, dir: &Path, path: &[String], m: &mut Module, report: &m
                 "tickr does not fail a probe on the HTTP version: it shows it in \
                  probe_http_version (/probe); `http_version: http1|http2` forces one",
             ),
-            "fail_if_ssl" | "fail_if_not_ssl" => report.at(
-                path,
-                here,
-                "tickr does not fail a probe on TLS or its absence: use an https:// or \
-                 http:// URL, and watch probe_http_ssl (/probe)",
-            ),
             "fail_if_header_matches" | "fail_if_header_not_matches" => report.at(
                 path,
                 here,
@@ -242,6 +239,17 @@ fn http(section: &Value, dir: &Path, path: &[String], m: &mut Module, report: &m
             ),
         ),
         (None, _) => {}
+    }
+    // Both judge the final response's connection, as `expect.tls` does.
+    match (if_ssl, if_not_ssl) {
+        (true, true) => report.at(
+            path,
+            Some("fail_if_ssl"),
+            "with fail_if_not_ssl too, every probe fails: left out",
+        ),
+        (true, false) => expect.push(("tls".into(), Y::plain("forbidden"))),
+        (false, true) => expect.push(("tls".into(), Y::plain("required"))),
+        (false, false) => {}
     }
     if !headers.is_empty() {
         m.keys.push(("headers".into(), Y::Map(headers)));
@@ -318,11 +326,25 @@ fn tls_config(
                 let file = dir.join(scalar(v));
                 tls.push((key, Y::text(file.to_string_lossy())));
             }
-            "min_version" | "max_version" => report.at(
-                path,
-                Some(&key),
-                "tickr offers TLS 1.2 and 1.3 and reports the version it got: left out",
-            ),
+            // Go spells them TLS10..TLS13; tickr's TLS library speaks 1.2 and 1.3 only.
+            "min_version" | "max_version" => match (key.as_str(), scalar(v).as_str()) {
+                (_, version @ ("TLS12" | "TLS13")) => tls.push((key, Y::plain(version))),
+                ("min_version", version @ ("TLS10" | "TLS11")) => report.at(
+                    path,
+                    Some(&key),
+                    &format!(
+                        "{version}: tickr speaks TLS 1.2 and 1.3 only, so a server that offers \
+                         nothing newer fails with reason tls; left out (TLS 1.2 is the least)"
+                    ),
+                ),
+                (_, version) => report.at(
+                    path,
+                    Some(&key),
+                    &format!(
+                        "{version}: tickr speaks TLS 1.2 and 1.3 only (TLS12, TLS13): left out"
+                    ),
+                ),
+            },
             _ => report.at(path, Some(&key), "no tickr equivalent: left out"),
         }
     }

@@ -153,6 +153,9 @@ impl<'t> Probe<'t> {
         S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
         let target = self.target;
+        // The TLS facts are the final response's connection's: a hop over plain HTTP has none.
+        self.out.tls_version = None;
+        self.out.tls_cipher = None;
         if url.scheme() != "https" {
             let h2 = target.http_version == HttpVersion::Http2;
             return self.send(TokioIo::new(tcp), h2, request, false).await;
@@ -172,12 +175,20 @@ impl<'t> Probe<'t> {
         let handshake = tokio_rustls::TlsConnector::from(config)
             .connect(name, tcp)
             .await;
-        self.out.cert_not_after = recorder.not_after();
+        let presented = recorder.presented();
+        if presented.leaf.is_some() {
+            self.out.cert_not_after = presented.not_after;
+            self.out.cert_leaf = presented.leaf;
+            self.out.chain_verified = presented.verified;
+        }
         let tls =
             handshake.map_err(|e| Failure::new(Reason::Tls, format!("TLS handshake: {e}")))?;
         self.out.phases.add(Phase::Tls, started.elapsed());
         let session = tls.get_ref().1;
         self.out.tls_version = session.protocol_version().map(tls_version_name);
+        self.out.tls_cipher = session
+            .negotiated_cipher_suite()
+            .map(|s| s.suite().as_str().unwrap_or("other"));
         let h2 = session.alpn_protocol() == Some(b"h2");
         if target.http_version == HttpVersion::Http2 && !h2 {
             return Err(Failure::new(

@@ -27,7 +27,7 @@ use http::header::LOCATION;
 use http::Method;
 use url::Url;
 
-use crate::config::Target;
+use crate::config::{ExpectTls, Target};
 
 pub use outcome::{Failure, Outcome, Phase, Phases, Pinned, Reason};
 
@@ -124,6 +124,7 @@ impl Probe<'_> {
             if self.keep_body {
                 self.body = Some(bytes.clone());
             }
+            self.judge_tls()?;
             return self.judge(code, &bytes, truncated);
         }
     }
@@ -161,6 +162,24 @@ impl Probe<'_> {
         // Refused here, before any lookup or connection for it.
         request_uri(&next)?;
         Ok(Some(next))
+    }
+
+    /// The final response's connection against `expect.tls`, before the response itself: an
+    /// answer over the wrong kind of connection (a plain-HTTP portal, a forgotten redirect)
+    /// says nothing about the service. Both ways fail with reason `tls`.
+    fn judge_tls(&self) -> Result<(), Failure> {
+        let secure = self.out.tls_version.is_some();
+        match self.target.expect_tls {
+            Some(ExpectTls::Required) if !secure => Err(Failure::new(
+                Reason::Tls,
+                "expect.tls is required, but the final response came over plain HTTP",
+            )),
+            Some(ExpectTls::Forbidden) if secure => Err(Failure::new(
+                Reason::Tls,
+                "expect.tls is forbidden, but the final response came over TLS",
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// The final response against what the target expects: its status, its size, then each

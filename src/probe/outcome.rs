@@ -181,9 +181,18 @@ pub struct Outcome {
     /// `None` when it went direct.
     pub proxy: Option<std::sync::Arc<str>>,
     pub http_version: Option<Version>,
+    /// The TLS version the final response's connection negotiated (`TLS 1.2`, `TLS 1.3`);
+    /// `None` when it was plain HTTP or its handshake did not complete.
     pub tls_version: Option<&'static str>,
+    /// That connection's cipher suite, by its IANA name (`TLS13_AES_256_GCM_SHA384`).
+    pub tls_cipher: Option<&'static str>,
     /// Earliest `notAfter` (Unix seconds) of the last certificate chain presented.
     pub cert_not_after: Option<i64>,
+    /// The leaf (DER) of the last certificate chain presented, also when it did not verify.
+    pub cert_leaf: Option<Bytes>,
+    /// Whether that chain verified against the target's roots for its server name, also under
+    /// `insecure_skip_verify` (which accepts it either way).
+    pub chain_verified: Option<bool>,
     /// One entry per configured matcher, when they were evaluated: only on a final response with
     /// an expected status and a body within `max_body_bytes`.
     pub matches: Vec<bool>,

@@ -26,5 +26,6 @@ mod proxy;
 mod reload;
 mod secrets;
 mod sources;
+mod tls_facts;
 mod web_security;
 mod webconfig;
