@@ -71,6 +71,11 @@ impl Tinyproxy {
         self.process.logs()
     }
 
+    /// The tinyproxy process, for its CPU time and memory.
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+
     pub fn dir(&self) -> &Path {
         self.process.dir()
     }
