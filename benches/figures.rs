@@ -24,9 +24,15 @@
 //!    before and after; `/probe` latency for a known target (p50, p99 over 1,000 requests on one
 //!    keep-alive connection); and the memory each target adopted through `/probe` costs.
 //!
+//! 5. Checks and proxies (`TICKR_BENCH_PARITY`, part `parity`): CPU per probe of tickr's probe in
+//!    this process against a plain-HTTP page of 64 KiB, with no body matcher, a substring matcher
+//!    (`body_not_contains`) and a regex matcher (`body_not_matches`) that each scan the whole page;
+//!    then HTTPS probes direct and through a real tinyproxy (CONNECT): tickr's CPU, tinyproxy's
+//!    CPU and the wall time per probe. Needs tinyproxy (the README's test command installs it).
+//!
 //! Environment:
 //! - `TICKR_BENCH_ONLY`: the parts to run, a comma list of `probe`, `scale`, `blackbox`,
-//!   `sources` (all).
+//!   `sources`, `parity` (all).
 //! - `TICKR_BENCH_SOURCE_TARGETS`: part 4's file_sd entries (10000); `TICKR_BENCH_ADOPTED`: the
 //!   targets it adopts (2000).
 //! - `TICKR_BENCH_PROBES`: probes per side in part 1 (3000); part 2 measures the probe alone
@@ -60,6 +66,7 @@ struct Parts {
     scale: bool,
     blackbox: bool,
     sources: bool,
+    parity: bool,
 }
 
 impl Parts {
@@ -70,6 +77,7 @@ impl Parts {
                 scale: true,
                 blackbox: true,
                 sources: true,
+                parity: true,
             };
         };
         let mut parts = Self {
@@ -77,6 +85,7 @@ impl Parts {
             scale: false,
             blackbox: false,
             sources: false,
+            parity: false,
         };
         for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             match part {
@@ -84,8 +93,9 @@ impl Parts {
                 "scale" => parts.scale = true,
                 "blackbox" => parts.blackbox = true,
                 "sources" => parts.sources = true,
+                "parity" => parts.parity = true,
                 other => panic!(
-                    "TICKR_BENCH_ONLY={list:?}: unknown part {other:?} (probe, scale, blackbox, sources)"
+                    "TICKR_BENCH_ONLY={list:?}: unknown part {other:?} (probe, scale, blackbox, sources, parity)"
                 ),
             }
         }
@@ -108,6 +118,13 @@ fn main() {
             .build()
             .unwrap();
         rt.block_on(probe_cost());
+    }
+    if parts.parity {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(parity());
     }
     let blackbox = parts.blackbox && std::env::var_os("TICKR_BENCH_SKIP_BLACKBOX").is_none();
     if parts.scale || blackbox || parts.sources {
@@ -242,10 +259,14 @@ fn serve(kind: &str) {
         } else {
             None
         };
-        let page = Bytes::from(format!(
-            "<html><title>Shop</title>{}</html>\n",
-            "x".repeat(512)
-        ));
+        let page = if kind == "http-64k" {
+            page_64k()
+        } else {
+            Bytes::from(format!(
+                "<html><title>Shop</title>{}</html>\n",
+                "x".repeat(512)
+            ))
+        };
         loop {
             let Ok((tcp, _)) = listener.accept().await else {
                 continue;
@@ -274,6 +295,21 @@ fn serve(kind: &str) {
             });
         }
     });
+}
+
+/// A 64 KiB page of ordinary HTML: a title, then paragraphs of text and links.
+fn page_64k() -> Bytes {
+    let mut page = String::from("<!doctype html><html><head><title>Shop</title></head><body>\n");
+    let mut i = 0;
+    while page.len() < 64 * 1024 - 64 {
+        let _ = writeln!(
+            page,
+            "<p class=\"item\">Item {i}: <a href=\"/items/{i}\">a thing you can buy</a>, in stock.</p>"
+        );
+        i += 1;
+    }
+    page.push_str("</body></html>\n");
+    Bytes::from(page)
 }
 
 /// The floor: the same TLS stack and HTTP client, nothing else.
@@ -678,6 +714,18 @@ impl Scrape {
     }
 }
 
+/// The exposition format a scrape asks for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Format {
+    /// OpenMetrics, asked for as Prometheus asks.
+    OpenMetrics,
+    /// No `Accept`: the Prometheus text format 0.0.4, as most other clients get it.
+    Text,
+}
+
+/// The `Accept` header Prometheus sends by default.
+const PROMETHEUS_ACCEPT: &str = "application/openmetrics-text;version=1.0.0;q=0.5,application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2";
+
 /// Why a scrape failed, and whether it failed before any answer: then it is safe to repeat.
 struct FetchError {
     unanswered: bool,
@@ -689,6 +737,7 @@ async fn fetch(
     sender: &mut hyper::client::conn::http1::SendRequest<Empty<Bytes>>,
     gzip: bool,
     read: Read,
+    format: Format,
 ) -> Result<(u64, Option<Exposition>), FetchError> {
     let unanswered = |e: hyper::Error| FetchError {
         unanswered: true,
@@ -704,6 +753,9 @@ async fn fetch(
         .header("host", "tickr");
     if gzip {
         req = req.header(http::header::ACCEPT_ENCODING, "gzip");
+    }
+    if format == Format::OpenMetrics {
+        req = req.header(http::header::ACCEPT, PROMETHEUS_ACCEPT);
     }
     let resp = sender
         .send_request(req.body(Empty::new()).unwrap())
@@ -831,6 +883,11 @@ impl Tickr {
 
     /// One scrape on the keep-alive connection; a new connection if tickr closed the last one.
     async fn scrape(&mut self, gzip: bool, read: Read) -> Scrape {
+        self.scrape_as(gzip, read, Format::OpenMetrics).await
+    }
+
+    /// One scrape in the given format.
+    async fn scrape_as(&mut self, gzip: bool, read: Read, format: Format) -> Scrape {
         let mut retried = false;
         loop {
             if self.conn.as_ref().is_none_or(|c| c.is_closed()) {
@@ -840,21 +897,22 @@ impl Tickr {
             }
             let sender = self.conn.as_mut().expect("connected");
             let sent = Instant::now();
-            let error = match tokio::time::timeout(SCRAPE_LIMIT, fetch(sender, gzip, read)).await {
-                Ok(Ok((bytes, text))) => {
-                    return Scrape {
-                        sent,
-                        wall: sent.elapsed(),
-                        bytes,
-                        text,
+            let error =
+                match tokio::time::timeout(SCRAPE_LIMIT, fetch(sender, gzip, read, format)).await {
+                    Ok(Ok((bytes, text))) => {
+                        return Scrape {
+                            sent,
+                            wall: sent.elapsed(),
+                            bytes,
+                            text,
+                        }
                     }
-                }
-                Ok(Err(e)) => e,
-                Err(_) => FetchError {
-                    unanswered: false,
-                    message: format!("no complete answer in {SCRAPE_LIMIT:?}"),
-                },
-            };
+                    Ok(Err(e)) => e,
+                    Err(_) => FetchError {
+                        unanswered: false,
+                        message: format!("no complete answer in {SCRAPE_LIMIT:?}"),
+                    },
+                };
             self.alive("during a scrape");
             // A connection tickr closed just as the request went out: once more on a new one.
             if error.unanswered && !retried {
@@ -901,6 +959,7 @@ struct Run {
     startup: Duration,
     quiet: Option<Quiet>,
     loaded: Option<Loaded>,
+    formats: Option<Formats>,
     plain: Duration,
     plain_bytes: u64,
     gzip: Duration,
@@ -909,6 +968,38 @@ struct Run {
     rss_before: f64,
     rss_after: f64,
     peak: f64,
+}
+
+/// OpenMetrics against the text format, on one tickr: wall times of full scrapes, per format and
+/// encoding, taken in turns so that drift in machine load hits both alike.
+struct Formats {
+    /// `[openmetrics, text]` × `[plain, gzip]`: the scrape times, in order.
+    walls: [[Vec<Duration>; 2]; 2],
+    /// `[openmetrics, text]`: uncompressed bytes of the last scrape.
+    bytes: [u64; 2],
+}
+
+/// Rounds of scrapes in each format and encoding.
+const FORMAT_ROUNDS: usize = 5;
+
+async fn formats(tickr: &mut Tickr) -> Formats {
+    let mut figures = Formats {
+        walls: Default::default(),
+        bytes: [0; 2],
+    };
+    for _ in 0..FORMAT_ROUNDS {
+        for (f, format) in [Format::OpenMetrics, Format::Text].into_iter().enumerate() {
+            for (g, gzip) in [false, true].into_iter().enumerate() {
+                let s = tickr.scrape_as(gzip, Read::Count, format).await;
+                figures.walls[f][g].push(s.wall);
+                if !gzip {
+                    figures.bytes[f] = s.bytes;
+                }
+            }
+        }
+    }
+    tickr.alive("after the format scrapes");
+    figures
 }
 
 async fn scale_run(
@@ -984,6 +1075,11 @@ async fn scale_run(
     let gzip = tickr.scrape(true, Read::Count).await;
     let (rss_after, peak) = (process_rss_mib(pid), process_status_mib(pid, "VmHWM"));
     tickr.alive("after the timed scrapes");
+    let formats = if loaded {
+        Some(formats(&mut tickr).await)
+    } else {
+        None
+    };
     drop(tickr);
     // The reference for "outside the probes": the probe alone, paced at the rate tickr ran them.
     if let Some(q) = &mut quiet {
@@ -1002,6 +1098,7 @@ async fn scale_run(
         startup,
         quiet,
         loaded: loaded_figures,
+        formats,
         plain: plain.wall,
         plain_bytes: plain.bytes,
         gzip: gzip.wall,
@@ -1223,6 +1320,47 @@ fn print_scale(runs: &[Run], window: Duration, probe_cpu: f64, probes: usize) {
                 l.connections
             );
         }
+    }
+    if let Some((run, f)) = runs.iter().find_map(|r| r.formats.as_ref().map(|f| (r, f))) {
+        let median = |walls: &[Duration]| {
+            let mut sorted = walls.to_vec();
+            sorted.sort();
+            sorted[sorted.len() / 2].as_secs_f64() * 1e3
+        };
+        let spread = |walls: &[Duration]| {
+            let ms: Vec<f64> = walls.iter().map(|w| w.as_secs_f64() * 1e3).collect();
+            let (lo, hi) = ms
+                .iter()
+                .fold((f64::MAX, 0.0_f64), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+            format!("{lo:.0}–{hi:.0}")
+        };
+        println!(
+            "\nExposition formats at {} targets ({} detail): full /metrics, {FORMAT_ROUNDS} rounds in turns (median ms, range)",
+            thousands(run.targets as u64),
+            run.detail.name()
+        );
+        println!(
+            "  {:<30} {:>9} {:>14} {:>9} {:>14} {:>9}",
+            "", "plain", "range", "gzip", "range", "MiB"
+        );
+        for (i, name) in ["OpenMetrics (Prometheus)", "text 0.0.4 (no Accept)"]
+            .into_iter()
+            .enumerate()
+        {
+            println!(
+                "  {name:<30} {:>9.0} {:>14} {:>9.0} {:>14} {:>9.1}",
+                median(&f.walls[i][0]),
+                spread(&f.walls[i][0]),
+                median(&f.walls[i][1]),
+                spread(&f.walls[i][1]),
+                f.bytes[i] as f64 / 1048576.0
+            );
+        }
+        println!(
+            "  text / OpenMetrics: {:.2}x plain, {:.2}x gzip",
+            median(&f.walls[1][0]) / median(&f.walls[0][0]),
+            median(&f.walls[1][1]) / median(&f.walls[0][1])
+        );
     }
 }
 
@@ -1688,4 +1826,174 @@ async fn sources() {
     for line in lines {
         println!("{line}");
     }
+}
+
+/// Rounds of part 5: each case runs once per round, in turn, so drift hits all alike.
+const PARITY_ROUNDS: usize = 6;
+
+/// One case's round in part 5, per probe: µs of CPU in this process, µs of wall time, and µs of
+/// CPU in the other process watched (the proxy), if any.
+#[derive(Clone, Copy)]
+struct Round {
+    cpu: f64,
+    wall: f64,
+    other: f64,
+}
+
+/// Part 5: what a body matcher costs on a large page, and what probing through a proxy costs.
+async fn parity() {
+    let per_round = (env_or("TICKR_BENCH_PROBES", 3000_usize) / PARITY_ROUNDS).max(1);
+
+    let server = start_server("http-64k");
+    let url = format!("http://127.0.0.1:{}/", server.port);
+    let cases = [
+        ("no body matcher", ""),
+        (
+            "substring (body_not_contains)",
+            "expect: {body_not_contains: [\"Fatal error\"]}",
+        ),
+        (
+            "regex (body_not_matches), literal",
+            "expect: {body_not_matches: [\"Fatal (error|exception)\"]}",
+        ),
+        (
+            "regex (body_not_matches), (?i) a|b|c",
+            "expect: {body_not_matches: [\"(?i)fatal error|uncaught exception|traceback\"]}",
+        ),
+    ];
+    let mut yaml = String::from("targets:\n");
+    for (i, (_, expect)) in cases.iter().enumerate() {
+        let _ = writeln!(yaml, "  - name: m{i}\n    url: {url}\n    {expect}");
+    }
+    let matchers = parity_rounds(&yaml, per_round, None).await;
+    drop(server);
+    let names: Vec<&str> = cases.iter().map(|c| c.0).collect();
+    println!(
+        "Body matchers: a plain-HTTP page of 64 KiB scanned whole (the text is not in it), {} probes each, {PARITY_ROUNDS} rounds in turns",
+        per_round * PARITY_ROUNDS
+    );
+    print_parity(&names, &matchers, 1, false);
+
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let found = std::env::split_paths(&path)
+        .chain([std::path::PathBuf::from("/usr/sbin")])
+        .any(|d| d.join("tinyproxy").is_file());
+    if !found {
+        println!("Proxies: left out, tinyproxy is not installed\n");
+        return;
+    }
+    let server = start_server("https");
+    let proxy = tickr_harness::Tinyproxy::start(None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &server.ca_pem).unwrap();
+    let target = |name: &str, extra: &str| {
+        format!(
+            "  - name: {name}\n    url: https://127.0.0.1:{}/\n    http_version: http1\n    tls: {{ca_file: {}}}\n    {extra}\n",
+            server.port,
+            ca.display()
+        )
+    };
+    let yaml = format!(
+        "targets:\n{}{}",
+        target("direct", ""),
+        target("proxied", &format!("proxy_url: {}", proxy.url(None)))
+    );
+    let proxied = parity_rounds(&yaml, per_round, Some(proxy.pid())).await;
+    println!(
+        "Proxies: HTTPS (TLS 1.3, ECDSA P-256, a fresh connection per probe), direct and through a real tinyproxy (CONNECT), {} probes each, {PARITY_ROUNDS} rounds in turns",
+        per_round * PARITY_ROUNDS
+    );
+    print_parity(&["direct", "through tinyproxy"], &proxied, 0, true);
+}
+
+/// Each target in `yaml` probed `per_round` times a round, the targets in turn: `[target][round]`.
+/// `other`: a process whose CPU is counted alongside.
+async fn parity_rounds(yaml: &str, per_round: usize, other: Option<u32>) -> Vec<Vec<Round>> {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("config.yml"), yaml).unwrap();
+    let config = tickr::config::load(&dir.path().join("config.yml")).unwrap();
+    let metrics = Arc::new(tickr::metrics::Metrics::new());
+    let targets: Vec<_> = config
+        .targets
+        .iter()
+        .map(|t| (t.clone(), metrics.register_target(t)))
+        .collect();
+    for (target, _) in &targets {
+        for _ in 0..50 {
+            let o = tickr::probe::run(target).await;
+            assert!(o.success(), "{}: {:?}", target.name, o.failure);
+        }
+    }
+    let other_cpu = || other.map_or(0.0, process_cpu);
+    let mut figures = vec![Vec::new(); targets.len()];
+    for _ in 0..PARITY_ROUNDS {
+        for (i, (target, tm)) in targets.iter().enumerate() {
+            let (c, o, w) = (cpu_seconds(), other_cpu(), Instant::now());
+            for _ in 0..per_round {
+                let outcome = tickr::probe::run(target).await;
+                assert!(outcome.success(), "{}: {:?}", target.name, outcome.failure);
+                tm.record(&outcome, None, None);
+            }
+            let n = per_round as f64 / 1e6;
+            figures[i].push(Round {
+                cpu: (cpu_seconds() - c) / n,
+                wall: w.elapsed().as_secs_f64() / n,
+                other: (other_cpu() - o) / n,
+            });
+        }
+    }
+    figures
+}
+
+/// Part 5's table: per case the median over rounds of CPU (and the range), wall time, the other
+/// process's CPU when `other`, and the CPU ratio to case `reference` (its range over rounds).
+fn print_parity(names: &[&str], figures: &[Vec<Round>], reference: usize, other: bool) {
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let range = |v: &[f64], digits: usize| {
+        let lo = v.iter().copied().fold(f64::MAX, f64::min);
+        let hi = v.iter().copied().fold(f64::MIN, f64::max);
+        format!("{lo:.digits$}–{hi:.digits$}")
+    };
+    let width = names.iter().map(|n| n.chars().count()).max().unwrap_or(0);
+    let mut head = format!(
+        "  {:<width$} {:>8} {:>12} {:>9}",
+        "", "µs CPU", "range", "µs wall"
+    );
+    if other {
+        head.push_str(&format!(" {:>11}", "µs proxy"));
+    }
+    println!("{head} {:>7} {:>12}", "ratio", "range");
+    for (name, rounds) in names.iter().zip(figures) {
+        let cpu: Vec<f64> = rounds.iter().map(|r| r.cpu).collect();
+        let ratios: Vec<f64> = rounds
+            .iter()
+            .zip(&figures[reference])
+            .map(|(r, base)| r.cpu / base.cpu)
+            .collect();
+        let mut line = format!(
+            "  {name:<width$} {:>8.0} {:>12} {:>9.0}",
+            median(cpu.clone()),
+            range(&cpu, 0),
+            median(rounds.iter().map(|r| r.wall).collect())
+        );
+        if other {
+            line.push_str(&format!(
+                " {:>11.0}",
+                median(rounds.iter().map(|r| r.other).collect())
+            ));
+        }
+        println!(
+            "{line} {:>6.2}x {:>12}",
+            median(ratios.clone()),
+            range(&ratios, 2)
+        );
+    }
+    println!(
+        "  ratio: CPU per probe against {:?}, round by round (median, range)\n",
+        names[reference]
+    );
 }

@@ -66,6 +66,13 @@ pub const MESSAGE_END: usize = 200;
 /// Redirects a probe follows before it fails with reason `redirects`.
 pub const MAX_REDIRECTS: u8 = 10;
 
+/// Largest head a forward proxy may answer a CONNECT with (status line and headers); a longer
+/// one fails the probe with reason `proxy`. Squid's and tinyproxy's are a few hundred bytes.
+pub const MAX_PROXY_HEAD: usize = 16 << 10;
+
+/// Most header lines in a proxy's answer to CONNECT.
+pub const MAX_PROXY_HEADERS: usize = 64;
+
 /// How many lookups may be in flight at once, process-wide. Enough for thousands of targets
 /// against a resolver that answers in milliseconds; small enough that a resolver that never
 /// answers holds only this many threads.
@@ -77,6 +84,15 @@ pub const ADDRESS_GRACE_ROUNDS: u32 = 10;
 
 /// Certificates whose `notAfter` is remembered, at most; then the memory starts over.
 pub const NOT_AFTER_CACHE: usize = 4096;
+
+/// Characters of a certificate's subject, issuer or serial kept in `tickr_tls_cert_info`'s
+/// labels: a name can be as long as the certificate, and a label value is stored and sent on
+/// every scrape. A longer one is cut and ends in `…`.
+pub const CERT_LABEL_CHARS: usize = 256;
+
+/// How often a target's TLS files (`ca_file`, `cert_file`, `key_file`) are looked at for a
+/// change: one `stat` per file per this period, whatever the number of targets sharing them.
+pub const TLS_FILE_CHECK: Duration = Duration::from_secs(1);
 
 // --- Events ---
 

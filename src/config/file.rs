@@ -13,6 +13,7 @@ use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 
 use super::locate::Seg;
+use crate::tls::TlsVersion;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -129,6 +130,11 @@ pub struct Settings {
     pub source_address: Option<String>,
     pub http_version: Option<HttpVersion>,
     pub tls: Option<Tls>,
+    /// A forward proxy for the probes (see [`super::proxy`]).
+    pub proxy_url: Option<String>,
+    pub proxy_connect_headers: Option<Headers>,
+    pub no_proxy: Option<super::proxy::NoProxyList>,
+    pub proxy_from_environment: Option<bool>,
     pub confirm: Option<usize>,
     pub confirm_delay: Option<HumanDuration>,
     pub per_address: Option<bool>,
@@ -173,6 +179,36 @@ pub struct Tls {
     pub server_name: Option<String>,
     pub cert_file: Option<PathBuf>,
     pub key_file: Option<PathBuf>,
+    pub min_version: Option<TlsVersion>,
+    pub max_version: Option<TlsVersion>,
+}
+
+/// `TLS12`, `TLS 1.3`, `1.2`…: see [`TlsVersion::parse`]. An unquoted `1.2` is a YAML number.
+impl<'de> Deserialize<'de> for TlsVersion {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = TlsVersion;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a TLS version: TLS12 or TLS13")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<TlsVersion, E> {
+                TlsVersion::parse(v).map_err(E::custom)
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<TlsVersion, E> {
+                TlsVersion::parse(&v.to_string()).map_err(E::custom)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `expect.tls`: whether the final response must have come over TLS, or must not have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExpectTls {
+    Required,
+    Forbidden,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -188,6 +224,7 @@ pub struct Expect {
     pub headers: Option<BTreeMap<String, HeaderCheckSpec>>,
     /// The HTTP versions the final response may come in, e.g. `[HTTP/1.1, HTTP/2.0]`.
     pub http_versions: Option<Vec<String>>,
+    pub tls: Option<ExpectTls>,
 }
 
 /// `basic_auth`: a username, and exactly one of `password` and `password_file`.

@@ -8,6 +8,7 @@ mod error;
 mod file;
 mod locate;
 mod merge;
+mod proxy;
 mod secret;
 mod sources;
 mod target;
@@ -22,8 +23,11 @@ use http::header::HeaderName;
 pub use error::ConfigError;
 use error::{at, duplicate_field, Invalid};
 pub(crate) use error::{one_line, strip_positions};
-pub use file::{ByteSize, HttpVersion, HumanDuration, IpProtocol, PhaseDetail, StatusPattern};
+pub use file::{
+    ByteSize, ExpectTls, HttpVersion, HumanDuration, IpProtocol, PhaseDetail, StatusPattern,
+};
 pub(crate) use locate::{locate, Seg};
+pub use proxy::{NoProxy, Proxy, ProxyEndpoint};
 pub use secret::{Content, FileHeader, Form, SecretFile};
 pub use sources::{Discovered, Source, SourceKind, Templates, ADOPTED_SOURCE, NAME_LABEL};
 pub(crate) use target::compile_pattern;
@@ -138,21 +142,33 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
 /// Header values that YAML typed as numbers, booleans or null, replaced by their text as written
 /// (one more walk of the document, only when there are any).
 fn read_header_scalars(file: &mut file::File, text: &str) {
-    let headers = |at: Vec<Seg>| [&at[..], &[Seg::Key("headers")]].concat();
     let mut blocks: Vec<(Vec<Seg>, &mut file::Headers)> = Vec::new();
-    if let Some(h) = file.defaults.headers.as_mut() {
-        blocks.push((headers(vec![Seg::Key("defaults")]), h));
-    }
-    for (name, m) in &mut file.modules {
-        if let Some(h) = m.headers.as_mut() {
-            let at = vec![Seg::Key("modules"), Seg::Field(name.clone())];
-            blocks.push((headers(at), h));
+    // `headers` and `proxy_connect_headers` of one layer of settings at `at`.
+    fn settings<'a>(
+        blocks: &mut Vec<(Vec<Seg>, &'a mut file::Headers)>,
+        at: Vec<Seg>,
+        s: &'a mut file::Settings,
+    ) {
+        let keys = [
+            ("headers", &mut s.headers),
+            ("proxy_connect_headers", &mut s.proxy_connect_headers),
+        ];
+        for (key, headers) in keys {
+            if let Some(h) = headers.as_mut() {
+                blocks.push(([&at[..], &[Seg::Key(key)]].concat(), h));
+            }
         }
+    }
+    settings(&mut blocks, vec![Seg::Key("defaults")], &mut file.defaults);
+    for (name, m) in &mut file.modules {
+        settings(
+            &mut blocks,
+            vec![Seg::Key("modules"), Seg::Field(name.clone())],
+            m,
+        );
     }
     for (i, t) in file.targets.iter_mut().enumerate() {
-        if let Some(h) = t.headers.as_mut() {
-            blocks.push((headers(vec![Seg::Key("targets"), Seg::Index(i)]), h));
-        }
+        settings(&mut blocks, vec![Seg::Key("targets"), Seg::Index(i)], t);
     }
     for (i, s) in file.target_sources.iter_mut().enumerate() {
         if let Some(h) = s.http_sd.as_mut().and_then(|h| h.headers.as_mut()) {
@@ -160,8 +176,9 @@ fn read_header_scalars(file: &mut file::File, text: &str) {
                 Seg::Key("target_sources"),
                 Seg::Index(i),
                 Seg::Key("http_sd"),
+                Seg::Key("headers"),
             ];
-            blocks.push((headers(at), h));
+            blocks.push((at, h));
         }
     }
     let wanted: Vec<Vec<Seg>> = blocks.iter().flat_map(|(at, h)| h.scalars(at)).collect();

@@ -6,8 +6,6 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::fs::Metadata;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Instant;
@@ -17,21 +15,7 @@ use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
 
 use crate::limits::{MAX_BODY_FILE_BYTES, MAX_SECRET_FILE_BYTES, SECRET_FILE_RECHECK};
-
-/// What a file was when it was last read: inode, size, modification and change times. A
-/// Kubernetes Secret update swaps a symlink, which changes the inode that `metadata` follows.
-pub(crate) type FileState = (u64, u64, i64, i64, i64, i64);
-
-pub(crate) fn file_state(m: &Metadata) -> FileState {
-    (
-        m.ino(),
-        m.size(),
-        m.mtime(),
-        m.mtime_nsec(),
-        m.ctime(),
-        m.ctime_nsec(),
-    )
-}
+use crate::tls::{file_state, FileState};
 
 /// How a file's bytes become a value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

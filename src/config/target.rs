@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,22 +15,39 @@ use url::Url;
 
 use super::error::{at, Invalid};
 use super::file::{
-    ByteSize, HeaderValueSpec, HttpVersion, HumanDuration, IpProtocol, MatcherSpec, PhaseDetail,
-    Settings, StatusPattern,
+    ByteSize, ExpectTls, HeaderValueSpec, Headers, HttpVersion, HumanDuration, IpProtocol,
+    MatcherSpec, PhaseDetail, Settings, StatusPattern,
 };
 use super::locate::Seg;
 use super::merge::{Layers, Rank};
+use super::proxy::{self, Proxy};
 use super::secret::{self, Content, FileHeader, Form, SecretFile};
 use crate::limits::{
     MAX_ADDRESSES, MAX_BODY_LIMIT, MAX_BUCKETS, MAX_CONFIRM, MAX_PATTERN_BYTES, MIN_INTERVAL,
 };
 use crate::redact::{self, Secrets};
-use crate::tls::{ClientTls, TlsSettings};
+use crate::tls::{ClientTls, TlsSettings, TlsVersion, TlsVersions};
 
 /// Label names tickr uses itself, which a target's `labels` must not shadow.
 pub const RESERVED_LABELS: &[&str] = &[
-    "target", "result", "phase", "code", "class", "reason", "matcher", "layer", "address", "url",
-    "le", "quantile", "version",
+    "target",
+    "result",
+    "phase",
+    "code",
+    "class",
+    "reason",
+    "matcher",
+    "layer",
+    "address",
+    "url",
+    "le",
+    "quantile",
+    "version",
+    "cipher",
+    "subject",
+    "issuer",
+    "serial",
+    "fingerprint_sha256",
 ];
 
 /// One target, with every default applied.
@@ -66,12 +83,16 @@ pub struct Target {
     pub source_address: Option<IpAddr>,
     pub http_version: HttpVersion,
     pub tls: Arc<ClientTls>,
+    /// The forward proxy probes go through, for the URLs it applies to; `None`: always direct.
+    pub proxy: Option<Arc<Proxy>>,
     pub expect_status: Vec<StatusPattern>,
     pub matchers: Vec<Matcher>,
     /// Checks of the final response's headers.
     pub header_checks: Vec<HeaderCheck>,
     /// The HTTP versions the final response may come in; empty: any.
     pub http_versions: Vec<Version>,
+    /// Whether the final response must (not) have come over TLS (`expect.tls`).
+    pub expect_tls: Option<ExpectTls>,
     /// Follow-up probes after a failure (0: none), and the pause before each.
     pub confirm: usize,
     pub confirm_delay: Duration,
@@ -105,10 +126,12 @@ impl fmt::Debug for Target {
             .field("source_address", &self.source_address)
             .field("http_version", &self.http_version)
             .field("tls", &self.tls)
+            .field("proxy", &self.proxy)
             .field("expect_status", &self.expect_status)
             .field("matchers", &self.matchers)
             .field("header_checks", &self.header_checks)
             .field("http_versions", &self.http_versions)
+            .field("expect_tls", &self.expect_tls)
             .field("confirm", &self.confirm)
             .field("confirm_delay", &self.confirm_delay)
             .field("per_address", &self.per_address)
@@ -122,10 +145,16 @@ impl Target {
     /// Every secret the target sends as it sends it now: the configured ones and the current
     /// values of those read from files.
     pub fn secrets(&self) -> std::borrow::Cow<'_, Secrets> {
-        if self.file_headers.is_empty() && self.body_file.is_none() {
+        let proxy_files = || self.proxy.iter().flat_map(|p| p.file_headers());
+        if self.file_headers.is_empty()
+            && self.body_file.is_none()
+            && proxy_files().next().is_none()
+        {
             return std::borrow::Cow::Borrowed(&self.secrets);
         }
-        let from_files = self.file_headers.iter().flat_map(FileHeader::secrets);
+        let from_files = (self.file_headers.iter())
+            .chain(proxy_files())
+            .flat_map(FileHeader::secrets);
         let body = self.body_file.iter().map(|f| f.value());
         std::borrow::Cow::Owned(self.secrets.and(from_files.chain(body)))
     }
@@ -274,6 +303,7 @@ pub(super) fn validate_target(
         files: file_headers,
         passwords,
     } = validate_headers(&layers, dir)?;
+    let proxy = proxy::validate_proxy(&layers, dir, secret_params)?;
     let secrets = Secrets::new(
         headers
             .values()
@@ -281,13 +311,32 @@ pub(super) fn validate_target(
             .map(HeaderValue::as_bytes)
             .map(<[u8]>::to_vec)
             .chain(passwords)
-            .chain(redact::url_secrets(url.as_str(), secret_params)),
+            .chain(redact::url_secrets(url.as_str(), secret_params))
+            .chain(proxy.iter().flat_map(proxy::secrets)),
     );
     let (body, body_file) = validate_body(&layers, dir)?;
     let (ip_protocol, source_address) = validate_addressing(&layers)?;
     let max_body_bytes = validate_max_body_bytes(&layers)?;
     let tls = validate_tls(&layers, dir)?;
     let addresses = validate_addresses(&layers)?;
+    let per_address = layers.get(|s| s.per_address.as_ref(), false);
+    if let Some(via) = proxy.as_ref().and_then(|p| p.route(&url)) {
+        // Both connect to the target's own addresses, which a proxy hides.
+        let key = match (per_address.value, addresses.is_empty()) {
+            (true, _) => Some(layers.at(per_address.rank, "per_address")),
+            (false, false) => layers
+                .first(|s| s.addresses.as_ref())
+                .map(|a| layers.at(a.rank, "addresses")),
+            (false, true) => None,
+        };
+        if let Some(at) = key {
+            let msg = format!(
+                "per_address and addresses connect to the target's own addresses, which the proxy {} hides: add the host to no_proxy, or leave them out",
+                via.shown
+            );
+            return Err(Invalid(at, msg));
+        }
+    }
     let (confirm, confirm_delay) = validate_confirm(&layers, interval, timeout)?;
     let histograms = validate_histograms(&layers)?;
     let (expect_status, matchers) = validate_expect(&layers)?;
@@ -315,13 +364,17 @@ pub(super) fn validate_target(
             .get(|s| s.http_version.as_ref(), HttpVersion::Auto)
             .value,
         tls,
+        proxy: proxy.map(Arc::new),
         expect_status,
         matchers,
         header_checks,
         http_versions,
+        expect_tls: layers
+            .first(|s| s.expect.as_ref()?.tls.as_ref())
+            .map(|m| *m.value),
         confirm,
         confirm_delay,
-        per_address: layers.get(|s| s.per_address.as_ref(), false).value,
+        per_address: per_address.value,
         addresses,
         histograms,
     })
@@ -419,21 +472,30 @@ fn validate_method(layers: &Layers) -> Result<Method, Invalid> {
     })
 }
 
-/// tickr's `User-Agent`, then each layer's headers, least specific first: a more specific
-/// layer's header replaces one of the same name. Values from files are opened here (an unreadable
-/// file is an error at its line), and `basic_auth` / `bearer_token_file` make `Authorization`.
-/// Also the secrets that are sent only in an encoded form (a basic-auth password).
-fn validate_headers(layers: &Layers, dir: &Path) -> Result<RequestHeaders, Invalid> {
-    let mut headers = HeaderMap::new();
-    headers.insert(
-        USER_AGENT,
-        HeaderValue::from_static(concat!("tickr/", env!("CARGO_PKG_VERSION"))),
-    );
-    let mut files: Vec<FileHeader> = Vec::new();
-    let mut header_auth = None;
-    for layer in layers.each(|s| s.headers.as_ref()) {
+/// Headers configured under `key` (`headers`, `proxy_connect_headers`), each layer's over the
+/// one below by name. Inline values are sensitive; values from files are opened here (an
+/// unreadable file is an error at its line) and read again when they change.
+pub(super) struct MergedHeaders {
+    pub fixed: HeaderMap,
+    pub files: Vec<FileHeader>,
+    /// The most specific layer that set `Authorization`.
+    pub authorization: Option<Rank>,
+}
+
+pub(super) fn merge_headers(
+    layers: &Layers,
+    key: &'static str,
+    field: fn(&Settings) -> Option<&Headers>,
+    dir: &Path,
+) -> Result<MergedHeaders, Invalid> {
+    let mut merged = MergedHeaders {
+        fixed: HeaderMap::new(),
+        files: Vec::new(),
+        authorization: None,
+    };
+    for layer in layers.each(field) {
         for (k, v) in &layer.value.0 {
-            let at = |seg| [layers.at(layer.rank, "headers"), vec![seg]].concat();
+            let at = |seg| [layers.at(layer.rank, key), vec![seg]].concat();
             let name = HeaderName::from_bytes(k.as_bytes()).map_err(|_| {
                 Invalid(
                     at(Seg::Name(k.clone(), 0)),
@@ -441,14 +503,14 @@ fn validate_headers(layers: &Layers, dir: &Path) -> Result<RequestHeaders, Inval
                 )
             })?;
             if name == AUTHORIZATION {
-                header_auth = Some(layer.rank);
+                merged.authorization = Some(layer.rank);
             }
-            headers.remove(&name);
-            files.retain(|f| f.name != name);
+            merged.fixed.remove(&name);
+            merged.files.retain(|f| f.name != name);
             match v {
                 HeaderValueSpec::File(path) => {
                     let file = open_secret(dir, path, Content::Token, at(Seg::Field(k.clone())))?;
-                    files.push(FileHeader {
+                    merged.files.push(FileHeader {
                         name,
                         file,
                         form: Form::Plain,
@@ -463,12 +525,36 @@ fn validate_headers(layers: &Layers, dir: &Path) -> Result<RequestHeaders, Inval
                         )
                     })?;
                     value.set_sensitive(true);
-                    headers.insert(name, value);
+                    merged.fixed.insert(name, value);
                 }
                 // Filled in from the document before validation.
                 HeaderValueSpec::Scalar => {}
             }
         }
+    }
+    Ok(merged)
+}
+
+/// tickr's `User-Agent`, then each layer's headers, least specific first: a more specific
+/// layer's header replaces one of the same name. `basic_auth` / `bearer_token_file` make
+/// `Authorization`. Also the secrets that are sent only in an encoded form (a basic-auth
+/// password).
+fn validate_headers(layers: &Layers, dir: &Path) -> Result<RequestHeaders, Invalid> {
+    let MergedHeaders {
+        fixed,
+        mut files,
+        authorization: header_auth,
+    } = merge_headers(layers, "headers", |s| s.headers.as_ref(), dir)?;
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        USER_AGENT,
+        HeaderValue::from_static(concat!("tickr/", env!("CARGO_PKG_VERSION"))),
+    );
+    for (name, value) in &fixed {
+        headers.insert(name, value.clone());
+    }
+    if files.iter().any(|f| f.name == USER_AGENT) {
+        headers.remove(USER_AGENT);
     }
     let mut passwords = Vec::new();
     if let Some(auth) = validate_auth(layers, dir, header_auth, &mut passwords)? {
@@ -1020,19 +1106,13 @@ fn validate_tls(layers: &Layers, dir: &Path) -> Result<Arc<ClientTls>, Invalid> 
         p.push(Seg::Key(key));
         p
     };
-    let read = |p: &PathBuf, key: &'static str| -> Result<crate::tls::Pem, Invalid> {
-        let full = dir.join(p);
-        crate::tls::read_file(&full)
-            .map_err(|e| Invalid(tls_at(key), format!("cannot read {}: {e}", full.display())))
-    };
-    let ca_pem = layers
+    let ca_file = layers
         .first(|s| s.tls.as_ref()?.ca_file.as_ref())
-        .map(|m| read(m.value, "ca_file"))
-        .transpose()?;
+        .map(|m| dir.join(m.value));
     let cert = layers.first(|s| s.tls.as_ref()?.cert_file.as_ref());
     let key = layers.first(|s| s.tls.as_ref()?.key_file.as_ref());
-    let client_pem = match (cert, key) {
-        (Some(c), Some(k)) => Some((read(c.value, "cert_file")?, read(k.value, "key_file")?)),
+    let client_files = match (cert, key) {
+        (Some(c), Some(k)) => Some((dir.join(c.value), dir.join(k.value))),
         (None, None) => None,
         (Some(_), None) => {
             return Err(Invalid(
@@ -1047,15 +1127,34 @@ fn validate_tls(layers: &Layers, dir: &Path) -> Result<Arc<ClientTls>, Invalid> 
             ))
         }
     };
+    let min = layers.first(|s| s.tls.as_ref()?.min_version.as_ref());
+    let max = layers.first(|s| s.tls.as_ref()?.max_version.as_ref());
+    let versions = TlsVersions::new(
+        min.as_ref().map_or(TlsVersion::Tls12, |m| *m.value),
+        max.as_ref().map_or(TlsVersion::Tls13, |m| *m.value),
+    )
+    .map_err(|msg| {
+        // The conflict is the more specific layer's doing.
+        let (rank, key) = match (&min, &max) {
+            (Some(lo), Some(hi)) if hi.rank < lo.rank => (hi.rank, "max_version"),
+            (Some(lo), _) => (lo.rank, "min_version"),
+            (None, Some(hi)) => (hi.rank, "max_version"),
+            (None, None) => (block, "min_version"),
+        };
+        let mut p = layers.at(rank, "tls");
+        p.push(Seg::Key(key));
+        Invalid(p, msg)
+    })?;
     let settings = TlsSettings {
-        ca_pem,
-        client_pem,
+        ca_file,
+        client_files,
         insecure_skip_verify: layers
             .get(|s| s.tls.as_ref()?.insecure_skip_verify.as_ref(), false)
             .value,
         server_name: layers
             .first(|s| s.tls.as_ref()?.server_name.as_ref())
             .map(|m| m.value.clone()),
+        versions,
     };
     ClientTls::shared(settings).map_err(|(key, msg)| Invalid(tls_at(key), msg))
 }

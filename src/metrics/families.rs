@@ -13,7 +13,9 @@ use prometheus_client::registry::Unit;
 
 use crate::probe::Reason;
 
-use super::target::{Count, EventLabel, ExHistogram, TargetLabels, TargetMetrics, NO_CERT};
+use super::target::{
+    Count, EventLabel, ExHistogram, TargetLabels, TargetMetrics, NO_CERT, NO_CHAIN,
+};
 
 /// One family of per-target series.
 pub(super) struct Family {
@@ -37,7 +39,7 @@ fn always(_: &TargetMetrics) -> bool {
 }
 
 /// In exposition order.
-pub(super) static FAMILIES: [Family; 17] = [
+pub(super) static FAMILIES: [Family; 20] = [
     Family {
         name: "tickr_probe_runs",
         help: "Finished probes, by result.",
@@ -128,6 +130,9 @@ pub(super) static FAMILIES: [Family; 17] = [
         has: always,
         read: |tm, s| {
             for (reason, count) in Reason::ALL.iter().zip(&tm.failures) {
+                if *reason == Reason::Proxy && !tm.proxied {
+                    continue;
+                }
                 s.count(&[reason.as_str()], count)?;
             }
             Ok(())
@@ -244,6 +249,47 @@ pub(super) static FAMILIES: [Family; 17] = [
         labels: &[],
         has: |tm| tm.cert_not_after.load(Relaxed) != NO_CERT,
         read: |tm, s| s.gauge(&[], tm.cert_not_after.load(Relaxed)),
+    },
+    Family {
+        name: "tickr_tls_chain_verified",
+        help: "1 if the last certificate chain served verified against the target's roots (also under insecure_skip_verify), else 0.",
+        unit: None,
+        kind: Gauge,
+        labels: &[],
+        has: |tm| tm.chain_verified.load(Relaxed) != NO_CHAIN,
+        read: |tm, s| s.gauge(&[], tm.chain_verified.load(Relaxed)),
+    },
+    Family {
+        name: "tickr_tls_cert",
+        help: "The leaf certificate last served, also when verification failed.",
+        unit: None,
+        kind: Info,
+        labels: &["subject", "issuer", "serial", "fingerprint_sha256"],
+        has: |tm| tm.cert.lock().unwrap_or_else(|e| e.into_inner()).is_some(),
+        read: |tm, s| {
+            let cert = tm.cert.lock().unwrap_or_else(|e| e.into_inner());
+            match cert.as_deref() {
+                Some(c) => s.info(&[
+                    &c.facts.subject,
+                    &c.facts.issuer,
+                    &c.facts.serial,
+                    &c.facts.fingerprint_sha256,
+                ]),
+                None => Ok(()),
+            }
+        },
+    },
+    Family {
+        name: "tickr_tls",
+        help: "TLS version and cipher suite of the last handshake that completed.",
+        unit: None,
+        kind: Info,
+        labels: &["version", "cipher"],
+        has: |tm| tm.tls_info.lock().unwrap_or_else(|e| e.into_inner()).is_some(),
+        read: |tm, s| match *tm.tls_info.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some(info) => s.info(&info),
+            None => Ok(()),
+        },
     },
     Family {
         name: "tickr_target",

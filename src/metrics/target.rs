@@ -13,6 +13,7 @@ use prometheus_client::metrics::exemplar::{CounterWithExemplar, Exemplar, Histog
 
 use crate::config::{PhaseDetail, Target};
 use crate::probe::{Outcome, Phase, Reason};
+use crate::tls::CertFacts;
 
 use super::probe::LastProbe;
 use super::PRECREATED_CODES;
@@ -107,8 +108,12 @@ impl Targets {
         labels: TargetLabels,
         own: Option<Box<Own>>,
     ) -> Arc<TargetMetrics> {
+        // `proxy` only for targets that can go through one: a direct target's exposition
+        // stays as it was, without a histogram that could never be observed.
+        let proxied = target.proxy.is_some();
         let phases: &[Phase] = match target.histograms.phases {
-            PhaseDetail::All => &Phase::ALL,
+            PhaseDetail::All if proxied => &Phase::ALL,
+            PhaseDetail::All => &DIRECT_PHASES,
             PhaseDetail::Total => &[Phase::Total],
         };
         let buckets = &target.histograms.buckets;
@@ -124,6 +129,7 @@ impl Targets {
                 .map(|p| (*p, ExHistogram::new(buckets.iter().copied())))
                 .collect(),
             failures: Default::default(),
+            proxied,
             matchers: target
                 .matchers
                 .iter()
@@ -145,6 +151,9 @@ impl Targets {
             confirmations: (target.confirm > 0).then(Default::default),
             last_probe: AtomicU64::new(0),
             cert_not_after: AtomicI64::new(NO_CERT),
+            tls_info: Mutex::new(None),
+            cert: Mutex::new(None),
+            chain_verified: AtomicI64::new(NO_CHAIN),
             codes: Mutex::new(PRECREATED_CODES.map(|c| (c, Count::default())).into()),
             server_errors: Mutex::new(Vec::new()),
             last_result: AtomicU8::new(UNKNOWN),
@@ -172,10 +181,29 @@ impl Targets {
     }
 }
 
+/// The phases of a target that never goes through a proxy.
+const DIRECT_PHASES: [Phase; 6] = [
+    Phase::Resolve,
+    Phase::Connect,
+    Phase::Tls,
+    Phase::Processing,
+    Phase::Transfer,
+    Phase::Total,
+];
+
 const UNKNOWN: u8 = 0;
 const SUCCEEDED: u8 = 1;
 const FAILED: u8 = 2;
 pub(super) const NO_CERT: i64 = i64::MIN;
+pub(super) const NO_CHAIN: i64 = -1;
+
+/// The leaf certificate a target last served, and what `tickr_tls_cert_info` shows of it:
+/// worked out when the leaf's bytes change, not on every probe.
+#[derive(Debug)]
+pub(super) struct ServedCert {
+    der: bytes::Bytes,
+    pub(super) facts: CertFacts,
+}
 
 /// What only a configured target has, not each of its addresses.
 #[derive(Debug)]
@@ -211,6 +239,9 @@ pub struct TargetMetrics {
     pub(super) status_code: AtomicI64,
     pub(super) phases: Box<[(Phase, ExHistogram)]>,
     pub(super) failures: [Count; Reason::ALL.len()],
+    /// Whether the target has a proxy: only then is reason `proxy` exposed (at 0 until it
+    /// happens), as a direct target can never fail that way.
+    pub(super) proxied: bool,
     /// Label, last result, mismatches.
     pub(super) matchers: Box<[(String, AtomicI64, AtomicU64)]>,
     /// Likewise for the header checks.
@@ -221,6 +252,11 @@ pub struct TargetMetrics {
     /// Unix seconds, as f64 bits.
     pub(super) last_probe: AtomicU64,
     pub(super) cert_not_after: AtomicI64,
+    /// Version and cipher suite of the last handshake that completed.
+    pub(super) tls_info: Mutex<Option<[&'static str; 2]>>,
+    pub(super) cert: Mutex<Option<Box<ServedCert>>>,
+    /// 0 or 1 for the last chain presented; [`NO_CHAIN`] before any.
+    pub(super) chain_verified: AtomicI64,
     pub(super) codes: Mutex<Vec<(u16, Count)>>,
     pub(super) server_errors: Mutex<Vec<(u16, Box<str>, Count)>>,
     last_result: AtomicU8,
@@ -317,6 +353,28 @@ impl TargetMetrics {
         *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(LastProbe::of(outcome));
         if let Some(not_after) = outcome.cert_not_after {
             self.cert_not_after.store(not_after, Ordering::Relaxed);
+        }
+        self.record_tls(outcome);
+    }
+
+    /// The TLS facts: each series is replaced when its value changes, so a target has at most
+    /// one of each; a probe without a handshake leaves them as they were.
+    fn record_tls(&self, outcome: &Outcome) {
+        if let (Some(version), Some(cipher)) = (outcome.tls_version, outcome.tls_cipher) {
+            *self.tls_info.lock().unwrap_or_else(|e| e.into_inner()) = Some([version, cipher]);
+        }
+        if let Some(leaf) = &outcome.cert_leaf {
+            let mut cert = self.cert.lock().unwrap_or_else(|e| e.into_inner());
+            if cert.as_ref().is_none_or(|c| c.der != *leaf) {
+                *cert = Some(Box::new(ServedCert {
+                    der: leaf.clone(),
+                    facts: CertFacts::of(leaf),
+                }));
+            }
+        }
+        if let Some(verified) = outcome.chain_verified {
+            self.chain_verified
+                .store(i64::from(verified), Ordering::Relaxed);
         }
     }
 

@@ -92,6 +92,11 @@ impl<'t> Probe<'t> {
         method: &Method,
         body: Bytes,
     ) -> Result<(Response, ReadBudget), Failure> {
+        let target = self.target;
+        if let Some(via) = target.proxy.as_deref().and_then(|p| p.route(url)) {
+            return self.through(via, url, method, body).await;
+        }
+        self.out.proxy = None;
         let host = url
             .host_str()
             .ok_or_else(|| Failure::new(Reason::Protocol, "URL without host"))?;
@@ -124,7 +129,7 @@ impl<'t> Probe<'t> {
         Ok(addr)
     }
 
-    async fn connect(&mut self, addr: SocketAddr) -> Result<TcpStream, Failure> {
+    pub(super) async fn connect(&mut self, addr: SocketAddr) -> Result<TcpStream, Failure> {
         self.step = Phase::Connect;
         let started = Instant::now();
         let tcp = match self.target.source_address {
@@ -137,18 +142,25 @@ impl<'t> Probe<'t> {
         Ok(tcp)
     }
 
-    /// The TLS handshake if the URL asks for one, then the request.
-    async fn secure_and_send(
+    /// The TLS handshake if the URL asks for one, then the request; on a connection to the
+    /// target, or a tunnel to it through a proxy.
+    pub(super) async fn secure_and_send<S>(
         &mut self,
         url: &Url,
         host: &str,
-        tcp: Metered<TcpStream>,
+        tcp: Metered<S>,
         request: Request<Full<Bytes>>,
-    ) -> Result<Response, Failure> {
+    ) -> Result<Response, Failure>
+    where
+        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
         let target = self.target;
+        // The TLS facts are the final response's connection's: a hop over plain HTTP has none.
+        self.out.tls_version = None;
+        self.out.tls_cipher = None;
         if url.scheme() != "https" {
             let h2 = target.http_version == HttpVersion::Http2;
-            return self.send(TokioIo::new(tcp), h2, request).await;
+            return self.send(TokioIo::new(tcp), h2, request, false).await;
         }
         self.step = Phase::Tls;
         let started = Instant::now();
@@ -165,12 +177,20 @@ impl<'t> Probe<'t> {
         let handshake = tokio_rustls::TlsConnector::from(config)
             .connect(name, tcp)
             .await;
-        self.out.cert_not_after = recorder.not_after();
+        let presented = recorder.presented();
+        if presented.leaf.is_some() {
+            self.out.cert_not_after = presented.not_after;
+            self.out.cert_leaf = presented.leaf;
+            self.out.chain_verified = presented.verified;
+        }
         let tls =
             handshake.map_err(|e| Failure::new(Reason::Tls, format!("TLS handshake: {e}")))?;
         self.out.phases.add(Phase::Tls, started.elapsed());
         let session = tls.get_ref().1;
         self.out.tls_version = session.protocol_version().map(tls_version_name);
+        self.out.tls_cipher = session
+            .negotiated_cipher_suite()
+            .map(|s| s.suite().as_str().unwrap_or("other"));
         let h2 = session.alpn_protocol() == Some(b"h2");
         if target.http_version == HttpVersion::Http2 && !h2 {
             return Err(Failure::new(
@@ -178,15 +198,17 @@ impl<'t> Probe<'t> {
                 "server did not negotiate HTTP/2 (ALPN h2)",
             ));
         }
-        self.send(TokioIo::new(tls), h2, request).await
+        self.send(TokioIo::new(tls), h2, request, false).await
     }
 
-    /// The HTTP handshake and the request, up to the response's head.
-    async fn send<I>(
+    /// The HTTP handshake and the request, up to the response's head. `absolute`: an HTTP/1.1
+    /// request to a forward proxy, which keeps the absolute URI.
+    pub(super) async fn send<I>(
         &mut self,
         io: TokioIo<I>,
         h2: bool,
         mut request: Request<Full<Bytes>>,
+        absolute: bool,
     ) -> Result<Response, Failure>
     where
         I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
@@ -202,13 +224,15 @@ impl<'t> Probe<'t> {
             let driver = spawn_driver(conn);
             (sender.send_request(request).await, driver)
         } else {
-            let uri = request.uri();
-            let origin_form = uri
-                .path_and_query()
-                .map_or("/", |p| p.as_str())
-                .parse()
-                .expect("a path is a URI");
-            *request.uri_mut() = origin_form;
+            if !absolute {
+                let uri = request.uri();
+                let origin_form = uri
+                    .path_and_query()
+                    .map_or("/", |p| p.as_str())
+                    .parse()
+                    .expect("a path is a URI");
+                *request.uri_mut() = origin_form;
+            }
             let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
                 .await
                 .map_err(classify_hyper)?;
@@ -284,7 +308,7 @@ pub(super) fn request_uri(url: &Url) -> Result<http::Uri, Failure> {
 
 /// HTTP/1.1 wants an origin-form target and a Host header; HTTP/2 wants the absolute URI, which
 /// becomes `:scheme` and `:authority`. Both are prepared here; [`Probe::send`] picks.
-fn build_request(
+pub(super) fn build_request(
     target: &Target,
     url: &Url,
     method: &Method,

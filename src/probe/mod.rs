@@ -7,14 +7,16 @@
 //!
 //! Here: [`run`] (and [`fetch`], which keeps the body), the redirect loop and [`resolve_target`]. Below: `exchange` (one request on one
 //! fresh connection, the steps of the context value a probe carries), `outcome` (the types of
-//! [`Outcome`]), `budget` (the read budget), `resolve` and [`dns`] (addresses), and `classify`
-//! (errors into exactly one [`Reason`]).
+//! [`Outcome`]), `budget` (the read budget), `resolve` and [`dns`] (addresses), `proxy` (the
+//! same exchange through a forward proxy: CONNECT or plain forwarding), and `classify` (errors
+//! into exactly one [`Reason`]).
 
 mod budget;
 mod classify;
 pub mod dns;
 mod exchange;
 mod outcome;
+mod proxy;
 mod resolve;
 
 use std::net::SocketAddr;
@@ -25,7 +27,7 @@ use http::header::LOCATION;
 use http::Method;
 use url::Url;
 
-use crate::config::Target;
+use crate::config::{ExpectTls, Target};
 
 pub use outcome::{Failure, Outcome, Phase, Phases, Pinned, Reason};
 
@@ -61,19 +63,36 @@ async fn finish(target: &Target, probe: &mut Probe<'_>, pinned: Option<Pinned>) 
     let failure = match result {
         Ok(Ok(())) => None,
         Ok(Err(failure)) => Some(failure),
-        Err(_) => Some(Failure::new(
-            Reason::Timeout,
-            format!(
-                "no complete answer within {:?} (stuck in {})",
-                target.timeout,
-                probe.step.as_str()
-            ),
-        )),
+        Err(_) => Some(timed_out(target, probe)),
     };
     let mut out = std::mem::take(&mut probe.out);
     out.failure = failure;
     out.phases.total = start.elapsed();
     out
+}
+
+/// The failure of a probe its timeout cut short: `proxy` while it was still reaching the proxy
+/// or waiting for its answer to CONNECT, else `timeout`.
+fn timed_out(target: &Target, probe: &Probe<'_>) -> Failure {
+    let step = probe.step.as_str();
+    match &probe.out.proxy {
+        Some(via) if matches!(probe.step, Phase::Resolve | Phase::Connect | Phase::Proxy) => {
+            Failure::new(
+                Reason::Proxy,
+                format!(
+                    "proxy {via}: no answer within {:?} (stuck in {step})",
+                    target.timeout
+                ),
+            )
+        }
+        _ => Failure::new(
+            Reason::Timeout,
+            format!(
+                "no complete answer within {:?} (stuck in {step})",
+                target.timeout
+            ),
+        ),
+    }
 }
 
 impl Probe<'_> {
@@ -106,6 +125,7 @@ impl Probe<'_> {
             if self.keep_body {
                 self.body = Some(bytes.clone());
             }
+            self.judge_tls()?;
             return self.judge(code, version, &bytes, truncated);
         }
     }
@@ -143,6 +163,24 @@ impl Probe<'_> {
         // Refused here, before any lookup or connection for it.
         request_uri(&next)?;
         Ok(Some(next))
+    }
+
+    /// The final response's connection against `expect.tls`, before the response itself: an
+    /// answer over the wrong kind of connection (a plain-HTTP portal, a forgotten redirect)
+    /// says nothing about the service. Both ways fail with reason `tls`.
+    fn judge_tls(&self) -> Result<(), Failure> {
+        let secure = self.out.tls_version.is_some();
+        match self.target.expect_tls {
+            Some(ExpectTls::Required) if !secure => Err(Failure::new(
+                Reason::Tls,
+                "expect.tls is required, but the final response came over plain HTTP",
+            )),
+            Some(ExpectTls::Forbidden) if secure => Err(Failure::new(
+                Reason::Tls,
+                "expect.tls is forbidden, but the final response came over TLS",
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// The final response against what the target expects: its status, its HTTP version, its

@@ -24,10 +24,12 @@ pub enum Reason {
     HeaderMismatch,
     TooLarge,
     Redirects,
+    /// The forward proxy could not be reached, failed, or refused the CONNECT (407 included).
+    Proxy,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 11] = [
+    pub const ALL: [Reason; 12] = [
         Reason::Dns,
         Reason::Connect,
         Reason::Tls,
@@ -39,6 +41,7 @@ impl Reason {
         Reason::HeaderMismatch,
         Reason::TooLarge,
         Reason::Redirects,
+        Reason::Proxy,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -54,6 +57,7 @@ impl Reason {
             Reason::HeaderMismatch => "header_mismatch",
             Reason::TooLarge => "too_large",
             Reason::Redirects => "redirects",
+            Reason::Proxy => "proxy",
         }
     }
 }
@@ -91,6 +95,9 @@ impl Failure {
 pub enum Phase {
     Resolve,
     Connect,
+    /// Through a forward proxy: the CONNECT exchange (and the TLS handshake with an `https://`
+    /// proxy). Only probes that go through one have it.
+    Proxy,
     Tls,
     Processing,
     Transfer,
@@ -98,9 +105,10 @@ pub enum Phase {
 }
 
 impl Phase {
-    pub const ALL: [Phase; 6] = [
+    pub const ALL: [Phase; 7] = [
         Phase::Resolve,
         Phase::Connect,
+        Phase::Proxy,
         Phase::Tls,
         Phase::Processing,
         Phase::Transfer,
@@ -111,6 +119,7 @@ impl Phase {
         match self {
             Phase::Resolve => "resolve",
             Phase::Connect => "connect",
+            Phase::Proxy => "proxy",
             Phase::Tls => "tls",
             Phase::Processing => "processing",
             Phase::Transfer => "transfer",
@@ -125,6 +134,7 @@ impl Phase {
 pub struct Phases {
     pub resolve: Option<Duration>,
     pub connect: Option<Duration>,
+    pub proxy: Option<Duration>,
     pub tls: Option<Duration>,
     pub processing: Option<Duration>,
     pub transfer: Option<Duration>,
@@ -136,6 +146,7 @@ impl Phases {
         match phase {
             Phase::Resolve => self.resolve,
             Phase::Connect => self.connect,
+            Phase::Proxy => self.proxy,
             Phase::Tls => self.tls,
             Phase::Processing => self.processing,
             Phase::Transfer => self.transfer,
@@ -147,6 +158,7 @@ impl Phases {
         let slot = match phase {
             Phase::Resolve => &mut self.resolve,
             Phase::Connect => &mut self.connect,
+            Phase::Proxy => &mut self.proxy,
             Phase::Tls => &mut self.tls,
             Phase::Processing => &mut self.processing,
             Phase::Transfer => &mut self.transfer,
@@ -166,12 +178,24 @@ pub struct Outcome {
     /// Status of the final response, if one arrived.
     pub status: Option<u16>,
     pub phases: Phases,
-    /// The address of the last connection attempted.
+    /// The address of the last connection attempted (the proxy's, through a proxy).
     pub remote: Option<SocketAddr>,
+    /// The proxy the last request went through (its URL as shown: credentials replaced);
+    /// `None` when it went direct.
+    pub proxy: Option<std::sync::Arc<str>>,
     pub http_version: Option<Version>,
+    /// The TLS version the final response's connection negotiated (`TLS 1.2`, `TLS 1.3`);
+    /// `None` when it was plain HTTP or its handshake did not complete.
     pub tls_version: Option<&'static str>,
+    /// That connection's cipher suite, by its IANA name (`TLS13_AES_256_GCM_SHA384`).
+    pub tls_cipher: Option<&'static str>,
     /// Earliest `notAfter` (Unix seconds) of the last certificate chain presented.
     pub cert_not_after: Option<i64>,
+    /// The leaf (DER) of the last certificate chain presented, also when it did not verify.
+    pub cert_leaf: Option<Bytes>,
+    /// Whether that chain verified against the target's roots for its server name, also under
+    /// `insecure_skip_verify` (which accepts it either way).
+    pub chain_verified: Option<bool>,
     /// One entry per configured matcher, when they were evaluated: only on a final response with
     /// an expected status and a body within `max_body_bytes`.
     pub matches: Vec<bool>,

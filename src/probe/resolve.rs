@@ -49,7 +49,11 @@ fn prefer_family(addrs: &mut Vec<SocketAddr>, protocol: IpProtocol) {
 }
 
 /// The addresses of `host` of the wanted family: never empty.
-async fn resolve(host: &str, port: u16, protocol: IpProtocol) -> Result<Vec<SocketAddr>, Failure> {
+pub(super) async fn resolve(
+    host: &str,
+    port: u16,
+    protocol: IpProtocol,
+) -> Result<Vec<SocketAddr>, Failure> {
     let wanted = |ip: &IpAddr| match protocol {
         IpProtocol::Auto | IpProtocol::PreferIpv4 | IpProtocol::PreferIpv6 => true,
         IpProtocol::Ipv4 => ip.is_ipv4(),

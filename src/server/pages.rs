@@ -248,6 +248,7 @@ fn reason_colour(reason: Option<&str>) -> &'static str {
         Some("reset") => "#8250df",
         Some("connect") => "#0969da",
         Some("tls") => "#1b7c83",
+        Some("proxy") => "#953800",
         Some("body_mismatch" | "header_mismatch") => "#bf3989",
         _ => "#57606a",
     }
@@ -438,6 +439,7 @@ fn event_html(html: &mut String, e: &Event, failure: bool, open: bool) {
     );
     let rows = [
         ("Error", e.error.clone()),
+        ("Through proxy", e.proxy.as_deref().map(str::to_owned)),
         ("Layer evidence", e.evidence.clone()),
         ("HTTP", e.http_version.clone()),
         ("TLS", e.tls_version.map(str::to_owned)),

@@ -22,6 +22,18 @@ async fn both_families() -> (TestServer, TestServer) {
     panic!("no port free on both ::1 and 127.0.0.1");
 }
 
+/// A dropped server's listener closes when the runtime next polls its aborted task: until then
+/// the kernel still completes handshakes into its backlog.
+async fn wait_until_refused(addr: SocketAddr) {
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(addr).await.is_err() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("{addr} still accepts connections");
+}
+
 fn reason(o: &probe::Outcome) -> Option<&'static str> {
     o.failure.as_ref().map(|f| f.reason.as_str())
 }
@@ -49,7 +61,9 @@ async fn a_preferred_family_is_used_when_the_host_has_it_and_the_other_when_not(
     assert_eq!((v6.connections(), v4.connections()), (2, 2));
 
     // A preferred address that refuses is the probe's result: no quiet retry over the other.
+    let v6_addr = v6.addr;
     drop(v6);
+    wait_until_refused(v6_addr).await;
     let out = probe::run(&probe_with("prefer_ipv6", both)).await;
     assert_eq!(reason(&out), Some("connect"), "{out:?}");
     assert_eq!(v4.connections(), 2);

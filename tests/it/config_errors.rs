@@ -538,8 +538,9 @@ fn repository_example_config_passes_check() {
 }
 
 /// Targets with the same TLS settings share one set of material (10,000 HTTPS targets with one
-/// `ca_file` took 205 MiB against 74 MiB without it, a root store each); a renewed CA file
-/// gives new material on the next load, and other settings keep theirs apart.
+/// `ca_file` took 205 MiB against 74 MiB without it, a root store each); a renewed CA file is
+/// read again on the next load and rebuilds that material in place (the targets keep running),
+/// and other settings, TLS versions among them, keep theirs apart.
 #[test]
 fn targets_with_the_same_tls_settings_share_their_material() {
     let dir = tempfile::tempdir().unwrap();
@@ -548,7 +549,9 @@ fn targets_with_the_same_tls_settings_share_their_material() {
     let yaml = "defaults: {tls: {ca_file: ca.pem}}\ntargets:\n\
                 \x20 - {name: a, url: \"https://a.example/\"}\n\
                 \x20 - {name: b, url: \"https://b.example/\"}\n\
-                \x20 - {name: c, url: \"https://c.example/\", tls: {server_name: other.example}}\n";
+                \x20 - {name: c, url: \"https://c.example/\", tls: {server_name: other.example}}\n\
+                \x20 - {name: d, url: \"https://d.example/\", tls: {max_version: TLS12}}\n\
+                \x20 - {name: e, url: \"https://e.example/\", tls: {max_version: TLS12}}\n";
     std::fs::write(dir.path().join("config.yml"), yaml).unwrap();
     let first = load_ok(&dir.path().join("config.yml"));
     let (a, b, c) = (
@@ -564,18 +567,54 @@ fn targets_with_the_same_tls_settings_share_their_material() {
         !std::sync::Arc::ptr_eq(&a.tls, &c.tls),
         "another server name, its own"
     );
+    let (d, e) = (target(&first, "d"), target(&first, "e"));
+    assert!(
+        !std::sync::Arc::ptr_eq(&a.tls, &d.tls),
+        "other versions, its own"
+    );
+    assert!(
+        std::sync::Arc::ptr_eq(&d.tls, &e.tls),
+        "the same versions, shared"
+    );
 
-    // Loaded again, unchanged: the same material (a reload keeps the targets equal).
+    // Loaded again, unchanged: the same material, not rebuilt.
+    let builds = a.tls.builds();
     let again = load_ok(&dir.path().join("config.yml"));
     assert!(std::sync::Arc::ptr_eq(&a.tls, &target(&again, "a").tls));
+    assert_eq!(a.tls.builds(), builds, "unchanged files are not read again");
 
-    // The CA renewed (here: a second certificate appended): new material, and the target
-    // changes.
+    // The CA renewed (here: a second certificate appended): the same material, rebuilt from
+    // the new file, and the target unchanged (it keeps running, and its counters).
     std::thread::sleep(std::time::Duration::from_millis(20));
     let mut renewed = ca.clone();
     renewed.extend_from_slice(&ca);
     std::fs::write(dir.path().join("ca.pem"), &renewed).unwrap();
     let third = load_ok(&dir.path().join("config.yml"));
-    assert!(!std::sync::Arc::ptr_eq(&a.tls, &target(&third, "a").tls));
-    assert_ne!(a, target(&third, "a"), "a renewed CA is a changed target");
+    assert!(std::sync::Arc::ptr_eq(&a.tls, &target(&third, "a").tls));
+    assert_eq!(a.tls.builds(), builds + 1, "the renewed CA is built once");
+    assert_eq!(a, target(&third, "a"), "a renewed CA keeps the target");
+}
+
+/// `tls.min_version`/`max_version` in their several spellings, and `expect.tls`, each key from
+/// the most specific layer that sets it.
+#[test]
+fn tls_versions_and_expect_tls_merge_over_the_layers() {
+    use tickr::config::ExpectTls;
+    use tickr::tls::TlsVersion::{Tls12, Tls13};
+    let config = load_ok(&fixture_dir("valid").join("tls-versions.yml"));
+    let versions = |name| {
+        let v = target(&config, name).tls.versions();
+        (v.min(), v.max())
+    };
+    assert_eq!(versions("shop"), (Tls13, Tls13), "the module's minimum");
+    assert_eq!(versions("legacy"), (Tls12, Tls12), "`1.2`, a YAML number");
+    assert_eq!(versions("plain"), (Tls12, Tls13), "the defaults'");
+    assert_eq!(
+        target(&config, "shop").expect_tls,
+        Some(ExpectTls::Required)
+    );
+    assert_eq!(
+        target(&config, "plain").expect_tls,
+        Some(ExpectTls::Forbidden)
+    );
 }

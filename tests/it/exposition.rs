@@ -27,14 +27,31 @@ fn outcome_502() -> Outcome {
         phases: Phases {
             resolve: Some(Duration::from_millis(2)),
             connect: Some(Duration::from_millis(3)),
+            proxy: None,
             tls: Some(Duration::from_millis(20)),
             processing: Some(Duration::from_millis(300)),
             transfer: Some(Duration::from_millis(1)),
             total: Duration::from_millis(326),
         },
         cert_not_after: Some(1_900_000_000),
+        tls_version: Some("TLS 1.3"),
+        tls_cipher: Some("TLS13_AES_256_GCM_SHA384"),
+        cert_leaf: Some(served_leaf()),
+        chain_verified: Some(true),
         ..Outcome::default()
     }
+}
+
+/// A fixed certificate standing for the served leaf, so that `tickr_tls_cert_info`'s values
+/// (subject, issuer, serial, fingerprint) stay the same from run to run.
+fn served_leaf() -> bytes::Bytes {
+    use rustls::pki_types::pem::PemObject;
+    let pem = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/config/tls/ca.pem"
+    );
+    let der = rustls::pki_types::CertificateDer::from_pem_file(pem).expect("fixture certificate");
+    bytes::Bytes::copy_from_slice(&der)
 }
 
 fn outcome_200() -> Outcome {
@@ -132,11 +149,12 @@ fn series_per_target_and_removal() {
     let e = Exposition::parse(&metrics.encode());
     let per_target = e.series_of("one");
     // 2 runs + 1 success + 6 phases × 14 (11 buckets, +Inf, sum, count) + 4 gateway codes
-    // + 1 status code + one per reason + 2 per matcher + 1 state changes + 1 last probe + 1 interval
-    // + 1 cert + 1 info + 1 server error (502 attributed to nginx).
+    // + 1 status code + one per reason but `proxy` (a direct target) + 2 per matcher + 1 state changes + 1 last probe
+    // + 1 interval + 1 cert expiry + 3 TLS facts (version and cipher, leaf, chain verified: the
+    // outcome is an HTTPS one's) + 1 info + 1 server error (502 attributed to nginx).
     assert_eq!(
         per_target,
-        2 + 1 + 6 * 14 + 4 + 1 + Reason::ALL.len() + 2 + 1 + 1 + 1 + 1 + 1 + 1
+        2 + 1 + 6 * 14 + 4 + 1 + (Reason::ALL.len() - 1) + 2 + 1 + 1 + 1 + 1 + 3 + 1 + 1
     );
     tm.remove();
     let e = Exposition::parse(&metrics.encode());
@@ -170,7 +188,7 @@ fn histogram_detail_sets_the_series_per_target() {
         e.series_of(name)
     };
     // The series besides the histograms (see `series_per_target_and_removal`).
-    let others = 2 + 1 + 4 + 1 + Reason::ALL.len() + 2 + 1 + 1 + 1 + 1 + 1 + 1;
+    let others = 2 + 1 + 4 + 1 + (Reason::ALL.len() - 1) + 2 + 1 + 1 + 1 + 1 + 3 + 1 + 1;
     assert_eq!(count("all", ""), others + 6 * 14);
     assert_eq!(count("total", "histograms: {phases: total}"), others + 14);
     assert_eq!(

@@ -35,6 +35,11 @@ const FAMILIES: &[&str] = &[
     "tickr_last_probe_timestamp_seconds",
     "tickr_probe_interval_seconds",
     "tickr_tls_cert_not_after_timestamp_seconds",
+    "tickr_tls_info",
+    "tickr_tls_cert_info",
+    "tickr_tls_chain_verified",
+    "tickr_header_match",
+    "tickr_header_mismatches_total",
     "tickr_target_info",
     "tickr_build_info",
     "tickr_config_last_reload_successful",
@@ -58,7 +63,7 @@ const LIMIT: Duration = Duration::from_secs(15);
 async fn a_real_prometheus_scrapes_every_family_and_the_exact_502_count() {
     let started = Instant::now();
     let flaky = TestServer::plain(Step::statuses(&SCRIPT)).await;
-    // A TLS target with a body matcher, so the certificate and matcher families have series too.
+    // A TLS target with body and header matchers, so the TLS and matcher families have series too.
     let ca = TestCa::new("tickr prometheus test CA");
     let leaf = ca.leaf(&["127.0.0.1"], Validity::Valid);
     let shop = TestServer::tls(
@@ -72,7 +77,8 @@ async fn a_real_prometheus_scrapes_every_family_and_the_exact_502_count() {
     let tickr = Tickr::start(&format!(
         "defaults:\n  interval: 200ms\n  timeout: 150ms\ntargets:\n  \
          - name: flaky\n    url: {}\n    labels: {{team: web}}\n  \
-         - name: shop\n    url: {}\n    tls: {{ca_file: {}}}\n    expect: {{body_contains: [\"<title>Shop\"]}}\n",
+         - name: shop\n    url: {}\n    tls: {{ca_file: {}}}\n    expect: {{body_contains: [\"<title>Shop\"], \
+         headers: {{X-Error: {{not_contains: fatal, allow_missing: true}}}}}}\n",
         flaky.url("/"),
         shop.url("/"),
         ca_file.display(),
@@ -321,9 +327,9 @@ async fn a_large_exposition_streams_and_survives_a_scraper_leaving() {
         .expect("a valid gzip stream");
     let zipped = Exposition::parse(&text);
     assert_eq!(plain.samples.len(), zipped.samples.len());
-    // 96 series and one per failure reason, less the 200 responses counter: no response yet
-    // (the port refuses).
-    let reasons = tickr::probe::Reason::ALL.len();
+    // 96 series and one per failure reason but `proxy` (a direct target), less the 200
+    // responses counter: no response yet (the port refuses).
+    let reasons = tickr::probe::Reason::ALL.len() - 1;
     assert_eq!(plain.series_of("t2999"), 96 + reasons);
 
     // Ask, read the first bytes, hang up.

@@ -100,6 +100,7 @@ fn dominant_reason(failures: &[&Event]) -> Option<String> {
         "status" => "a layer answers with an error status: see which layer below",
         "tls" => "the TLS handshake fails: certificate or protocol configuration",
         "dns" => "the name does not resolve reliably",
+        "proxy" => "the forward proxy refuses, fails or rejects the CONNECT (407: its credentials)",
         _ => "one kind of failure dominates",
     };
     Some(format!(
@@ -147,6 +148,7 @@ mod tests {
             url: "https://shop.example/".into(),
             success: false,
             remote: Some(remote.into()),
+            proxy: None,
             http_version: None,
             tls_version: None,
             status: Some(502),

@@ -18,6 +18,8 @@ pub mod process;
 pub mod procfs;
 pub mod prometheus;
 pub mod server;
+pub mod squid;
+pub mod tinyproxy;
 pub mod victoria;
 
 pub use alertmanager::Alertmanager;
@@ -28,4 +30,6 @@ pub use nginx::Nginx;
 pub use process::{free_port, get, request, require, Process};
 pub use procfs::status_field;
 pub use prometheus::{Alert, Prometheus, ScrapeTarget};
+pub use squid::Squid;
+pub use tinyproxy::Tinyproxy;
 pub use victoria::Victoria;

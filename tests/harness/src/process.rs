@@ -69,6 +69,8 @@ fn package_of(binary: &str) -> &'static str {
         "prometheus-blackbox-exporter" => "prometheus-blackbox-exporter",
         "haproxy" => "haproxy",
         "caddy" => "caddy",
+        "tinyproxy" => "tinyproxy",
+        "squid" => "squid",
         "unshare" => "util-linux",
         _ => "(see DEPENDENCIES.md)",
     }

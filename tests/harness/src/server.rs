@@ -81,24 +81,104 @@ impl TestCa {
 #[derive(Clone)]
 pub struct ServerTls(Arc<rustls::ServerConfig>);
 
+/// The server's certificate, which a test may replace while the server runs (the next
+/// handshakes present the new one).
+#[derive(Clone, Debug)]
+pub struct ServedCert(Arc<std::sync::RwLock<Arc<rustls::sign::CertifiedKey>>>);
+
+impl ServedCert {
+    pub fn new(leaf: &Leaf) -> Self {
+        Self(Arc::new(std::sync::RwLock::new(certified(leaf))))
+    }
+
+    /// From the next handshake on, present `leaf`.
+    pub fn set(&self, leaf: &Leaf) {
+        *self.0.write().unwrap() = certified(leaf);
+    }
+}
+
+impl rustls::server::ResolvesServerCert for ServedCert {
+    fn resolve(
+        &self,
+        _: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.0.read().unwrap().clone())
+    }
+}
+
+fn certified(leaf: &Leaf) -> Arc<rustls::sign::CertifiedKey> {
+    let chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(leaf.chain_pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .expect("chain PEM");
+    let key = PrivateKeyDer::from_pem_slice(leaf.key_pem.as_bytes()).expect("key PEM");
+    let key = tickr::tls::provider()
+        .key_provider
+        .load_private_key(key)
+        .expect("leaf key");
+    Arc::new(rustls::sign::CertifiedKey::new(chain, key))
+}
+
+/// How a [`ServerTls`] is built: its certificate, the TLS versions it speaks, and whose
+/// client certificates it demands, if any.
+pub struct ServerTlsOptions<'a> {
+    pub cert: ServedCert,
+    pub alpn: &'a [&'a [u8]],
+    /// TLS 1.3 and 1.2 when empty.
+    pub versions: &'a [&'static rustls::SupportedProtocolVersion],
+    /// Demand a client certificate signed by this CA (PEM).
+    pub client_ca: Option<&'a str>,
+}
+
+impl<'a> ServerTlsOptions<'a> {
+    pub fn new(leaf: &Leaf) -> Self {
+        Self {
+            cert: ServedCert::new(leaf),
+            alpn: &[b"h2", b"http/1.1"],
+            versions: &[],
+            client_ca: None,
+        }
+    }
+}
+
 impl ServerTls {
     pub fn new(leaf: &Leaf) -> Self {
         Self::with_alpn(leaf, &[b"h2", b"http/1.1"])
     }
 
     pub fn with_alpn(leaf: &Leaf, alpn: &[&[u8]]) -> Self {
-        let chain: Vec<CertificateDer<'static>> =
-            CertificateDer::pem_slice_iter(leaf.chain_pem.as_bytes())
-                .collect::<Result<_, _>>()
-                .expect("chain PEM");
-        let key = PrivateKeyDer::from_pem_slice(leaf.key_pem.as_bytes()).expect("key PEM");
-        let mut config = rustls::ServerConfig::builder_with_provider(tickr::tls::provider())
-            .with_safe_default_protocol_versions()
-            .expect("versions")
-            .with_no_client_auth()
-            .with_single_cert(chain, key)
-            .expect("server cert");
-        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        Self::with(ServerTlsOptions {
+            alpn,
+            ..ServerTlsOptions::new(leaf)
+        })
+    }
+
+    pub fn with(options: ServerTlsOptions<'_>) -> Self {
+        let provider = tickr::tls::provider();
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone());
+        let builder = match options.versions {
+            [] => builder.with_safe_default_protocol_versions(),
+            versions => builder.with_protocol_versions(versions),
+        }
+        .expect("versions");
+        let builder = match options.client_ca {
+            None => builder.with_no_client_auth(),
+            Some(pem) => {
+                let mut roots = rustls::RootCertStore::empty();
+                for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+                    roots.add(cert.expect("CA PEM")).expect("CA root");
+                }
+                let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    provider,
+                )
+                .build()
+                .expect("client verifier");
+                builder.with_client_cert_verifier(verifier)
+            }
+        };
+        let mut config = builder.with_cert_resolver(Arc::new(options.cert));
+        config.alpn_protocols = options.alpn.iter().map(|p| p.to_vec()).collect();
         Self(Arc::new(config))
     }
 }
@@ -253,6 +333,11 @@ impl TestServer {
 
     pub async fn tls(script: Vec<Step>, tls: ServerTls) -> Self {
         Self::start(script, Some(tls)).await
+    }
+
+    /// A TLS server on a given loopback address and port.
+    pub async fn tls_on(addr: SocketAddr, script: Vec<Step>, tls: ServerTls) -> Self {
+        Self::start_on(addr, script, Some(tls)).await
     }
 
     async fn start(script: Vec<Step>, tls: Option<ServerTls>) -> Self {
