@@ -259,7 +259,7 @@ fn serve(kind: &str) {
         } else {
             None
         };
-        let page = if kind == "http-64k" {
+        let page = if kind == "http-64k" || kind == "http-502-64k" {
             page_64k()
         } else {
             Bytes::from(format!(
@@ -267,6 +267,7 @@ fn serve(kind: &str) {
                 "x".repeat(512)
             ))
         };
+        let failing = kind == "http-502-64k";
         loop {
             let Ok((tcp, _)) = listener.accept().await else {
                 continue;
@@ -278,7 +279,19 @@ fn serve(kind: &str) {
                 let service = hyper::service::service_fn(move |_| {
                     let page = page.clone();
                     async move {
-                        Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(page)))
+                        let mut response = http::Response::new(Full::new(page));
+                        if failing {
+                            // An application's own 502 through a Varnish: no fingerprint
+                            // matches, so attribution reads every signal and the chain.
+                            *response.status_mut() = http::StatusCode::BAD_GATEWAY;
+                            let h = response.headers_mut();
+                            h.insert("server", http::HeaderValue::from_static("gunicorn"));
+                            h.insert(
+                                "via",
+                                http::HeaderValue::from_static("1.1 varnish (Varnish/7.1)"),
+                            );
+                        }
+                        Ok::<_, std::convert::Infallible>(response)
                     }
                 });
                 let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
@@ -1874,6 +1887,25 @@ async fn parity() {
     );
     print_parity(&names, &matchers, 1, false);
 
+    let server = start_server("http-502-64k");
+    let url = format!("http://127.0.0.1:{}/", server.port);
+    let yaml = format!(
+        "defaults:\n  expect: {{status: [502]}}\ntargets:\n  - name: plain\n    url: {url}\n  \
+         - name: attributed\n    url: {url}\n"
+    );
+    let attributed = parity_rounds(&yaml, per_round, None).await;
+    drop(server);
+    println!(
+        "Attribution: a 502 with a 64 KiB body no fingerprint knows, relayed by a Varnish (`Via`), {} probes each, {PARITY_ROUNDS} rounds in turns",
+        per_round * PARITY_ROUNDS
+    );
+    print_parity(
+        &["counted only", "counted and attributed"],
+        &attributed,
+        0,
+        false,
+    );
+
     let path = std::env::var_os("PATH").unwrap_or_default();
     let found = std::env::split_paths(&path)
         .chain([std::path::PathBuf::from("/usr/sbin")])
@@ -1909,7 +1941,10 @@ async fn parity() {
 
 /// Each target in `yaml` probed `per_round` times a round, the targets in turn: `[target][round]`.
 /// `other`: a process whose CPU is counted alongside.
+/// Targets whose name starts with `attributed` also go through layer attribution, as the
+/// pipeline does for every 5xx.
 async fn parity_rounds(yaml: &str, per_round: usize, other: Option<u32>) -> Vec<Vec<Round>> {
+    let attributor = tickr::diagnosis::layer::Attributor::default();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("config.yml"), yaml).unwrap();
     let config = tickr::config::load(&dir.path().join("config.yml")).unwrap();
@@ -1933,7 +1968,17 @@ async fn parity_rounds(yaml: &str, per_round: usize, other: Option<u32>) -> Vec<
             for _ in 0..per_round {
                 let outcome = tickr::probe::run(target).await;
                 assert!(outcome.success(), "{}: {:?}", target.name, outcome.failure);
-                tm.record(&outcome, None, None);
+                let attribution = match (target.name.starts_with("attributed"), &outcome.headers) {
+                    (true, Some(headers)) => {
+                        Some(attributor.attribute(headers, &outcome.body_head))
+                    }
+                    _ => None,
+                };
+                tm.record(
+                    &outcome,
+                    None,
+                    attribution.as_ref().map(|a| a.layer.as_str()),
+                );
             }
             let n = per_round as f64 / 1e6;
             figures[i].push(Round {

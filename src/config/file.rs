@@ -139,6 +139,10 @@ pub struct Settings {
     pub confirm_delay: Option<HumanDuration>,
     pub per_address: Option<bool>,
     pub addresses: Option<Vec<String>>,
+    /// The header each request carries the probe's id in, or none.
+    pub request_id: Option<RequestIdSpec>,
+    /// Whether requests carry a W3C `traceparent`, and its sampled flag.
+    pub traceparent: Option<TraceparentSpec>,
     pub expect: Option<Expect>,
     pub histograms: Option<Histograms>,
     /// Only in a module: what `/probe` may do with targets of this module.
@@ -197,6 +201,79 @@ impl<'de> Deserialize<'de> for TlsVersion {
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<TlsVersion, E> {
                 TlsVersion::parse(&v.to_string()).map_err(E::custom)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `request_id`: a header name, `true` for `X-Request-Id`, or `false` for none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestIdSpec {
+    Off,
+    /// The default name.
+    On,
+    Header(String),
+}
+
+impl<'de> Deserialize<'de> for RequestIdSpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = RequestIdSpec;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a header name (such as X-Request-Id), or false")
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<RequestIdSpec, E> {
+                Ok(if v {
+                    RequestIdSpec::On
+                } else {
+                    RequestIdSpec::Off
+                })
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RequestIdSpec, E> {
+                Ok(RequestIdSpec::Header(v.to_owned()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `traceparent`: `true`, `false`, or `{sampled: true|false}` (sent, with that flag).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TraceparentSpec {
+    Off,
+    On { sampled: Option<bool> },
+}
+
+impl<'de> Deserialize<'de> for TraceparentSpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = TraceparentSpec;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("true, false or {sampled: true|false}")
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<TraceparentSpec, E> {
+                Ok(if v {
+                    TraceparentSpec::On { sampled: None }
+                } else {
+                    TraceparentSpec::Off
+                })
+            }
+            fn visit_map<A: de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<TraceparentSpec, A::Error> {
+                let mut sampled = None;
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "sampled" if sampled.is_none() => sampled = Some(map.next_value()?),
+                        "sampled" => return Err(de::Error::duplicate_field("sampled")),
+                        other => return Err(de::Error::unknown_field(other, &["sampled"])),
+                    }
+                }
+                Ok(TraceparentSpec::On { sampled })
             }
         }
         d.deserialize_any(V)

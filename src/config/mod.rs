@@ -33,7 +33,8 @@ pub use sources::{Discovered, Source, SourceKind, Templates, ADOPTED_SOURCE, NAM
 pub(crate) use target::compile_pattern;
 use target::validate_target;
 pub use target::{
-    HeaderCheck, HistogramDetail, Matcher, Pattern, Target, DEFAULT_BUCKETS, RESERVED_LABELS,
+    HeaderCheck, HistogramDetail, Matcher, Pattern, Target, Traceparent, DEFAULT_BUCKETS,
+    DEFAULT_REQUEST_ID, RESERVED_LABELS, TRACEPARENT,
 };
 
 use crate::diagnosis::layer::{self, Attributor, Fingerprint, Signal};

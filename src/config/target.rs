@@ -16,7 +16,7 @@ use url::Url;
 use super::error::{at, Invalid};
 use super::file::{
     ByteSize, ExpectTls, HeaderValueSpec, Headers, HttpVersion, HumanDuration, IpProtocol,
-    MatcherSpec, PhaseDetail, Settings, StatusPattern,
+    MatcherSpec, PhaseDetail, RequestIdSpec, Settings, StatusPattern, TraceparentSpec,
 };
 use super::locate::Seg;
 use super::merge::{Layers, Rank};
@@ -102,7 +102,44 @@ pub struct Target {
     pub addresses: Vec<IpAddr>,
     /// Which phases get a duration histogram, and its buckets.
     pub histograms: HistogramDetail,
+    /// The header each request carries the probe's request id in (`request_id`); `None`: none.
+    pub request_id: Option<HeaderName>,
+    /// Whether requests carry a W3C `traceparent`, and with which sampled flag.
+    pub traceparent: Option<Traceparent>,
 }
+
+/// `traceparent` as sent: its sampled flag (`-01` or `-00`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Traceparent {
+    pub sampled: bool,
+}
+
+/// The W3C Trace Context header.
+pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+
+/// The request id header unless `request_id` names another.
+pub const DEFAULT_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Headers a request id must not be sent in: HTTP's own (framing, routing, credentials),
+/// and those tickr sets itself.
+const NOT_A_REQUEST_ID: &[&str] = &[
+    "host",
+    "content-length",
+    "content-type",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "upgrade",
+    "proxy-connection",
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "user-agent",
+    "traceparent",
+    "tracestate",
+];
 
 /// Written out by hand so that the URL shows as [`Target::shown_url`]: its query may hold a key.
 impl fmt::Debug for Target {
@@ -137,6 +174,8 @@ impl fmt::Debug for Target {
             .field("per_address", &self.per_address)
             .field("addresses", &self.addresses)
             .field("histograms", &self.histograms)
+            .field("request_id", &self.request_id)
+            .field("traceparent", &self.traceparent)
             .finish()
     }
 }
@@ -299,10 +338,17 @@ pub(super) fn validate_target(
     let (interval, timeout) = validate_timing(&layers)?;
     let method = validate_method(&layers)?;
     let RequestHeaders {
-        headers,
-        files: file_headers,
+        mut headers,
+        files: mut file_headers,
         passwords,
     } = validate_headers(&layers, dir)?;
+    let (request_id, traceparent) = validate_request_ids(&layers)?;
+    // Where tickr's own header won over a configured one of the same name, only it is sent.
+    let tracing = traceparent.map(|_| TRACEPARENT);
+    for name in request_id.iter().chain(&tracing) {
+        headers.remove(name);
+        file_headers.retain(|f| f.name != *name);
+    }
     let proxy = proxy::validate_proxy(&layers, dir, secret_params)?;
     let secrets = Secrets::new(
         headers
@@ -377,7 +423,100 @@ pub(super) fn validate_target(
         per_address: per_address.value,
         addresses,
         histograms,
+        request_id,
+        traceparent,
     })
+}
+
+/// `request_id` and `traceparent`: both on by default. A header of the same name in `headers`
+/// set in a more specific layer is sent instead (the built-in ones are the least specific);
+/// both in one layer is an error.
+fn validate_request_ids(
+    layers: &Layers,
+) -> Result<(Option<HeaderName>, Option<Traceparent>), Invalid> {
+    let spec = layers.get(|s| s.request_id.as_ref(), RequestIdSpec::On);
+    let name = match &spec.value {
+        RequestIdSpec::Off => None,
+        RequestIdSpec::On => Some(DEFAULT_REQUEST_ID),
+        RequestIdSpec::Header(text) => {
+            let at = layers.at(spec.rank, "request_id");
+            let name = HeaderName::from_bytes(text.as_bytes()).map_err(|_| {
+                Invalid(
+                    at.clone(),
+                    format!("invalid header name {text:?} for request_id"),
+                )
+            })?;
+            if NOT_A_REQUEST_ID.contains(&name.as_str()) {
+                let msg = format!(
+                    "request_id cannot be sent in {text:?}, a header HTTP or tickr uses for \
+                     something else: name another, such as X-Request-Id"
+                );
+                return Err(Invalid(at, msg));
+            }
+            Some(name)
+        }
+    };
+    let shown = match &spec.value {
+        RequestIdSpec::Header(text) => text.as_str(),
+        _ => "X-Request-Id",
+    };
+    let request_id = match name {
+        Some(name) if generated_wins(layers, &name, shown, spec.rank, "request_id")? => Some(name),
+        _ => None,
+    };
+    let spec = layers.get(
+        |s| s.traceparent.as_ref(),
+        TraceparentSpec::On { sampled: None },
+    );
+    let traceparent = match spec.value {
+        TraceparentSpec::On { sampled }
+            if generated_wins(
+                layers,
+                &TRACEPARENT,
+                "traceparent",
+                spec.rank,
+                "traceparent",
+            )? =>
+        {
+            // Sampled unless told otherwise: a probe's trace is worth keeping, and a parent
+            // marked unsampled makes the usual parent-based samplers drop the whole trace.
+            Some(Traceparent {
+                sampled: sampled.unwrap_or(true),
+            })
+        }
+        _ => None,
+    };
+    Ok((request_id, traceparent))
+}
+
+/// Whether tickr's own `name` header (written `shown`), switched on by `key` at `rank`, is sent
+/// rather than one of that name in `headers`: the more specific layer wins, and both in one
+/// layer is an error.
+fn generated_wins(
+    layers: &Layers,
+    name: &HeaderName,
+    shown: &str,
+    rank: Rank,
+    key: &'static str,
+) -> Result<bool, Invalid> {
+    let configured = layers
+        .each(|s| s.headers.as_ref())
+        .filter(|l| {
+            l.value
+                .0
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case(name.as_str()))
+        })
+        .map(|l| l.rank)
+        .min();
+    match configured {
+        Some(h) if h == rank => Err(Invalid(
+            layers.at(rank, key),
+            format!("{shown} is set both in headers and by {key}: keep one"),
+        )),
+        Some(h) => Ok(h > rank),
+        None => Ok(true),
+    }
 }
 
 /// The target's own `name` and `url`: no other layer may set them.

@@ -14,7 +14,7 @@ use prometheus_client::registry::Unit;
 use crate::probe::Reason;
 
 use super::target::{
-    Count, EventLabel, ExHistogram, TargetLabels, TargetMetrics, NO_CERT, NO_CHAIN,
+    Count, ExHistogram, ExemplarLabels, TargetLabels, TargetMetrics, NO_CERT, NO_CHAIN,
 };
 
 /// One family of per-target series.
@@ -77,7 +77,7 @@ pub(super) static FAMILIES: [Family; 20] = [
     },
     Family {
         name: "tickr_http_responses",
-        help: "Final HTTP responses received, by status code and class.",
+        help: "Final HTTP responses received, by status code and class (cut: the body broke off).",
         unit: None,
         kind: Counter,
         labels: &["code", "class"],
@@ -85,8 +85,9 @@ pub(super) static FAMILIES: [Family; 20] = [
         read: |tm, s| {
             let codes = tm.codes.lock().unwrap_or_else(|e| e.into_inner());
             let mut text = itoa::Buffer::new();
-            for (code, count) in codes.iter() {
-                s.count(&[text.format(*code), class(*code)], count)?;
+            for (code, cut, count) in codes.iter() {
+                let class = if *cut { "cut" } else { class(*code) };
+                s.count(&[text.format(*code), class], count)?;
             }
             Ok(())
         },
@@ -364,7 +365,7 @@ impl<'e> Series<'e, '_> {
         }
     }
 
-    /// A counter carrying its last failure's event id as an exemplar.
+    /// A counter carrying its last failure's event id (and trace id) as an exemplar.
     fn count(&mut self, values: &[&str], count: &Count) -> fmt::Result {
         let labels = self.labels(values, Counter);
         count.encode(self.encoder, &labels)
@@ -374,7 +375,7 @@ impl<'e> Series<'e, '_> {
         let labels = self.labels(values, Counter);
         self.encoder
             .encode_family(&labels)?
-            .encode_counter::<EventLabel, _, u64>(&value, None)
+            .encode_counter::<ExemplarLabels, _, u64>(&value, None)
     }
 
     fn gauge(&mut self, values: &[&str], value: impl EncodeGaugeValue) -> fmt::Result {

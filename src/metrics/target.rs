@@ -8,11 +8,13 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 
-use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, LabelSetEncoder, MetricEncoder};
+use prometheus_client::encoding::{
+    EncodeLabel, EncodeLabelSet, EncodeMetric, LabelSetEncoder, MetricEncoder,
+};
 use prometheus_client::metrics::exemplar::{CounterWithExemplar, Exemplar, HistogramWithExemplars};
 
 use crate::config::{PhaseDetail, Target};
-use crate::probe::{Outcome, Phase, Reason};
+use crate::probe::{Ids, Outcome, Phase, Reason, TraceId};
 use crate::tls::CertFacts;
 
 use super::probe::LastProbe;
@@ -44,27 +46,58 @@ impl EncodeLabelSet for TargetLabels {
     }
 }
 
-/// The exemplar of a failure observation: the id of its event in the failure recorder.
-pub(super) type EventLabel = [(&'static str, String); 1];
-pub(super) type ExHistogram = HistogramWithExemplars<EventLabel>;
-
-fn event_label(id: u64) -> EventLabel {
-    [("event_id", id.to_string())]
+/// The exemplar of a failure observation: the id of its event in the failure recorder and,
+/// when the probe sent one, its trace id (`trace_id`, as OpenTelemetry names it and Grafana
+/// links it to a tracing backend) or else its request id. OpenMetrics allows 128 characters
+/// of names and values in all; these take at most 70 (`event_id` and 20 digits, `request_id`
+/// and 32 hex digits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct ExemplarLabels {
+    event: u64,
+    id: Option<(&'static str, TraceId)>,
 }
 
-/// A counter whose last failure increment keeps the failure's event id, as its exemplar.
+impl ExemplarLabels {
+    fn new(event: u64, ids: Option<Ids>) -> Self {
+        let id = ids.and_then(|i| match (i.traceparent, i.request_id) {
+            (true, _) => Some(("trace_id", i.trace_id)),
+            (false, true) => Some(("request_id", i.trace_id)),
+            (false, false) => None,
+        });
+        Self { event, id }
+    }
+}
+
+impl EncodeLabelSet for ExemplarLabels {
+    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), fmt::Error> {
+        let mut digits = itoa::Buffer::new();
+        ("event_id", digits.format(self.event)).encode(encoder.encode_label())?;
+        if let Some((name, id)) = self.id {
+            (name, id.hex().as_str()).encode(encoder.encode_label())?;
+        }
+        Ok(())
+    }
+}
+
+pub(super) type ExHistogram = HistogramWithExemplars<ExemplarLabels>;
+
+/// A counter whose last failure increment keeps the failure's exemplar.
 #[derive(Debug, Default)]
 pub(super) struct Count {
     value: AtomicU64,
-    /// The event id + 1; 0 for none.
-    event: AtomicU64,
+    /// Boxed: most counters never count a failure, and a target has a few dozen of them.
+    exemplar: Mutex<Option<Box<ExemplarLabels>>>,
 }
 
 impl Count {
-    fn inc(&self, event: Option<u64>) {
+    fn inc(&self, exemplar: Option<ExemplarLabels>) {
         self.value.fetch_add(1, Ordering::Relaxed);
-        if let Some(id) = event {
-            self.event.store(id + 1, Ordering::Relaxed);
+        if let Some(new) = exemplar {
+            let mut slot = self.exemplar.lock().unwrap_or_else(|e| e.into_inner());
+            match slot.as_mut() {
+                Some(kept) => **kept = new,
+                None => *slot = Some(Box::new(new)),
+            }
         }
     }
 
@@ -79,19 +112,25 @@ impl Count {
     ) -> fmt::Result {
         let value = self.get();
         let family = encoder.encode_family(labels)?;
-        match self.event.load(Ordering::Relaxed).checked_sub(1) {
+        let exemplar = self
+            .exemplar
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_deref()
+            .copied();
+        match exemplar {
             // prometheus-client builds exemplars only inside its own metrics, so the rare
             // series that has one is encoded through a throwaway counter carrying it, with the
             // increment it marks (1) as the exemplar's value.
-            Some(id) if value > 0 => {
-                let counter = CounterWithExemplar::<EventLabel>::default();
+            Some(exemplar) if value > 0 => {
+                let counter = CounterWithExemplar::<ExemplarLabels>::default();
                 counter.inc_by(value - 1, None, None);
-                counter.inc_by(1, Some(event_label(id)), None);
+                counter.inc_by(1, Some(exemplar), None);
                 counter.encode(family)
             }
             _ => {
                 let mut family = family;
-                family.encode_counter::<EventLabel, _, u64>(&value, None::<&Exemplar<_, _>>)
+                family.encode_counter::<ExemplarLabels, _, u64>(&value, None::<&Exemplar<_, _>>)
             }
         }
     }
@@ -154,7 +193,11 @@ impl Targets {
             tls_info: Mutex::new(None),
             cert: Mutex::new(None),
             chain_verified: AtomicI64::new(NO_CHAIN),
-            codes: Mutex::new(PRECREATED_CODES.map(|c| (c, Count::default())).into()),
+            codes: Mutex::new(
+                PRECREATED_CODES
+                    .map(|c| (c, false, Count::default()))
+                    .into(),
+            ),
             server_errors: Mutex::new(Vec::new()),
             last_result: AtomicU8::new(UNKNOWN),
             children: Mutex::new(BTreeMap::new()),
@@ -257,7 +300,8 @@ pub struct TargetMetrics {
     pub(super) cert: Mutex<Option<Box<ServedCert>>>,
     /// 0 or 1 for the last chain presented; [`NO_CHAIN`] before any.
     pub(super) chain_verified: AtomicI64,
-    pub(super) codes: Mutex<Vec<(u16, Count)>>,
+    /// Per status code and whether the body broke off (`class="cut"`), in that order.
+    pub(super) codes: Mutex<Vec<(u16, bool, Count)>>,
     pub(super) server_errors: Mutex<Vec<(u16, Box<str>, Count)>>,
     last_result: AtomicU8,
     /// Per-address series of a target probed at every address.
@@ -289,23 +333,25 @@ impl TargetMetrics {
     /// exemplar to the failure observations; `layer` is the attributed layer of a 5xx.
     pub fn record(&self, outcome: &Outcome, event: Option<u64>, layer: Option<&str>) {
         let ok = outcome.success();
-        let exemplar = if ok { None } else { event };
+        let labelled = event.map(|id| ExemplarLabels::new(id, outcome.ids));
+        let exemplar = if ok { None } else { labelled };
         self.runs[usize::from(!ok)].inc(exemplar);
         self.success.store(i64::from(ok), Ordering::Relaxed);
         for (phase, histogram) in self.phases.iter() {
             if let Some(d) = outcome.phases.get(*phase) {
-                histogram.observe(d.as_secs_f64(), exemplar.map(event_label), None);
+                histogram.observe(d.as_secs_f64(), exemplar, None);
             }
         }
         if let Some(code) = outcome.status {
             let mut codes = self.codes.lock().unwrap_or_else(|e| e.into_inner());
-            match codes.iter().position(|(c, _)| *c == code) {
-                Some(i) => codes[i].1.inc(exemplar),
+            let key = (outcome.cut, code);
+            match codes.iter().position(|(c, cut, _)| (*cut, *c) == key) {
+                Some(i) => codes[i].2.inc(exemplar),
                 None => {
                     let count = Count::default();
                     count.inc(exemplar);
-                    let at = codes.partition_point(|(c, _)| *c < code);
-                    codes.insert(at, (code, count));
+                    let at = codes.partition_point(|(c, cut, _)| (*cut, *c) < key);
+                    codes.insert(at, (code, outcome.cut, count));
                 }
             }
             drop(codes);
@@ -313,10 +359,10 @@ impl TargetMetrics {
                 let layer = layer.unwrap_or(crate::diagnosis::layer::UNKNOWN);
                 let mut all = self.server_errors.lock().unwrap_or_else(|e| e.into_inner());
                 match all.iter().position(|(c, l, _)| *c == code && **l == *layer) {
-                    Some(i) => all[i].2.inc(event),
+                    Some(i) => all[i].2.inc(labelled),
                     None => {
                         let count = Count::default();
-                        count.inc(event);
+                        count.inc(labelled);
                         all.push((code, layer.into(), count));
                         all.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
                     }
@@ -471,5 +517,77 @@ impl TargetMetrics {
         {
             all.remove(&self.labels);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use prometheus_client::registry::Registry;
+
+    use super::*;
+
+    fn ids(traceparent: bool, request_id: bool) -> Ids {
+        Ids {
+            trace_id: TraceId::random(),
+            span_id: crate::probe::SpanId::random(),
+            sampled: true,
+            traceparent,
+            request_id,
+        }
+    }
+
+    /// The exemplar's label set as OpenMetrics writes it: `{name="value",...}`.
+    fn encoded(labels: ExemplarLabels) -> String {
+        let counter = CounterWithExemplar::<ExemplarLabels>::default();
+        counter.inc_by(1, Some(labels), None);
+        let mut registry = Registry::default();
+        registry.register("c", "c", counter);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
+        let line = text.lines().find(|l| l.contains(" # {")).expect("exemplar");
+        let start = line.find(" # {").expect("exemplar") + 3;
+        let end = line[start..].find('}').expect("closing brace") + start + 1;
+        line[start..end].to_owned()
+    }
+
+    /// OpenMetrics: "The combined length of the label names and values of an Exemplar's
+    /// LabelSet MUST NOT exceed 128 UTF-8 character code points." Prometheus refuses a scrape
+    /// that breaks it.
+    #[test]
+    fn exemplars_carry_the_trace_or_request_id_within_128_characters() {
+        let longest = [
+            ExemplarLabels::new(u64::MAX, Some(ids(true, true))),
+            ExemplarLabels::new(u64::MAX, Some(ids(false, true))),
+        ];
+        for labels in longest {
+            let text = encoded(labels);
+            let chars: usize = text
+                .trim_matches(['{', '}'])
+                .split(',')
+                .map(|pair| {
+                    let (name, value) = pair.split_once('=').expect("name=value");
+                    name.chars().count() + value.trim_matches('"').chars().count()
+                })
+                .sum();
+            assert!(chars <= 70, "{chars}: {text}");
+        }
+        let both = ids(true, true);
+        assert_eq!(
+            encoded(ExemplarLabels::new(42, Some(both))),
+            format!("{{event_id=\"42\",trace_id=\"{}\"}}", both.trace_id)
+        );
+        let request_only = ids(false, true);
+        assert_eq!(
+            encoded(ExemplarLabels::new(42, Some(request_only))),
+            format!(
+                "{{event_id=\"42\",request_id=\"{}\"}}",
+                request_only.trace_id
+            )
+        );
+        assert_eq!(
+            encoded(ExemplarLabels::new(42, Some(ids(false, false)))),
+            "{event_id=\"42\"}"
+        );
+        assert_eq!(encoded(ExemplarLabels::new(7, None)), "{event_id=\"7\"}");
     }
 }

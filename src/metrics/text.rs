@@ -8,11 +8,17 @@ use std::fmt;
 
 use super::Sink;
 
+/// Text is rewritten in chunks of about this size: most lines are samples without an exemplar,
+/// which pass unchanged, so a chunk without any `#` goes through in one piece.
+const CHUNK: usize = 32 << 10;
+
 /// A [`Sink`] in front of another that rewrites the OpenMetrics written to it into the text
 /// format. Lines can arrive in pieces; each is rewritten once it is whole.
 pub struct TextSink<S> {
     inner: S,
     partial: String,
+    /// The rewritten lines of a chunk that had some `#`, reused from chunk to chunk.
+    out: String,
     /// A family's `# HELP` waits for its `# TYPE`, which decides the name both carry.
     help: Option<String>,
 }
@@ -22,30 +28,45 @@ impl<S: Sink> TextSink<S> {
         Self {
             inner,
             partial: String::new(),
+            out: String::new(),
             help: None,
         }
     }
 
     /// The sink behind, once the exposition is written (every line of it ends in `\n`).
-    pub fn into_inner(self) -> S {
+    pub fn into_inner(mut self) -> S {
+        self.flush();
         self.inner
+    }
+
+    /// Rewrites and passes on every whole line written so far.
+    fn flush(&mut self) {
+        let Some(end) = self.partial.rfind('\n') else {
+            return;
+        };
+        let chunk = &self.partial[..=end];
+        if memchr::memchr(b'#', chunk.as_bytes()).is_none() {
+            self.inner.write(chunk);
+        } else {
+            self.out.clear();
+            for line in self.partial[..end].split('\n') {
+                rewrite(line, &mut self.help, &mut self.out);
+            }
+            self.inner.write(&self.out);
+        }
+        self.partial.drain(..=end);
     }
 }
 
 impl<S: Sink> Sink for TextSink<S> {
     fn write(&mut self, text: &str) {
         self.partial.push_str(text);
-        let Some(end) = self.partial.rfind('\n') else {
-            return;
-        };
-        let mut out = String::with_capacity(end + 1);
-        for line in self.partial[..end].split('\n') {
-            rewrite(line, &mut self.help, &mut out);
+        if self.partial.len() >= CHUNK {
+            self.flush();
         }
-        self.partial.drain(..=end);
-        self.inner.write(&out);
     }
 
+    /// What is buffered here (less than a chunk) waits for the next chunk or the end.
     fn pause(&mut self) -> fmt::Result {
         self.inner.pause()
     }
@@ -90,7 +111,10 @@ fn rewrite(line: &str, help: &mut Option<String>, out: &mut String) {
         // `# EOF`, `# UNIT`: nothing of the kind in the text format.
         return;
     }
-    out.push_str(without_exemplar(line));
+    match memchr::memchr(b'#', line.as_bytes()) {
+        None => out.push_str(line),
+        Some(_) => out.push_str(without_exemplar(line)),
+    }
     out.push('\n');
 }
 

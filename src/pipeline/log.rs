@@ -18,6 +18,14 @@ pub fn log_outcome(target: &Target, o: &Outcome, event: u64, attribution: Option
     let remote = o.remote.map(|a| a.to_string()).unwrap_or_default();
     let status = o.status.unwrap_or(0);
     let layer = attribution.map_or("", |a| a.layer.as_str());
+    // The ids a server could have logged: empty when the probe sent none.
+    let (request_id, trace_id) = match o.ids {
+        Some(ids) => (
+            ids.request_id.then(|| ids.request_id_value()),
+            ids.traceparent.then(|| ids.trace_id.hex()),
+        ),
+        None => (None, None),
+    };
     let p = &o.phases;
     match &o.failure {
         Some(f) => tracing::warn!(
@@ -29,6 +37,8 @@ pub fn log_outcome(target: &Target, o: &Outcome, event: u64, attribution: Option
             remote = %remote,
             proxy = o.proxy.as_deref().unwrap_or_default(),
             event,
+            request_id = request_id.as_ref().map_or("", |h| h.as_str()),
+            trace_id = trace_id.as_ref().map_or("", |h| h.as_str()),
             error = %target.secrets().redact_str(&f.detail),
             resolve_ms = ms(p.resolve),
             connect_ms = ms(p.connect),

@@ -11,9 +11,9 @@ use std::sync::{Arc, RwLock};
 
 use crate::config::{Diagnosis, Target};
 use crate::diagnosis::events::Recorder;
-use crate::diagnosis::layer::{Attribution, UNKNOWN};
+use crate::diagnosis::layer::{Attribution, Chain, UNKNOWN};
 use crate::metrics::{Metrics, TargetMetrics};
-use crate::probe::{self, Outcome, Pinned};
+use crate::probe::{self, Outcome, Pinned, TraceId};
 
 pub use log::log_outcome;
 pub use rounds::Addresses;
@@ -66,15 +66,20 @@ impl Pipeline {
         pinned: Option<Pinned>,
         edge: &mut Edge,
     ) {
-        let outcome = self.run(target, pinned).await;
+        let outcome = self.run(target, pinned, None).await;
         self.record(target, tm, &outcome, edge, pinned).await;
     }
 
-    /// One probe, counted in flight while it runs.
-    async fn run(&self, target: &Target, pinned: Option<Pinned>) -> Outcome {
+    /// One probe, counted in flight while it runs; in the trace `continuing`, or a new one.
+    async fn run(
+        &self,
+        target: &Target,
+        pinned: Option<Pinned>,
+        continuing: Option<TraceId>,
+    ) -> Outcome {
         self.metrics.in_flight.inc();
         let _in_flight = DecOnDrop(&self.metrics);
-        probe::run_pinned(target, pinned).await
+        probe::run_traced(target, pinned, continuing).await
     }
 
     /// Everything that follows from an outcome: attribution, the event, the series, the log
@@ -106,40 +111,72 @@ impl Pipeline {
         );
         log_outcome(target, outcome, event.id, attribution.as_ref());
         if !outcome.success() && target.confirm > 0 {
-            let confirmation = self.confirm(target, tm, pinned).await;
+            let trace = outcome.ids.map(|i| i.trace_id);
+            let confirmation = self.confirm(target, tm, pinned, trace).await;
             log::confirmed(target, event.id, &confirmation);
             event.set_confirmation(confirmation);
         }
     }
 }
 
-/// The product tickr connects to, as last seen in a response: blamed for failures that never
-/// got one. A target keeps one, a per-address target one per address.
+/// The product tickr connects to, and the chain behind it, as last seen in a response: blamed
+/// for failures that never got one. A target keeps one, a per-address target one per address.
 #[derive(Debug, Default)]
-pub struct Edge(Option<String>);
+pub struct Edge {
+    layer: Option<&'static str>,
+    chain: Vec<String>,
+}
 
 impl Edge {
     /// Which layer to blame: for a 5xx, the one whose fingerprint the response carries; for a
-    /// failure without any response, the first hop as last seen. Every response updates it.
+    /// response whose body broke off, the first hop (it closed the connection, on its own or
+    /// passing on a break behind it); for a failure without any response, the first hop as
+    /// last seen. Every response updates it.
     fn attribute(&mut self, o: &Outcome, d: &Diagnosis) -> Option<Attribution> {
         if let Some(headers) = &o.headers {
-            if let Some(seen) = d.attributor.edge(headers) {
-                self.0 = Some(seen);
+            let chain = Chain::read(headers);
+            if let Some(seen) = chain.edge() {
+                self.layer = Some(seen);
             }
-            return o
-                .status
-                .filter(|s| *s >= 500)
-                .map(|_| d.attributor.attribute(headers, &o.body_head));
+            self.chain = chain.texts();
+            if o.status.is_some_and(|s| s >= 500) {
+                return Some(d.attributor.attribute(headers, &o.body_head));
+            }
+            if !o.cut {
+                return None;
+            }
+            let layer = chain.edge().unwrap_or(UNKNOWN);
+            let evidence = match chain.edge() {
+                Some(edge) => format!(
+                    "the body broke off after {} bytes: {edge}, the first hop, ended the \
+                     response (on its own, or passing on a break behind it)",
+                    o.body_bytes
+                ),
+                None => format!(
+                    "the body broke off after {} bytes, and no header names the first hop",
+                    o.body_bytes
+                ),
+            };
+            return Some(Attribution::new(
+                layer,
+                evidence,
+                &chain.relays_of(layer),
+                &chain,
+            ));
         }
         o.failure.as_ref()?;
-        Some(match &self.0 {
+        Some(match self.layer {
             Some(layer) => Attribution {
-                layer: layer.clone(),
+                layer: layer.to_owned(),
                 evidence: format!("no response; the first hop last answered as {layer}"),
+                relayed_by: Vec::new(),
+                chain: self.chain.clone(),
             },
             None => Attribution {
                 layer: UNKNOWN.to_owned(),
                 evidence: "no response, and no earlier answer to judge the first hop by".into(),
+                relayed_by: Vec::new(),
+                chain: self.chain.clone(),
             },
         })
     }
@@ -192,5 +229,22 @@ mod tests {
         let later = edge.attribute(&unanswered(), &d).expect("attributed");
         assert_eq!(later.layer, "cloudflare");
         assert!(later.evidence.contains("last answered as cloudflare"));
+    }
+
+    #[test]
+    fn a_dead_varnish_in_front_of_apache_is_blamed_not_the_server_it_passed_on() {
+        let d = diagnosis();
+        let mut edge = Edge::default();
+        let mut ok = answered("Apache/2.4.62 (Debian)", 200);
+        if let Some(h) = ok.headers.as_mut() {
+            h.insert(
+                "via",
+                "1.1 varnish (Varnish/7.1)".parse().expect("header value"),
+            );
+        }
+        assert!(edge.attribute(&ok, &d).is_none());
+        let refused = edge.attribute(&unanswered(), &d).expect("attributed");
+        assert_eq!(refused.layer, "varnish");
+        assert_eq!(refused.chain.len(), 2, "{:?}", refused.chain);
     }
 }

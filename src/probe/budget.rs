@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -126,15 +126,20 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Metered<S> {
     }
 }
 
-/// Reads at most `limit` bytes of the body; the flag says whether there was more.
-pub(super) async fn read_body(mut body: Incoming, limit: u64) -> Result<(Bytes, bool), Failure> {
+/// Reads at most `limit` bytes of the body into `buf`; the flag says whether there was more. On
+/// an error, `buf` holds what arrived before it.
+pub(super) async fn read_body(
+    mut body: Incoming,
+    limit: u64,
+    buf: &mut BytesMut,
+) -> Result<bool, Failure> {
     // Sized up front when the server announces a length, within reason: growing by doubling
     // copies the body several times, and a 64 KiB page would end up in a 128 KiB buffer.
     let announced = hyper::body::Body::size_hint(&body)
         .exact()
         .unwrap_or(0)
         .min(limit);
-    let mut buf = BytesMut::with_capacity(usize::try_from(announced.min(1 << 20)).unwrap_or(0));
+    buf.reserve(usize::try_from(announced.min(1 << 20)).unwrap_or(0));
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(classify_hyper)?;
         if let Ok(data) = frame.into_data() {
@@ -143,10 +148,10 @@ pub(super) async fn read_body(mut body: Incoming, limit: u64) -> Result<(Bytes, 
                 .saturating_sub(buf.len());
             if data.len() > room {
                 buf.extend_from_slice(&data[..room]);
-                return Ok((buf.freeze(), true));
+                return Ok(true);
             }
             buf.extend_from_slice(&data);
         }
     }
-    Ok((buf.freeze(), false))
+    Ok(false)
 }

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::header::{HeaderValue, HOST};
 use http::{Method, Request, Version};
 use http_body_util::Full;
@@ -20,6 +20,7 @@ use url::Url;
 use super::budget::{read_body, Metered, ReadBudget};
 use super::classify::classify_hyper;
 use super::resolve::resolve_for;
+use super::trace::{Ids, TraceId};
 use super::{Failure, Outcome, Phase, Pinned, Reason};
 use crate::config::{HttpVersion, Target};
 use crate::limits::BODY_HEAD;
@@ -71,17 +72,39 @@ pub(super) struct Probe<'t> {
     /// Whether to keep the final body in `body` ([`super::fetch`]); probes only judge it.
     pub(super) keep_body: bool,
     pub(super) body: Option<Bytes>,
+    /// The final response's body as it arrives: what a break or the timeout leaves of it is
+    /// kept for diagnosis.
+    pub(super) received: BytesMut,
+    /// The ids its requests carry, each request with a span id of its own.
+    ids: Option<Ids>,
 }
 
 impl<'t> Probe<'t> {
-    pub(super) fn new(target: &'t Target) -> Self {
+    /// A probe in the trace `continuing`, or in a new one.
+    pub(super) fn new(target: &'t Target, continuing: Option<TraceId>) -> Self {
         Self {
             target,
             out: Outcome::default(),
             step: Phase::Resolve,
             keep_body: false,
             body: None,
+            received: BytesMut::new(),
+            ids: Ids::start(target, continuing),
         }
+    }
+
+    /// The request for `url` (see [`build_request`]), with this probe's ids and a new span id.
+    pub(super) fn request(
+        &mut self,
+        url: &Url,
+        method: &Method,
+        body: Bytes,
+    ) -> Result<Request<Full<Bytes>>, Failure> {
+        let mut request = build_request(self.target, url, method, body)?;
+        if let Some(ids) = &mut self.ids {
+            ids.stamp(self.target, request.headers_mut());
+        }
+        Ok(request)
     }
 
     /// One request on one fresh connection, and the budget its reads draw on.
@@ -103,7 +126,7 @@ impl<'t> Probe<'t> {
         let addr = self.resolve(url, pinned).await?;
         let tcp = self.connect(addr).await?;
         let budget = ReadBudget::new(self.target.max_body_bytes);
-        let request = build_request(self.target, url, method, body)?;
+        let request = self.request(url, method, body)?;
         let response = self.secure_and_send(url, host, budget.wrap(tcp), request);
         Ok((response.await.map_err(|f| budget.explain(f))?, budget))
     }
@@ -214,6 +237,8 @@ impl<'t> Probe<'t> {
         I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
         self.step = Phase::Processing;
+        // From here the request may reach the server: its ids are worth looking for there.
+        self.out.ids = self.ids;
         let started = Instant::now();
         let (response, driver) = if h2 {
             request.headers_mut().remove(HOST);
@@ -257,6 +282,17 @@ impl<'t> Probe<'t> {
         })
     }
 
+    /// Keeps what arrived of a final response's body that broke off (a reset, a closed
+    /// connection, the timeout) and marks the outcome as cut.
+    pub(super) fn keep_cut_body(&mut self) {
+        let received = std::mem::take(&mut self.received);
+        self.out.body_bytes = received.len() as u64;
+        let mut head = received;
+        head.truncate(BODY_HEAD);
+        self.out.body_head = head.freeze();
+        self.out.cut = true;
+    }
+
     /// Reads the final response's body within `max_body_bytes`, keeping its head for diagnosis;
     /// the flag says whether there was more.
     pub(super) async fn transfer(
@@ -267,12 +303,20 @@ impl<'t> Probe<'t> {
         self.step = Phase::Transfer;
         let started = Instant::now();
         let (body, driver) = response.into_body();
-        let read = read_body(body, self.target.max_body_bytes).await;
+        let read = read_body(body, self.target.max_body_bytes, &mut self.received).await;
         // The connection is driven until its body is read, and no longer.
         drop(driver);
         self.out.phases.add(Phase::Transfer, started.elapsed());
-        let (bytes, truncated) = read.map_err(|f| budget.explain(f))?;
+        let truncated = match read {
+            Ok(truncated) => truncated,
+            Err(f) => {
+                self.keep_cut_body();
+                return Err(budget.explain(f));
+            }
+        };
+        let bytes = std::mem::take(&mut self.received).freeze();
         self.out.body_head = bytes.slice(..bytes.len().min(BODY_HEAD));
+        self.out.body_bytes = bytes.len() as u64;
         Ok((bytes, truncated))
     }
 }
@@ -308,7 +352,7 @@ pub(super) fn request_uri(url: &Url) -> Result<http::Uri, Failure> {
 
 /// HTTP/1.1 wants an origin-form target and a Host header; HTTP/2 wants the absolute URI, which
 /// becomes `:scheme` and `:authority`. Both are prepared here; [`Probe::send`] picks.
-pub(super) fn build_request(
+fn build_request(
     target: &Target,
     url: &Url,
     method: &Method,

@@ -8,8 +8,8 @@
 //! Here: [`run`] (and [`fetch`], which keeps the body), the redirect loop and [`resolve_target`]. Below: `exchange` (one request on one
 //! fresh connection, the steps of the context value a probe carries), `outcome` (the types of
 //! [`Outcome`]), `budget` (the read budget), `resolve` and [`dns`] (addresses), `proxy` (the
-//! same exchange through a forward proxy: CONNECT or plain forwarding), and `classify` (errors
-//! into exactly one [`Reason`]).
+//! same exchange through a forward proxy: CONNECT or plain forwarding), `trace` (the request
+//! and trace ids each request carries), and `classify` (errors into exactly one [`Reason`]).
 
 mod budget;
 mod classify;
@@ -18,6 +18,7 @@ mod exchange;
 mod outcome;
 mod proxy;
 mod resolve;
+mod trace;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -30,6 +31,7 @@ use url::Url;
 use crate::config::{ExpectTls, Target};
 
 pub use outcome::{Failure, Outcome, Phase, Phases, Pinned, Reason};
+pub use trace::{Ids, SpanId, TraceId, TRACEPARENT};
 
 use crate::limits::MAX_REDIRECTS;
 use exchange::{request_uri, Probe};
@@ -43,7 +45,7 @@ pub async fn run(target: &Target) -> Outcome {
 /// Like [`run`], and the whole body of the final response when the probe succeeded (at most
 /// the target's `max_body_bytes`): for reading a document, such as a target source's inventory.
 pub async fn fetch(target: &Target) -> (Outcome, Option<Bytes>) {
-    let mut probe = Probe::new(target);
+    let mut probe = Probe::new(target, None);
     probe.keep_body = true;
     let out = finish(target, &mut probe, None).await;
     let body = probe.body.take().filter(|_| out.failure.is_none());
@@ -52,7 +54,17 @@ pub async fn fetch(target: &Target) -> (Outcome, Option<Bytes>) {
 
 /// Like [`run`], with the first connection going to `pinned` (Host and SNI stay the URL's).
 pub async fn run_pinned(target: &Target, pinned: Option<Pinned>) -> Outcome {
-    let mut probe = Probe::new(target);
+    run_traced(target, pinned, None).await
+}
+
+/// Like [`run_pinned`], in the trace `continuing` if given (a follow-up probe of a failure
+/// continues the failure's trace, with spans of its own), else in a new one.
+pub async fn run_traced(
+    target: &Target,
+    pinned: Option<Pinned>,
+    continuing: Option<TraceId>,
+) -> Outcome {
+    let mut probe = Probe::new(target, continuing);
     finish(target, &mut probe, pinned).await
 }
 
@@ -63,7 +75,12 @@ async fn finish(target: &Target, probe: &mut Probe<'_>, pinned: Option<Pinned>) 
     let failure = match result {
         Ok(Ok(())) => None,
         Ok(Err(failure)) => Some(failure),
-        Err(_) => Some(timed_out(target, probe)),
+        Err(_) => {
+            if probe.step == Phase::Transfer {
+                probe.keep_cut_body();
+            }
+            Some(timed_out(target, probe))
+        }
     };
     let mut out = std::mem::take(&mut probe.out);
     out.failure = failure;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::Version;
 
+use super::trace::Ids;
 use crate::fds::Shortage;
 
 /// Why a probe failed: exactly one per failed probe. The strings are label values.
@@ -205,8 +206,17 @@ pub struct Outcome {
     /// Headers of the final response, if one arrived.
     pub headers: Option<http::HeaderMap>,
     /// The start of the final response's body (at most [`BODY_HEAD`](crate::limits::BODY_HEAD) bytes): enough to recognise
-    /// an error page, bounded whatever `max_body_bytes` allows.
+    /// an error page, bounded whatever `max_body_bytes` allows. Of a body that broke off,
+    /// what arrived.
     pub body_head: Bytes,
+    /// How many bytes of the final response's body arrived.
+    pub body_bytes: u64,
+    /// The final response's head arrived and its body broke off (a reset, a premature close, an
+    /// h2 `RST_STREAM`, the timeout): a response, but not a whole one.
+    pub cut: bool,
+    /// The request id and trace ids the last request sent carried; `None` when no request was
+    /// sent, or the target sends neither header.
+    pub ids: Option<Ids>,
 }
 
 impl Outcome {

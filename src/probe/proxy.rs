@@ -25,7 +25,7 @@ use tokio_rustls::client::TlsStream;
 use url::Url;
 
 use super::budget::ReadBudget;
-use super::exchange::{build_request, Probe, Response};
+use super::exchange::{Probe, Response};
 use super::resolve::resolve;
 use super::{Failure, Phase, Reason};
 use crate::config::{HttpVersion, ProxyEndpoint};
@@ -57,7 +57,7 @@ impl Probe<'_> {
         self.out.remote = Some(addr);
         let tcp = self.connect(addr).await.map_err(fail)?;
         let budget = ReadBudget::new(self.target.max_body_bytes);
-        let mut request = build_request(self.target, url, method, body)?;
+        let mut request = self.request(url, method, body)?;
         let tunnel = url.scheme() == "https" || self.target.http_version == HttpVersion::Http2;
         self.step = Phase::Proxy;
         let started = Instant::now();

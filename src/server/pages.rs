@@ -437,10 +437,24 @@ fn event_html(html: &mut String, e: &Event, failure: bool, open: bool) {
         e.id,
         escape(&e.url)
     );
+    ids_html(html, e);
     let rows = [
         ("Error", e.error.clone()),
         ("Through proxy", e.proxy.as_deref().map(str::to_owned)),
         ("Layer evidence", e.evidence.clone()),
+        (
+            "Relayed by",
+            (!e.relayed_by.is_empty()).then(|| e.relayed_by.join(" → ")),
+        ),
+        (
+            "Chain (origin first)",
+            (!e.chain.is_empty()).then(|| e.chain.join(" → ")),
+        ),
+        (
+            "Body",
+            e.cut
+                .then(|| format!("cut: broke off after {} bytes", e.body_bytes)),
+        ),
         ("HTTP", e.http_version.clone()),
         ("TLS", e.tls_version.map(str::to_owned)),
         (
@@ -480,6 +494,42 @@ fn event_html(html: &mut String, e: &Event, failure: bool, open: bool) {
     html.push_str("</div></details>");
 }
 
+/// The ids the probe sent, and the line that finds its request in the logs of every server it
+/// passed through (where they log the header: see the README's "Request ids").
+fn ids_html(html: &mut String, e: &Event) {
+    let Some(ids) = e.ids else { return };
+    if let (Some(id), Some(header)) = (e.request_id(), &e.request_id_header) {
+        let _ = write!(
+            html,
+            "<tr><th>Request id</th><td>{}: {id}</td></tr>",
+            escape(&header_case(header.as_str()))
+        );
+    }
+    if ids.traceparent {
+        let _ = write!(
+            html,
+            "<tr><th>traceparent</th><td>{}</td></tr>",
+            ids.traceparent_value().as_str()
+        );
+    }
+    let _ = write!(
+        html,
+        "<tr><th>Find it</th><td><code>grep {}</code> in the proxies' and the application's logs</td></tr>",
+        ids.trace_id
+    );
+}
+
+/// `x-request-id` as people write it: `X-Request-Id`.
+fn header_case(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut upper = true;
+    for c in name.chars() {
+        out.push(if upper { c.to_ascii_uppercase() } else { c });
+        upper = c == '-';
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -513,6 +563,13 @@ mod tests {
             "{policy}"
         );
         assert!(!policy.contains("unsafe"), "{policy}");
+    }
+
+    #[test]
+    fn header_names_are_shown_as_people_write_them() {
+        assert_eq!(header_case("x-request-id"), "X-Request-Id");
+        assert_eq!(header_case("x-correlation-id"), "X-Correlation-Id");
+        assert_eq!(header_case("traceparent"), "Traceparent");
     }
 
     #[test]

@@ -299,6 +299,57 @@ fn modules_sit_between_targets_and_defaults() {
 }
 
 #[test]
+fn request_ids_follow_the_layers_and_a_configured_header_wins() {
+    use tickr::config::Traceparent;
+    let minimal = load_ok(&fixture_dir("valid").join("minimal.yml"));
+    let home = target(&minimal, "example-home");
+    assert_eq!(
+        home.request_id.as_ref().map(|h| h.as_str()),
+        Some("x-request-id")
+    );
+    assert_eq!(
+        home.traceparent,
+        Some(Traceparent { sampled: true }),
+        "built in"
+    );
+
+    let config = load_ok(&fixture_dir("valid").join("request-ids.yml"));
+    let shop = target(&config, "shop");
+    assert_eq!(
+        shop.request_id.as_ref().map(|h| h.as_str()),
+        Some("x-correlation-id")
+    );
+    assert_eq!(shop.traceparent, Some(Traceparent { sampled: false }));
+    let legacy = target(&config, "legacy");
+    assert_eq!(
+        (legacy.request_id.as_ref(), legacy.traceparent),
+        (None, None)
+    );
+    let traced = target(&config, "traced");
+    assert_eq!(
+        traced.request_id.as_ref().map(|h| h.as_str()),
+        Some("x-request-id")
+    );
+    assert_eq!(
+        traced.traceparent,
+        Some(Traceparent { sampled: true }),
+        "`true` comes whole from the target: sampled, as built in"
+    );
+    // The target's own headers are more specific than the defaults' switches: sent as written.
+    let fixed = target(&config, "fixed-id");
+    assert_eq!((fixed.request_id.as_ref(), fixed.traceparent), (None, None));
+    assert_eq!(header(fixed, "x-correlation-id"), Some("synthetic-probe"));
+    assert!(header(fixed, "traceparent").is_some());
+    // ... and the other way round: the target's switch beats its module's header.
+    let generated = target(&config, "generated-id");
+    assert_eq!(
+        generated.request_id.as_ref().map(|h| h.as_str()),
+        Some("x-request-id")
+    );
+    assert_eq!(header(generated, "x-request-id"), None);
+}
+
+#[test]
 fn status_and_method_forms() {
     let config = load_ok(&fixture_dir("valid").join("status-patterns.yml"));
     let wide = target(&config, "anything-but-5xx");

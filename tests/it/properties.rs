@@ -15,7 +15,7 @@ use http::header::{HeaderMap, HeaderName, HeaderValue};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use tickr::config::{self, ByteSize, Config, HumanDuration, Matcher, StatusPattern};
-use tickr::diagnosis::layer::{self, Attributor, Signal};
+use tickr::diagnosis::layer::{self, Attributor, Chain, Signal};
 use url::Url;
 
 /// Cases per property: 256, or `TICKR_PROPTEST_CASES`.
@@ -831,16 +831,7 @@ proptest! {
 
 /// Header names that some built-in fingerprint, or the edge detection, looks at.
 fn fingerprint_headers() -> HashSet<HeaderName> {
-    let mut names: HashSet<HeaderName> = layer::builtins()
-        .iter()
-        .flat_map(|f| f.any_of.iter().flatten())
-        .filter_map(|s| match s {
-            Signal::Header(name, _) => Some(name.clone()),
-            _ => None,
-        })
-        .collect();
-    names.insert(http::header::SERVER);
-    names
+    layer::headers_read().into_iter().collect()
 }
 
 /// Any byte sequence `HeaderValue` accepts: no control characters but tab, anything else
@@ -971,8 +962,11 @@ proptest! {
             let got = a.attribute(&headers, &body);
             prop_assert!(layers.contains(&got.layer.as_str()), "{got:?} not in {layers:?}");
             prop_assert!(!got.evidence.is_empty());
-            if let Some(edge) = a.edge(&headers) {
-                prop_assert!(layers.contains(&edge.as_str()), "edge {edge} not in {layers:?}");
+            if let Some(edge) = Chain::read(&headers).edge() {
+                prop_assert!(layers.contains(&edge), "edge {edge} not in {layers:?}");
+            }
+            for hop in &got.relayed_by {
+                prop_assert!(layers.contains(&hop.as_str()), "relay {hop} not in {layers:?}");
             }
         }
     }
@@ -990,7 +984,7 @@ proptest! {
             more.append(k.clone(), v.clone());
         }
         prop_assert_eq!(a.attribute(&more, &body).layer, before.layer);
-        prop_assert_eq!(a.edge(&more), a.edge(&headers));
+        prop_assert_eq!(Chain::read(&more).edge(), Chain::read(&headers).edge());
     }
 }
 

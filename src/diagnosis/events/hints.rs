@@ -157,10 +157,16 @@ mod tests {
             phases_ms: vec![],
             layer: layer.map(str::to_owned),
             evidence: None,
+            relayed_by: vec![],
+            chain: vec![],
+            cut: false,
+            body_bytes: 0,
             headers: vec![],
             body_excerpt: String::new(),
             redirects: 0,
             confirmation: Mutex::new(None),
+            ids: None,
+            request_id_header: None,
         }
     }
 

@@ -8,12 +8,12 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use http::header::{CONTENT_LOCATION, LOCATION};
+use http::header::{HeaderName, CONTENT_LOCATION, LOCATION};
 use serde_json::{json, Value};
 
 use crate::config::{Diagnosis, Target};
 use crate::diagnosis::layer::Attribution;
-use crate::probe::{Outcome, Phase};
+use crate::probe::{Ids, Outcome, Phase};
 use crate::redact::{self, Secrets, REDACTED};
 
 use crate::limits::{MAX_HEADERS, MAX_HEADER_VALUE};
@@ -41,11 +41,23 @@ pub struct Event {
     pub phases_ms: Vec<(&'static str, f64)>,
     pub layer: Option<String>,
     pub evidence: Option<String>,
+    /// The hops that relayed the response from the layer that generated it.
+    pub relayed_by: Vec<String>,
+    /// Every hop the response's headers show (or, without a response, the last one's),
+    /// origin's side first.
+    pub chain: Vec<String>,
+    /// The final response's body broke off, after `body_bytes`.
+    pub cut: bool,
+    pub body_bytes: u64,
     /// Response headers, secrets redacted.
     pub headers: Vec<(String, String)>,
     pub body_excerpt: String,
     pub redirects: u8,
     pub confirmation: Mutex<Option<Confirmation>>,
+    /// The request id and trace ids the probe's last request carried, if it sent any.
+    pub ids: Option<Ids>,
+    /// The header that request id went in.
+    pub request_id_header: Option<HeaderName>,
 }
 
 /// What the follow-up probes after a failure found.
@@ -89,11 +101,37 @@ impl Event {
             "phases_ms": self.phases_ms.iter().map(|(p, ms)| (p.to_string(), json!(ms))).collect::<serde_json::Map<_, _>>(),
             "layer": self.layer,
             "evidence": self.evidence,
+            "relayed_by": self.relayed_by,
+            "chain": self.chain,
+            "cut": self.cut,
+            "body_bytes": self.body_bytes,
             "headers": self.headers,
             "body_excerpt": self.body_excerpt,
             "redirects": self.redirects,
             "confirmation": confirmation,
+            "request_id": self.request_id(),
+            "request_id_header": self.request_id_header.as_ref().map(HeaderName::as_str),
+            "trace_id": self.trace_id(),
+            "traceparent": self.traceparent(),
         })
+    }
+
+    /// The request id sent (the trace id's 32 hex digits), if one was.
+    pub fn request_id(&self) -> Option<String> {
+        let ids = self.ids.filter(|i| i.request_id)?;
+        Some(ids.request_id_value().as_str().to_owned())
+    }
+
+    /// The trace id sent in `traceparent`, if one was.
+    pub fn trace_id(&self) -> Option<String> {
+        let ids = self.ids.filter(|i| i.traceparent)?;
+        Some(ids.trace_id.to_string())
+    }
+
+    /// The last request's `traceparent`, if it carried one.
+    pub fn traceparent(&self) -> Option<String> {
+        let ids = self.ids.filter(|i| i.traceparent)?;
+        Some(ids.traceparent_value().as_str().to_owned())
     }
 
     pub fn set_confirmation(&self, c: Confirmation) {
@@ -235,10 +273,28 @@ impl Recorder {
                 .collect(),
             layer: attribution.map(|a| a.layer.clone()),
             evidence: attribution.map(|a| secrets.redact_str(&a.evidence).into_owned()),
+            relayed_by: attribution
+                .map(|a| a.relayed_by.clone())
+                .unwrap_or_default(),
+            chain: attribution
+                .map(|a| {
+                    a.chain
+                        .iter()
+                        .map(|h| secrets.redact_str(h).into_owned())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            cut: o.cut,
+            body_bytes: o.body_bytes,
             headers,
             body_excerpt: String::from_utf8_lossy(excerpt).into_owned(),
             redirects: o.redirects,
             confirmation: Mutex::new(None),
+            ids: o.ids,
+            request_id_header: o
+                .ids
+                .filter(|i| i.request_id)
+                .and(target.request_id.clone()),
         });
         let mut inner = self.lock();
         if event.success {

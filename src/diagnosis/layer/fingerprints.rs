@@ -6,7 +6,7 @@ use http::header::HeaderName;
 
 use super::{Fingerprint, Signal};
 
-/// `Server` header values that identify the product tickr connects to.
+/// `Server` header values that identify a product (lower case, matched as a substring).
 pub(super) const EDGE_SERVERS: &[(&str, &str)] = &[
     ("cloudflare", "cloudflare"),
     ("akamai", "akamaighost"),
@@ -17,9 +17,53 @@ pub(super) const EDGE_SERVERS: &[(&str, &str)] = &[
     ("haproxy", "haproxy"),
     ("traefik", "traefik"),
     ("varnish", "varnish"),
+    ("lighttpd", "lighttpd"),
+    ("squid", "squid"),
+    ("h2o", "h2o"),
+    ("nghttpx", "nghttpx"),
     ("apache", "apache"),
     ("nginx", "nginx"),
+    ("nginx", "openresty"),
     ("google_lb", "google frontend"),
+];
+
+/// Products that write their own `Server` on what they relay: when `Server` names one of them,
+/// it is a hop of the chain, not the origin's header passed on.
+pub(super) const REWRITES_SERVER: &[&str] = &[
+    "nginx",
+    "envoy",
+    "cloudflare",
+    "akamai",
+    "google_lb",
+    "nghttpx",
+    "h2o",
+];
+
+/// Tokens of a `Via` entry (after its protocol, lower case) that name a product:
+/// `1.1 varnish (Varnish/7.1)`, `1.1 host (squid/6.13)`, `1.1 abc.cloudfront.net (CloudFront)`,
+/// `1.1 google`, `1.1 nghttpx`, `1.1 h2o`, Apache's `1.1 host (Apache/2.4.62)` with `ProxyVia On`.
+pub(super) const VIA_PRODUCTS: &[(&str, &str)] = &[
+    ("cloudfront", "cloudfront"),
+    ("varnish", "varnish"),
+    ("squid", "squid"),
+    ("google_lb", "google"),
+    ("nghttpx", "nghttpx"),
+    ("h2o", "h2o"),
+    ("apache", "apache"),
+    ("caddy", "caddy"),
+    ("envoy", "envoy"),
+    ("haproxy", "haproxy"),
+    ("akamai", "akamai"),
+    ("lighttpd", "lighttpd"),
+];
+
+/// Headers that only one product adds (name, lower-case value prefix, product): CDNs that add
+/// no `Via`, or whose `Via` does not say who they are.
+pub(super) const PRODUCT_HEADERS: &[(&str, &str, &str)] = &[
+    ("x-amz-cf-id", "", "cloudfront"),
+    ("cf-ray", "", "cloudflare"),
+    ("x-azure-ref", "", "azure_front_door"),
+    ("x-served-by", "cache-", "fastly"),
 ];
 
 pub(super) fn h(name: &'static str, value: &str) -> Signal {
@@ -28,6 +72,28 @@ pub(super) fn h(name: &'static str, value: &str) -> Signal {
 
 pub(super) fn b(text: &str) -> Signal {
     Signal::Body(text.to_owned())
+}
+
+fn is(text: &str) -> Signal {
+    Signal::BodyIs(text.to_owned())
+}
+
+fn without(name: &'static str) -> Signal {
+    Signal::Without(HeaderName::from_static(name))
+}
+
+/// Traefik's own answer to a failed upstream: the bare status text, no newline, `Content-Type`
+/// left for Go to sniff, nothing else. Applications that send the same words send more: Go's
+/// `http.Error` adds `X-Content-Type-Options: nosniff` and a newline, Express's `sendStatus`
+/// adds `ETag` and `X-Powered-By`.
+fn traefik(text: &str) -> Vec<Signal> {
+    vec![
+        h("content-type", "text/plain; charset=utf-8"),
+        is(text),
+        without("x-content-type-options"),
+        without("etag"),
+        without("x-powered-by"),
+    ]
 }
 
 fn fp(layer: &str, any_of: Vec<Vec<Signal>>) -> Fingerprint {
@@ -148,13 +214,36 @@ pub fn builtins() -> Vec<Fingerprint> {
         ),
         // Caddy answers a failed reverse_proxy with its status and an empty body.
         fp("caddy", vec![vec![h("server", "caddy"), Signal::EmptyBody]]),
+        // Squid writes `X-Squid-Error: ERR_…` on every page it generates, and only there.
+        fp("squid", vec![vec![h("x-squid-error", "err_")]]),
+        // h2o answers a failed proxying with its error as the plain-text body ("connection
+        // failed", "I/O error (head)", "I/O timeout") under its own `Server`, which it also writes
+        // on what it relays: the body decides.
+        fp(
+            "h2o",
+            vec![
+                vec![h("server", "h2o"), is("connection failed")],
+                vec![h("server", "h2o"), b("I/O error")],
+                vec![h("server", "h2o"), is("I/O timeout")],
+                vec![h("server", "h2o"), is("connection refused")],
+            ],
+        ),
+        // nghttpx's error page ends with its name in a footer.
+        fp("nghttpx", vec![vec![b("<footer>nghttpx</footer>")]]),
+        fp(
+            "lighttpd",
+            vec![vec![
+                h("server", "lighttpd"),
+                b("<?xml version=\"1.0\" encoding=\"iso-8859-1\"?>"),
+            ]],
+        ),
         // Traefik writes the bare status text as a plain-text body and no Server header.
         fp(
             "traefik",
             vec![
-                vec![h("content-type", "text/plain"), b("Bad Gateway")],
-                vec![h("content-type", "text/plain"), b("Service Unavailable")],
-                vec![h("content-type", "text/plain"), b("Gateway Timeout")],
+                traefik("Bad Gateway"),
+                traefik("Service Unavailable"),
+                traefik("Gateway Timeout"),
             ],
         ),
     ]

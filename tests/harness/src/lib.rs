@@ -8,28 +8,40 @@
 //! (for in-process runs and its TLS provider): cargo allows that cycle through a dev-dependency.
 
 pub mod alertmanager;
+pub mod apache;
 pub mod caddy;
 pub mod exposition;
+pub mod h2o;
 pub mod haproxy;
 pub mod in_process;
 pub mod launch;
+pub mod lighttpd;
+pub mod nghttpx;
 pub mod nginx;
 pub mod process;
 pub mod procfs;
 pub mod prometheus;
+pub mod reverse;
 pub mod server;
 pub mod squid;
 pub mod tinyproxy;
+pub mod varnish;
 pub mod victoria;
 
 pub use alertmanager::Alertmanager;
+pub use apache::{Apache, ApacheOptions};
 pub use caddy::Caddy;
+pub use h2o::H2o;
 pub use haproxy::Haproxy;
 pub use launch::{Launch, Listening};
+pub use lighttpd::Lighttpd;
+pub use nghttpx::Nghttpx;
 pub use nginx::Nginx;
 pub use process::{free_port, get, request, require, Process};
 pub use procfs::status_field;
 pub use prometheus::{Alert, Prometheus, ScrapeTarget};
+pub use reverse::{AccessLine, Route};
 pub use squid::Squid;
 pub use tinyproxy::Tinyproxy;
+pub use varnish::{Varnish, VarnishTimeouts};
 pub use victoria::Victoria;

@@ -18,7 +18,9 @@ impl Nginx {
     /// temp dir, starts nginx, and waits until every `listen` address accepts connections.
     ///
     /// The access log (see [`access_log`](Self::access_log)) has one line per request:
-    /// `status=502 upstream_status=502 upstream=127.0.0.1:4321 request="GET / HTTP/1.1" rt=0.001 urt=0.001`.
+    /// `status=502 upstream_status=502 upstream=127.0.0.1:4321 request="GET / HTTP/1.1" rt=0.001
+    /// urt=0.001 conn=7 request_id="4bf9…" traceparent="00-4bf9…-00f0…-01"`, where `conn` is the
+    /// connection's serial number, which the error log's lines carry as `*7`.
     pub async fn start(servers: &str) -> Self {
         let binary = require("nginx");
         let dir = tempfile::tempdir().expect("temp dir");
@@ -45,7 +47,9 @@ events {{
 
 http {{
     log_format tickr 'status=$status upstream_status=$upstream_status upstream=$upstream_addr '
-                     'request="$request" rt=$request_time urt=$upstream_response_time';
+                     'request="$request" rt=$request_time urt=$upstream_response_time '
+                     'conn=$connection request_id="$http_x_request_id" '
+                     'traceparent="$http_traceparent"';
     access_log {d}/access.log tickr;
     client_body_temp_path {d}/client_body;
     proxy_temp_path {d}/proxy;

@@ -71,6 +71,11 @@ fn package_of(binary: &str) -> &'static str {
         "caddy" => "caddy",
         "tinyproxy" => "tinyproxy",
         "squid" => "squid",
+        "apache2" => "apache2",
+        "varnishd" | "varnishncsa" => "varnish",
+        "lighttpd" => "lighttpd",
+        "h2o" => "h2o",
+        "nghttpx" => "nghttp2-proxy",
         "unshare" => "util-linux",
         _ => "(see DEPENDENCIES.md)",
     }
