@@ -124,7 +124,7 @@ impl Pipeline {
 #[derive(Debug, Default)]
 pub struct Edge {
     layer: Option<&'static str>,
-    chain: Vec<String>,
+    chain: Chain,
 }
 
 impl Edge {
@@ -138,31 +138,15 @@ impl Edge {
             if let Some(seen) = chain.edge() {
                 self.layer = Some(seen);
             }
-            self.chain = chain.texts();
-            if o.status.is_some_and(|s| s >= 500) {
-                return Some(d.attributor.attribute(headers, &o.body_head));
-            }
-            if !o.cut {
-                return None;
-            }
-            let layer = chain.edge().unwrap_or(UNKNOWN);
-            let evidence = match chain.edge() {
-                Some(edge) => format!(
-                    "the body broke off after {} bytes: {edge}, the first hop, ended the \
-                     response (on its own, or passing on a break behind it)",
-                    o.body_bytes
-                ),
-                None => format!(
-                    "the body broke off after {} bytes, and no header names the first hop",
-                    o.body_bytes
-                ),
+            let attribution = if o.status.is_some_and(|s| s >= 500) {
+                Some(d.attributor.attribute_in(headers, &o.body_head, &chain))
+            } else if o.cut {
+                Some(cut(o, &chain))
+            } else {
+                None
             };
-            return Some(Attribution::new(
-                layer,
-                evidence,
-                &chain.relays_of(layer),
-                &chain,
-            ));
+            self.chain = chain;
+            return attribution;
         }
         o.failure.as_ref()?;
         Some(match self.layer {
@@ -170,16 +154,33 @@ impl Edge {
                 layer: layer.to_owned(),
                 evidence: format!("no response; the first hop last answered as {layer}"),
                 relayed_by: Vec::new(),
-                chain: self.chain.clone(),
+                chain: self.chain.texts(),
             },
             None => Attribution {
                 layer: UNKNOWN.to_owned(),
                 evidence: "no response, and no earlier answer to judge the first hop by".into(),
                 relayed_by: Vec::new(),
-                chain: self.chain.clone(),
+                chain: self.chain.texts(),
             },
         })
     }
+}
+
+/// The verdict on a response whose body broke off: the first hop ended it.
+fn cut(o: &Outcome, chain: &Chain) -> Attribution {
+    let layer = chain.edge().unwrap_or(UNKNOWN);
+    let evidence = match chain.edge() {
+        Some(edge) => format!(
+            "the body broke off after {} bytes: {edge}, the first hop, ended the \
+             response (on its own, or passing on a break behind it)",
+            o.body_bytes
+        ),
+        None => format!(
+            "the body broke off after {} bytes, and no header names the first hop",
+            o.body_bytes
+        ),
+    };
+    Attribution::new(layer, evidence, &chain.relays_of(layer), chain)
 }
 
 struct DecOnDrop<'a>(&'a Metrics);

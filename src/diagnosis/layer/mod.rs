@@ -145,7 +145,11 @@ impl Attributor {
 
     /// The layer that most likely generated this response, and the hops that relayed it.
     pub fn attribute(&self, headers: &HeaderMap, body: &[u8]) -> Attribution {
-        let chain = Chain::read(headers);
+        self.attribute_in(headers, body, &Chain::read(headers))
+    }
+
+    /// [`attribute`](Self::attribute) with the response's chain already read.
+    pub fn attribute_in(&self, headers: &HeaderMap, body: &[u8], chain: &Chain) -> Attribution {
         let generated = self
             .fingerprints
             .iter()
@@ -169,7 +173,7 @@ impl Attributor {
                 (UNKNOWN, evidence, relays)
             }
         };
-        Attribution::new(layer, evidence, &relays, &chain)
+        Attribution::new(layer, evidence, &relays, chain)
     }
 }
 
@@ -224,11 +228,12 @@ fn describe(signals: &[Signal]) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::fingerprints::{b, h};
     use super::*;
 
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+    /// A header map from name/value pairs (for this module's tests and `chain`'s).
+    pub(super) fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut map = HeaderMap::new();
         for (k, v) in pairs {
             map.append(

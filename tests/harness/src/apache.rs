@@ -2,16 +2,20 @@
 //! with mod_proxy and mod_proxy_http, one virtual host per [`Route`], every file in its temp dir.
 
 use std::fmt::Write as _;
-use std::path::Path;
 use std::time::Duration;
 
-use crate::process::{require, Process, READY_LIMIT};
-use crate::reverse::{access_lines, check_routes, make_writable_for_all, AccessLine, Route};
+use crate::process::require;
+use crate::reverse::{check_routes, make_writable_for_all, Fronts, Route};
 
 /// A real Apache httpd proxying each [`Route`]'s front to its upstream.
-pub struct Apache {
-    process: Process,
-    pub routes: Vec<Route>,
+pub struct Apache(Fronts);
+
+impl std::ops::Deref for Apache {
+    type Target = Fronts;
+
+    fn deref(&self) -> &Fronts {
+        &self.0
+    }
 }
 
 /// How [`Apache::start_with`] configures httpd beyond its routes.
@@ -87,26 +91,6 @@ impl Apache {
             "-f".to_owned(),
             path.display().to_string(),
         ];
-        let mut process = Process::spawn("apache", &binary, &args, dir);
-        for r in routes {
-            process.wait_tcp(r.listen, READY_LIMIT).await;
-        }
-        Self {
-            process,
-            routes: routes.to_vec(),
-        }
-    }
-
-    /// The access log's lines once there are at least `n` (or whatever there are after 5 s).
-    pub async fn access_log(&self, n: usize) -> Vec<AccessLine> {
-        access_lines(&self.process.dir().join("access.log"), n).await
-    }
-
-    pub fn logs(&self) -> String {
-        self.process.logs()
-    }
-
-    pub fn dir(&self) -> &Path {
-        self.process.dir()
+        Self(Fronts::spawn("apache", &binary, &args, dir, routes).await)
     }
 }

@@ -2,16 +2,20 @@
 //! its own listen address per [`Route`], every file it writes in its temp dir.
 
 use std::fmt::Write as _;
-use std::path::Path;
 use std::time::Duration;
 
-use crate::process::{require, Process, READY_LIMIT};
-use crate::reverse::{access_lines, check_routes, make_writable_for_all, AccessLine, Route};
+use crate::process::require;
+use crate::reverse::{check_routes, make_writable_for_all, Fronts, Route};
 
 /// A real h2o proxying each [`Route`]'s front to its upstream.
-pub struct H2o {
-    process: Process,
-    pub routes: Vec<Route>,
+pub struct H2o(Fronts);
+
+impl std::ops::Deref for H2o {
+    type Target = Fronts;
+
+    fn deref(&self) -> &Fronts {
+        &self.0
+    }
 }
 
 impl H2o {
@@ -49,26 +53,6 @@ impl H2o {
         let path = dir.path().join("h2o.conf");
         std::fs::write(&path, conf).expect("write h2o.conf");
         let args = ["-c".to_owned(), path.display().to_string()];
-        let mut process = Process::spawn("h2o", &binary, &args, dir);
-        for r in routes {
-            process.wait_tcp(r.listen, READY_LIMIT).await;
-        }
-        Self {
-            process,
-            routes: routes.to_vec(),
-        }
-    }
-
-    /// The access log's lines once there are at least `n` (or whatever there are after 5 s).
-    pub async fn access_log(&self, n: usize) -> Vec<AccessLine> {
-        access_lines(&self.process.dir().join("access.log"), n).await
-    }
-
-    pub fn logs(&self) -> String {
-        self.process.logs()
-    }
-
-    pub fn dir(&self) -> &Path {
-        self.process.dir()
+        Self(Fronts::spawn("h2o", &binary, &args, dir, routes).await)
     }
 }

@@ -2,16 +2,20 @@
 //! one listen socket per [`Route`], every file it writes in its temp dir.
 
 use std::fmt::Write as _;
-use std::path::Path;
 use std::time::Duration;
 
-use crate::process::{require, Process, READY_LIMIT};
-use crate::reverse::{access_lines, check_routes, AccessLine, Route};
+use crate::process::require;
+use crate::reverse::{check_routes, Fronts, Route};
 
 /// A real lighttpd proxying each [`Route`]'s front to its upstream.
-pub struct Lighttpd {
-    process: Process,
-    pub routes: Vec<Route>,
+pub struct Lighttpd(Fronts);
+
+impl std::ops::Deref for Lighttpd {
+    type Target = Fronts;
+
+    fn deref(&self) -> &Fronts {
+        &self.0
+    }
 }
 
 impl Lighttpd {
@@ -62,26 +66,6 @@ impl Lighttpd {
         let path = dir.path().join("lighttpd.conf");
         std::fs::write(&path, conf).expect("write lighttpd.conf");
         let args = ["-D".to_owned(), "-f".to_owned(), path.display().to_string()];
-        let mut process = Process::spawn("lighttpd", &binary, &args, dir);
-        for r in routes {
-            process.wait_tcp(r.listen, READY_LIMIT).await;
-        }
-        Self {
-            process,
-            routes: routes.to_vec(),
-        }
-    }
-
-    /// The access log's lines once there are at least `n` (or whatever there are after 5 s).
-    pub async fn access_log(&self, n: usize) -> Vec<AccessLine> {
-        access_lines(&self.process.dir().join("access.log"), n).await
-    }
-
-    pub fn logs(&self) -> String {
-        self.process.logs()
-    }
-
-    pub fn dir(&self) -> &Path {
-        self.process.dir()
+        Self(Fronts::spawn("lighttpd", &binary, &args, dir, routes).await)
     }
 }

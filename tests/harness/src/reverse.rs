@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::process::free_port;
+use crate::process::{free_port, Process, READY_LIMIT};
 
 /// One front of a reverse proxy: it listens on `listen` and forwards every request to
 /// `upstream` (a test server, a port nothing listens on, or another proxy's front: chains).
@@ -94,4 +94,44 @@ pub(crate) async fn access_lines(path: &Path, n: usize) -> Vec<AccessLine> {
 pub(crate) fn make_writable_for_all(dir: &Path) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).expect("chmod temp dir");
+}
+
+/// A proxy process serving [`Route`]s, its access log `access.log` in its temp dir: what Apache,
+/// h2o and lighttpd share once their configuration is written.
+pub struct Fronts {
+    process: Process,
+    pub routes: Vec<Route>,
+}
+
+impl Fronts {
+    /// Spawns `binary` with `args` and waits until every route's front accepts.
+    pub async fn spawn(
+        name: &str,
+        binary: &Path,
+        args: &[String],
+        dir: tempfile::TempDir,
+        routes: &[Route],
+    ) -> Self {
+        let mut process = Process::spawn(name, binary, args, dir);
+        for r in routes {
+            process.wait_tcp(r.listen, READY_LIMIT).await;
+        }
+        Self {
+            process,
+            routes: routes.to_vec(),
+        }
+    }
+
+    /// The access log's lines once there are at least `n` (or whatever there are after 5 s).
+    pub async fn access_log(&self, n: usize) -> Vec<AccessLine> {
+        access_lines(&self.process.dir().join("access.log"), n).await
+    }
+
+    pub fn logs(&self) -> String {
+        self.process.logs()
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.process.dir()
+    }
 }
