@@ -30,9 +30,15 @@
 //!    then HTTPS probes direct and through a real tinyproxy (CONNECT): tickr's CPU, tinyproxy's
 //!    CPU and the wall time per probe. Needs tinyproxy (the README's test command installs it).
 //!
+//! 6. Shards (`TICKR_BENCH_ONLY=shards`): the scale targets (20,000, every 60 s) split over
+//!    N = 1, 2 and 4 tickr processes with `--shard.count N`: each shard's targets, its CPU over
+//!    the first interval after a warm-up and its RSS once every target has probed, against the
+//!    single process's.
+//!
 //! Environment:
 //! - `TICKR_BENCH_ONLY`: the parts to run, a comma list of `probe`, `scale`, `blackbox`,
-//!   `sources`, `parity` (all).
+//!   `sources`, `parity`, `shards` (all).
+//! - `TICKR_BENCH_SHARD_TARGETS`: part 6's targets (20000).
 //! - `TICKR_BENCH_SOURCE_TARGETS`: part 4's file_sd entries (10000); `TICKR_BENCH_ADOPTED`: the
 //!   targets it adopts (2000).
 //! - `TICKR_BENCH_PROBES`: probes per side in part 1 (3000); part 2 measures the probe alone
@@ -67,6 +73,7 @@ struct Parts {
     blackbox: bool,
     sources: bool,
     parity: bool,
+    shards: bool,
 }
 
 impl Parts {
@@ -78,6 +85,7 @@ impl Parts {
                 blackbox: true,
                 sources: true,
                 parity: true,
+                shards: true,
             };
         };
         let mut parts = Self {
@@ -86,6 +94,7 @@ impl Parts {
             blackbox: false,
             sources: false,
             parity: false,
+            shards: false,
         };
         for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             match part {
@@ -94,8 +103,9 @@ impl Parts {
                 "blackbox" => parts.blackbox = true,
                 "sources" => parts.sources = true,
                 "parity" => parts.parity = true,
+                "shards" => parts.shards = true,
                 other => panic!(
-                    "TICKR_BENCH_ONLY={list:?}: unknown part {other:?} (probe, scale, blackbox, sources, parity)"
+                    "TICKR_BENCH_ONLY={list:?}: unknown part {other:?} (probe, scale, blackbox, sources, parity, shards)"
                 ),
             }
         }
@@ -127,7 +137,7 @@ fn main() {
         rt.block_on(parity());
     }
     let blackbox = parts.blackbox && std::env::var_os("TICKR_BENCH_SKIP_BLACKBOX").is_none();
-    if parts.scale || blackbox || parts.sources {
+    if parts.scale || blackbox || parts.sources || parts.shards {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
@@ -140,6 +150,9 @@ fn main() {
         }
         if parts.sources {
             rt.block_on(sources());
+        }
+        if parts.shards {
+            rt.block_on(shards());
         }
     }
 }
@@ -460,7 +473,7 @@ fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -558,6 +571,8 @@ struct Exposition {
     /// Sums of `tickr_probe_runs_total`, all results and failures only.
     runs: f64,
     failures: f64,
+    /// `tickr_targets`: the targets the process runs.
+    targets: f64,
     /// `tickr_scheduler_lag_seconds_bucket`: (upper bound, cumulative count), in order.
     lag: Vec<(f64, f64)>,
 }
@@ -603,6 +618,8 @@ impl Exposition {
             if contains(line, b"result=\"failure\"") {
                 self.failures += v;
             }
+        } else if let Some(value) = line.strip_prefix(b"tickr_targets ") {
+            self.targets = parse_f64(value, line);
         } else if line.starts_with(b"tickr_scheduler_lag_seconds_bucket{") {
             let le = label_value(line, b"le=\"").unwrap_or_else(|| {
                 panic!("no `le` in {:?}", String::from_utf8_lossy(line));
@@ -839,6 +856,11 @@ struct Tickr {
 impl Tickr {
     /// Starts tickr on `yaml` and waits until `/-/ready` answers 200; returns the time that took.
     async fn start(what: String, yaml: &str) -> (Self, Duration) {
+        Self::start_with(what, yaml, &[]).await
+    }
+
+    /// [`start`](Self::start), with more flags.
+    async fn start_with(what: String, yaml: &str, flags: &[String]) -> (Self, Duration) {
         let addr: std::net::SocketAddr = ([127, 0, 0, 1], free_port()).into();
         // A fixed port, not the `listening` line: at `--log.level error` tickr logs none.
         let launch = Launch::new("tickr", env!("CARGO_BIN_EXE_tickr")).file("config.yml", yaml);
@@ -848,7 +870,8 @@ impl Tickr {
             .arg(config)
             .arg("--web.listen-address")
             .arg(addr.to_string())
-            .args(["--log.level", "error"]);
+            .args(["--log.level", "error"])
+            .args(flags);
         let started = Instant::now();
         let process = launch.spawn();
         let mut tickr = Self {
@@ -2040,5 +2063,95 @@ fn print_parity(names: &[&str], figures: &[Vec<Round>], reference: usize, other:
     println!(
         "  ratio: CPU per probe against {:?}, round by round (median, range)\n",
         names[reference]
+    );
+}
+
+/// One shard's figures in part 6.
+struct ShardRow {
+    count: u32,
+    index: u32,
+    targets: f64,
+    /// Probes per second.
+    rate: f64,
+    cores: f64,
+    /// µs of CPU per probe.
+    per_probe: f64,
+    rss: f64,
+    peak: f64,
+}
+
+/// Part 6: the scale targets split over 1, 2 and 4 shards.
+async fn shards() {
+    let n = env_or("TICKR_BENCH_SHARD_TARGETS", 20_000_usize);
+    let servers: Vec<Server> = (0..LISTENERS).map(|_| start_server("http")).collect();
+    let ports: Vec<u16> = servers.iter().map(|s| s.port).collect();
+    let yaml = scale_config(n, Detail::Default, &ports);
+    let mut rows: Vec<ShardRow> = Vec::new();
+    for count in [1u32, 2, 4] {
+        let mut fleet = Vec::new();
+        for index in 0..count {
+            let what = format!("shard {index} of {count}");
+            let flags = [
+                format!("--shard.count={count}"),
+                format!("--shard.index={index}"),
+            ];
+            fleet.push(Tickr::start_with(what, &yaml, &flags).await.0);
+        }
+        let ready = Instant::now();
+        tokio::time::sleep(WARM_UP).await;
+        let mut first = Vec::new();
+        for t in &mut fleet {
+            let s = t.scrape(false, Read::Parse).await;
+            first.push((s.text().runs, s.snapshot(), process_cpu(t.pid())));
+        }
+        // Every target has probed once an interval after start-up: RSS is what it will stay.
+        tokio::time::sleep_until((ready + SCALE_INTERVAL + Duration::from_secs(2)).into()).await;
+        for (index, (t, (runs0, at0, cpu0))) in fleet.iter_mut().zip(first).enumerate() {
+            t.alive("in the shard window");
+            let cpu = process_cpu(t.pid()) - cpu0;
+            let s = t.scrape(false, Read::Parse).await;
+            let span = (s.snapshot() - at0).as_secs_f64();
+            let probes = s.text().runs - runs0;
+            let pid = t.pid();
+            rows.push(ShardRow {
+                count,
+                index: index as u32,
+                targets: s.text().targets,
+                rate: probes / span,
+                cores: cpu / span,
+                per_probe: cpu / probes * 1e6,
+                rss: process_rss_mib(pid),
+                peak: process_status_mib(pid, "VmHWM"),
+            });
+        }
+        drop(fleet);
+    }
+    drop(servers);
+    let (single_cores, single_rss) = (rows[0].cores, rows[0].rss);
+    println!(
+        "\nShards: {} targets every {} s split by `--shard.count N` (one process per shard)\n",
+        thousands(n as u64),
+        SCALE_INTERVAL.as_secs()
+    );
+    println!("| N | shard | targets | probes/s | CPU (cores) | µs CPU/probe | RSS MiB | peak MiB | CPU × N=1 | RSS × N=1 |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for r in &rows {
+        println!(
+            "| {} | {} | {} | {:.0} | {:.4} | {:.0} | {:.1} | {:.1} | {:.2} | {:.2} |",
+            r.count,
+            r.index,
+            thousands(r.targets as u64),
+            r.rate,
+            r.cores,
+            r.per_probe,
+            r.rss,
+            r.peak,
+            r.cores / single_cores,
+            r.rss / single_rss
+        );
+    }
+    println!(
+        "\nIdeal: each of N shards at 1/N of the single process (0.50 for N = 2, 0.25 for N = 4);\n\
+         RSS keeps the process's fixed part (runtime, TLS roots, buffers) in every shard."
     );
 }

@@ -60,6 +60,32 @@ pub struct Cli {
           value_parser = clap::value_parser!(u16).range(1..=256))]
     pub worker_threads: u16,
 
+    /// Where this tickr probes from: the `location` label of every per-target series (wins
+    /// over `global.location`).
+    #[arg(long = "probe.location", value_name = "NAME", value_parser = parse_location)]
+    pub location: Option<String>,
+
+    /// Split the targets among this many tickr processes (shards) that share one configuration.
+    #[arg(long = "shard.count", default_value_t = 1, value_name = "N")]
+    pub shard_count: u32,
+
+    /// This process's shard, from 0 to `--shard.count` - 1.
+    #[arg(
+        long = "shard.index",
+        value_name = "I",
+        conflicts_with = "shard_index_from_hostname"
+    )]
+    pub shard_index: Option<u32>,
+
+    /// Take the shard index from the host name's trailing ordinal, as a StatefulSet names its
+    /// pods (`tickr-2` is shard 2).
+    #[arg(long = "shard.index-from-hostname")]
+    pub shard_index_from_hostname: bool,
+
+    /// How many shards probe each target (rendezvous hashing of its name picks which).
+    #[arg(long = "shard.replicas", default_value_t = 1, value_name = "R")]
+    pub shard_replicas: u32,
+
     /// Only log messages at this level or above.
     #[arg(long = "log.level", value_enum, default_value_t = Level::Info, global = true)]
     pub log_level: Level,
@@ -67,6 +93,33 @@ pub struct Cli {
     /// Log line format.
     #[arg(long = "log.format", value_enum, default_value_t = Format::Logfmt, global = true)]
     pub log_format: Format,
+}
+
+impl Cli {
+    /// What the flags add to the configuration file: the location and this process's shard.
+    /// An error names the flags that disagree.
+    pub fn fleet(&self) -> Result<crate::config::Flags, String> {
+        let index = match (self.shard_index, self.shard_index_from_hostname) {
+            (Some(i), _) => i,
+            (None, true) => crate::config::ordinal_of(&crate::config::host_name()?)?,
+            (None, false) if self.shard_count > 1 => {
+                return Err(format!(
+                    "--shard.count {} needs --shard.index or --shard.index-from-hostname",
+                    self.shard_count
+                ))
+            }
+            (None, false) => 0,
+        };
+        let shard = crate::config::Shard::new(index, self.shard_count, self.shard_replicas)?;
+        Ok(crate::config::Flags {
+            location: self.location.clone(),
+            shard,
+        })
+    }
+}
+
+fn parse_location(s: &str) -> Result<String, String> {
+    crate::config::validate_location(s).map(|()| s.to_owned())
 }
 
 #[derive(Debug, Subcommand)]

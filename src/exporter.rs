@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::config::{self, Config};
 use crate::diagnosis::events::Recorder;
-use crate::handle::{Adopt, Handle, ReloadReply};
+use crate::handle::{Adopt, Handle, Placement, ReloadReply};
 use crate::metrics::Metrics;
 use crate::scheduler::{Applied, Scheduler};
 use crate::server;
@@ -37,7 +37,7 @@ const SWEEP: std::time::Duration = std::time::Duration::from_millis(250);
 impl Exporter {
     /// Starts probing every target of `config`. Must run inside a Tokio runtime.
     pub async fn start(config: Config) -> Self {
-        let metrics = Arc::new(Metrics::new());
+        let metrics = Arc::new(Metrics::of_shard(&config.flags.shard));
         let recorder = Arc::new(Recorder::new(config.diagnosis.events));
         let (handle, reloads, adoptions) = Handle::new(metrics.clone(), recorder.clone());
         let scheduler = Scheduler::new(metrics.clone(), recorder, &config.diagnosis);
@@ -54,11 +54,15 @@ impl Exporter {
             refreshes,
             adoptions,
         };
+        exporter.place();
         let applied = exporter.apply().await;
+        let shard = exporter.config.flags.shard;
         tracing::info!(
             targets = applied.added,
             sources = exporter.config.sources.len(),
             file = %exporter.config.path.display(),
+            location = exporter.config.location.as_deref(),
+            shard = (shard.count() > 1).then(|| shard.to_string()),
             "configuration loaded"
         );
         metrics.reload_successful.set(1);
@@ -69,6 +73,14 @@ impl Exporter {
 
     pub fn handle(&self) -> Handle {
         self.handle.clone()
+    }
+
+    /// Shows where this tickr probes from and its shard, as the configuration says.
+    fn place(&self) {
+        self.handle.set_placement(Placement {
+            location: self.config.location.clone(),
+            shard: self.config.flags.shard,
+        });
     }
 
     /// Runs the catalog's targets, shows them through the handle, and updates the sources'
@@ -180,7 +192,8 @@ impl Exporter {
         // Parsing and validating a large file takes a while (about a second for 100,000
         // targets); on a runtime worker, it would hold up the probes scheduled there.
         let path = self.config.path.clone();
-        let loaded = tokio::task::spawn_blocking(move || config::load(&path))
+        let flags = self.config.flags.clone();
+        let loaded = tokio::task::spawn_blocking(move || config::load_with(&path, &flags))
             .await
             .unwrap_or_else(|e| {
                 Err(config::ConfigError {
@@ -202,6 +215,7 @@ impl Exporter {
                 self.catalog.reconfigure(&config);
                 self.watchers.apply(&config.sources);
                 self.config = config;
+                self.place();
                 let applied = self.apply().await;
                 metrics.reload_successful.set(1);
                 metrics.reload_timestamp.set(unix_now());

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::config::Target;
+use crate::config::{Shard, Target};
 use crate::diagnosis::events::Recorder;
 use crate::metrics::{Metrics, TargetMetrics};
 
@@ -34,9 +34,17 @@ pub struct Handle {
     shared: Arc<Shared>,
 }
 
+/// Where this tickr stands in a fleet: the place it probes from and its shard.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Placement {
+    pub location: Option<String>,
+    pub shard: Shard,
+}
+
 #[derive(Debug)]
 struct Shared {
     ready: AtomicBool,
+    placement: RwLock<Placement>,
     targets: RwLock<Vec<(Arc<Target>, Arc<TargetMetrics>)>>,
     reloads: mpsc::Sender<ReloadReply>,
     adoptions: mpsc::Sender<Adopt>,
@@ -56,6 +64,7 @@ impl Handle {
         let (adopt_tx, adoptions) = mpsc::channel(64);
         let shared = Arc::new(Shared {
             ready: AtomicBool::new(false),
+            placement: RwLock::default(),
             targets: RwLock::default(),
             reloads: tx,
             adoptions: adopt_tx,
@@ -76,6 +85,23 @@ impl Handle {
 
     pub(crate) fn set_ready(&self, ready: bool) {
         self.shared.ready.store(ready, Ordering::Relaxed);
+    }
+
+    /// Where this tickr probes from, and which shard it is.
+    pub fn placement(&self) -> Placement {
+        self.shared
+            .placement
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn set_placement(&self, placement: Placement) {
+        *self
+            .shared
+            .placement
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = placement;
     }
 
     /// The running targets with their series, sorted by name.

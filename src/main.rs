@@ -58,7 +58,14 @@ async fn run(cli: Cli) -> ExitCode {
             }
         };
     }
-    let config = match config::load(&cli.config_file) {
+    let flags = match cli.fleet() {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let config = match config::load_with(&cli.config_file, &flags) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");
@@ -84,6 +91,15 @@ async fn run(cli: Cli) -> ExitCode {
             cli.config_file.display(),
             if n == 1 { "" } else { "s" }
         );
+        let shard = config.flags.shard;
+        if shard.count() > 1 {
+            let owned = config
+                .targets
+                .iter()
+                .filter(|t| shard.owns(&t.name))
+                .count();
+            println!("{shard}: owns {owned} of the {n} listed");
+        }
         if let Some(web) = &web {
             println!("{}: OK, {}", web.path().display(), web.summary());
         }
@@ -102,12 +118,13 @@ async fn run(cli: Cli) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let location = config.location.clone();
     let exporter = Exporter::start(config).await;
     signals::reload_on_sighup(exporter.handle());
     let shutdown = signals::shutdown();
     let bound = listener.local_addr().map_or(address, |a| a.to_string());
     let web_summary = web.as_ref().map(|w| w.summary());
-    tracing::info!(address = %bound, version = env!("CARGO_PKG_VERSION"), web = web_summary, "listening");
+    tracing::info!(address = %bound, version = env!("CARGO_PKG_VERSION"), web = web_summary, location = location.as_deref(), "listening");
     exporter
         .run(
             server::Listener::new(listener, web).with_limits(server::Limits {

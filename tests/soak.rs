@@ -653,7 +653,7 @@ const RELOADS: usize = 50;
 /// limit alternates, so the storm resizes it too.
 fn storm_config(keep: &[TestServer], churn: &[TestServer], round: usize) -> String {
     let last = round == RELOADS;
-    let limit = if round % 2 == 0 { 64 } else { 32 };
+    let limit = if round.is_multiple_of(2) { 64 } else { 32 };
     let mut yaml = format!(
         "global:\n  max_concurrent_probes: {limit}\ndefaults:\n  interval: 100ms\n  timeout: 80ms\ntargets:\n"
     );
@@ -667,12 +667,12 @@ fn storm_config(keep: &[TestServer], churn: &[TestServer], round: usize) -> Stri
         let present = if last {
             j < FINAL_CHURN
         } else {
-            (round + j) % 3 != 0
+            !(round + j).is_multiple_of(3)
         };
         if !present {
             continue;
         }
-        let version = if !last && (round * 7 + j) % 4 == 0 {
+        let version = if !last && (round * 7 + j).is_multiple_of(4) {
             round
         } else {
             0

@@ -101,6 +101,8 @@ pub struct SignalsSpec {
 #[serde(deny_unknown_fields)]
 pub struct Global {
     pub max_concurrent_probes: Option<usize>,
+    /// Where this tickr probes from: the `location` label of every per-target series.
+    pub location: Option<String>,
 }
 
 /// One target, a module, or the defaults every target starts from (only a target may set
@@ -758,7 +760,7 @@ impl fmt::Display for StatusPattern {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
         if self.low == self.high {
             write!(f, "{}", self.low)
-        } else if self.low % 100 == 0 && self.high == self.low + 99 {
+        } else if self.low.is_multiple_of(100) && self.high == self.low + 99 {
             write!(f, "{}xx", self.low / 100)
         } else {
             write!(f, "{}-{}", self.low, self.high)

@@ -10,6 +10,7 @@ mod locate;
 mod merge;
 mod proxy;
 mod secret;
+mod shard;
 mod sources;
 mod target;
 
@@ -29,12 +30,13 @@ pub use file::{
 pub(crate) use locate::{locate, Seg};
 pub use proxy::{NoProxy, Proxy, ProxyEndpoint};
 pub use secret::{Content, FileHeader, Form, SecretFile};
+pub use shard::{host_name, ordinal_of, Shard, MAX_SHARDS};
 pub use sources::{Discovered, Source, SourceKind, Templates, ADOPTED_SOURCE, NAME_LABEL};
 pub(crate) use target::compile_pattern;
 use target::validate_target;
 pub use target::{
     HeaderCheck, HistogramDetail, Matcher, Pattern, Target, Traceparent, DEFAULT_BUCKETS,
-    DEFAULT_REQUEST_ID, RESERVED_LABELS, TRACEPARENT,
+    DEFAULT_REQUEST_ID, LOCATION_LABEL, RESERVED_LABELS, TRACEPARENT,
 };
 
 use crate::diagnosis::layer::{self, Attributor, Fingerprint, Signal};
@@ -48,6 +50,10 @@ use crate::limits::{
 #[derive(Debug, Clone)]
 pub struct Config {
     pub path: PathBuf,
+    /// What the command line adds to the file; kept for reloads.
+    pub flags: Flags,
+    /// Where this tickr probes from: `--probe.location`, else `global.location`.
+    pub location: Option<String>,
     pub max_concurrent_probes: usize,
     /// The targets the file lists; target sources add theirs at run time.
     pub targets: Vec<Arc<Target>>,
@@ -57,6 +63,14 @@ pub struct Config {
     /// By module: which URLs `/probe` may adopt, and when it forgets them.
     pub adoption: BTreeMap<String, Adoption>,
     pub diagnosis: Diagnosis,
+}
+
+/// What the command line decides beside the file: a location that wins over
+/// `global.location`, and this tickr's shard.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Flags {
+    pub location: Option<String>,
+    pub shard: Shard,
 }
 
 /// A module's leave for `/probe` to add targets.
@@ -92,7 +106,12 @@ pub struct Diagnosis {
 
 /// Reads and validates the configuration file at `path`.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    parse(path, &read_capped(path, "configuration")?)
+    load_with(path, &Flags::default())
+}
+
+/// [`load`], with what the command line adds.
+pub fn load_with(path: &Path, flags: &Flags) -> Result<Config, ConfigError> {
+    parse_with(path, &read_capped(path, "configuration")?, flags)
 }
 
 /// Reads a file of `what` (in errors) of at most [`MAX_CONFIG_BYTES`].
@@ -117,6 +136,11 @@ pub(crate) fn read_capped(path: &Path, what: &str) -> Result<String, ConfigError
 
 /// Validates configuration `text`; `path` names it in errors and anchors relative file paths.
 pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    parse_with(path, text, &Flags::default())
+}
+
+/// [`parse`], with what the command line adds.
+pub fn parse_with(path: &Path, text: &str, flags: &Flags) -> Result<Config, ConfigError> {
     let error = |position, message: String| ConfigError {
         file: path.to_owned(),
         position,
@@ -136,7 +160,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
     })?;
     read_header_scalars(&mut file, text);
     let dir = path.parent().unwrap_or(Path::new("."));
-    validate(file, dir, path)
+    validate(file, dir, path, flags)
         .map_err(|Invalid(at, message)| error(Some(locate(text, &at).unwrap_or((1, 1))), message))
 }
 
@@ -192,7 +216,13 @@ fn read_header_scalars(file: &mut file::File, text: &str) {
     }
 }
 
-fn validate(file: file::File, dir: &Path, path: &Path) -> Result<Config, Invalid> {
+fn validate(file: file::File, dir: &Path, path: &Path, flags: &Flags) -> Result<Config, Invalid> {
+    if let Some(place) = &file.global.location {
+        validate_location(place)
+            .map_err(|m| Invalid(vec![Seg::Key("global"), Seg::Key("location")], m))?;
+    }
+    // The command line's location (checked as the flag was parsed) wins over the file's.
+    let location = flags.location.clone().or(file.global.location.clone());
     let defaults = file.defaults;
     only_targets_name(&defaults, &[Seg::Key("defaults")], "defaults")?;
     only_a_modules(&defaults, &[Seg::Key("defaults")], "defaults")?;
@@ -254,7 +284,8 @@ fn validate(file: file::File, dir: &Path, path: &Path) -> Result<Config, Invalid
             dir,
             &base,
             &diagnosis.redact_query_params,
-        )?;
+        )?
+        .placed(location.as_deref());
         if !names.insert(t.name.clone()) {
             let at = at(&base, "name");
             return Err(Invalid(at, format!("duplicate target name {:?}", t.name)));
@@ -290,9 +321,17 @@ fn validate(file: file::File, dir: &Path, path: &Path) -> Result<Config, Invalid
             &diagnosis.redact_query_params,
         )?;
     }
-    let templates = Templates::new(defaults, file.modules, dir, &diagnosis.redact_query_params);
+    let templates = Templates::new(
+        defaults,
+        file.modules,
+        dir,
+        &diagnosis.redact_query_params,
+        location.as_deref(),
+    );
     Ok(Config {
         path: path.to_owned(),
+        flags: flags.clone(),
+        location,
         max_concurrent_probes,
         targets,
         sources,
@@ -351,6 +390,21 @@ fn validate_adoption(
         patterns,
         forget_after,
     }))
+}
+
+/// A location is a label value that people read on pages and in alerts: a short, printable
+/// name such as `eu-west` or `fra1`.
+pub fn validate_location(place: &str) -> Result<(), String> {
+    if place.trim().is_empty() {
+        return Err("location must not be empty".into());
+    }
+    if place.chars().count() > 64 || place.contains(char::is_control) || place != place.trim() {
+        return Err(format!(
+            "invalid location {:?}: expected at most 64 printable characters, no surrounding space",
+            one_line(place)
+        ));
+    }
+    Ok(())
 }
 
 /// Module names are what `module:` and `/probe?module=` say: short words, as in blackbox.yml.

@@ -68,6 +68,7 @@ pub struct Templates {
     modules: BTreeMap<String, Settings>,
     dir: PathBuf,
     secret_params: Vec<String>,
+    location: Option<String>,
 }
 
 /// By module name only: the settings as written hold header values, which are secrets.
@@ -85,12 +86,14 @@ impl Templates {
         modules: BTreeMap<String, Settings>,
         dir: &Path,
         secret_params: &[String],
+        location: Option<&str>,
     ) -> Self {
         Self {
             defaults,
             modules,
             dir: dir.to_owned(),
             secret_params: secret_params.to_vec(),
+            location: location.map(str::to_owned),
         }
     }
 
@@ -154,6 +157,7 @@ impl Templates {
             &[],
             &self.secret_params,
         )
+        .map(|t| t.placed(self.location.as_deref()))
         .map_err(|Invalid(path, message)| match path.last() {
             Some(Seg::Field(label)) => format!("label {label:?}: {message}"),
             _ => message,

@@ -28,9 +28,13 @@ use crate::limits::{
 use crate::redact::{self, Secrets};
 use crate::tls::{ClientTls, TlsSettings, TlsVersion, TlsVersions};
 
+/// The label that says where the probes ran from (`global.location`, `--probe.location`).
+pub const LOCATION_LABEL: &str = "location";
+
 /// Label names tickr uses itself, which a target's `labels` must not shadow.
 pub const RESERVED_LABELS: &[&str] = &[
     "target",
+    LOCATION_LABEL,
     "result",
     "phase",
     "code",
@@ -181,6 +185,27 @@ impl fmt::Debug for Target {
 }
 
 impl Target {
+    /// The target as probed from `location`: its labels gain `location` (which no configured
+    /// label may be, see [`LOCATION_LABEL`]).
+    pub(super) fn placed(mut self, location: Option<&str>) -> Self {
+        if let Some(place) = location {
+            let at = self
+                .labels
+                .partition_point(|(name, _)| name.as_str() < LOCATION_LABEL);
+            self.labels
+                .insert(at, (LOCATION_LABEL.to_owned(), place.to_owned()));
+        }
+        self
+    }
+
+    /// Where the probes of this target run from, if the configuration says.
+    pub fn location(&self) -> Option<&str> {
+        self.labels
+            .iter()
+            .find(|(name, _)| name == LOCATION_LABEL)
+            .map(|(_, v)| v.as_str())
+    }
+
     /// Every secret the target sends as it sends it now: the configured ones and the current
     /// values of those read from files.
     pub fn secrets(&self) -> std::borrow::Cow<'_, Secrets> {
@@ -1226,6 +1251,13 @@ fn check_label_name(name: &str) -> Result<(), String> {
     {
         return Err(format!(
             "invalid label name {name:?}: expected [a-zA-Z_][a-zA-Z0-9_]*, not starting with __"
+        ));
+    }
+    if name == LOCATION_LABEL {
+        // A target's own place (its data centre, say) read as the prober's would mislead
+        // the location alerts.
+        return Err(format!(
+            "label name {name:?} is where tickr probes from (global.location or --probe.location); name the target's own place otherwise, e.g. \"site\""
         ));
     }
     if RESERVED_LABELS.contains(&name) {

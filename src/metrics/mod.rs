@@ -30,7 +30,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::config::Target;
+use crate::config::{Shard, Target};
 use crate::fds::Shortage;
 
 mod families;
@@ -112,7 +112,13 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// The metrics of a lone tickr (the only shard).
     pub fn new() -> Self {
+        Self::of_shard(&Shard::default())
+    }
+
+    /// The metrics of `shard`, which `tickr_shard_info` shows.
+    pub fn of_shard(shard: &Shard) -> Self {
         let mut r = Registry::default();
         let series = Arc::new(Targets::default());
         r.register_collector(Box::new(series.clone()));
@@ -159,6 +165,15 @@ impl Metrics {
             skipped.clone(),
         );
         let sources = SourceMetrics::register(&mut r);
+        r.register(
+            "tickr_shard",
+            "Which shard this tickr is: index of count, each target owned by replicas of them",
+            Info::new(vec![
+                ("index", shard.index().to_string()),
+                ("count", shard.count().to_string()),
+                ("replicas", shard.replicas().to_string()),
+            ]),
+        );
         // Every cause exists at zero, so the first shortage is an increase.
         let skipped =
             Shortage::ALL.map(|s| skipped.get_or_create(&[("cause", s.as_str())]).clone());

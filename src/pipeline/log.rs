@@ -31,6 +31,7 @@ pub fn log_outcome(target: &Target, o: &Outcome, event: u64, attribution: Option
         Some(f) => tracing::warn!(
             target: CALLER,
             target = %target.name,
+            location = target.location(),
             reason = f.reason.as_str(),
             status,
             layer,
@@ -60,6 +61,7 @@ pub(super) fn confirmed(target: &Target, event: u64, confirmation: &Confirmation
     tracing::info!(
         target: CALLER,
         target = %target.name,
+        location = target.location(),
         event,
         verdict = confirmation.verdict(),
         failed = confirmation.failed,

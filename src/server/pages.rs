@@ -12,7 +12,7 @@ use std::sync::{Arc, LazyLock};
 use serde_json::{json, Value};
 
 use crate::diagnosis::events::Event;
-use crate::handle::Handle;
+use crate::handle::{Handle, Placement};
 use crate::limits::MAX_EVENTS_SHOWN;
 use crate::logging::rfc3339;
 
@@ -98,12 +98,13 @@ pub fn landing(handle: &Handle) -> String {
     let mut html = String::with_capacity(2048 + targets.len() * 256);
     let _ = write!(
         html,
-        "<h1>tickr {version}</h1><p>Scheduled HTTP(S) probes; every outcome is counted.</p>\
+        "<h1>tickr {version}</h1><p>Scheduled HTTP(S) probes; every outcome is counted.</p>{placement}\
          <p><a href=\"/metrics\">Metrics</a> · <a href=\"/events\">Failed probes</a> · \
          <a href=\"/-/healthy\">Health</a> · <a href=\"/-/ready\">Readiness</a></p>\
          <h2>Targets ({count})</h2><table><tr><th>Target</th><th>URL</th><th>State</th><th>Last status</th>\
          <th>Successes</th><th>Failures</th><th>Interval</th><th>Last probe</th></tr>",
         version = env!("CARGO_PKG_VERSION"),
+        placement = placement_html(&handle.placement()),
         count = targets.len()
     );
     for (target, tm) in &targets {
@@ -129,6 +130,31 @@ pub fn landing(handle: &Handle) -> String {
     }
     html.push_str("</table>");
     page("tickr", &html)
+}
+
+/// Where this tickr probes from and which share of the targets it owns, when it is one of a
+/// fleet; nothing for a lone tickr.
+fn placement_html(p: &Placement) -> String {
+    let mut parts = Vec::new();
+    if let Some(place) = &p.location {
+        parts.push(format!("Probing from <b>{}</b>", escape(place)));
+    }
+    let s = p.shard;
+    if s.count() > 1 {
+        let replicas = match s.replicas() {
+            1 => String::new(),
+            r => format!(", each target probed by {r} of them"),
+        };
+        parts.push(format!(
+            "shard <b>{}</b> of {} (targets are split by rendezvous hashing of their names{replicas}): only the targets this shard owns are listed, probed and exposed",
+            s.index(),
+            s.count()
+        ));
+    }
+    if parts.is_empty() {
+        return String::new();
+    }
+    format!("<p class=\"placement\">{}.</p>", parts.join(" · "))
 }
 
 /// What `/events` was asked for.
@@ -203,7 +229,14 @@ pub fn events_json(handle: &Handle, q: &EventsQuery) -> Value {
         .filter(|h| q.target.as_ref().is_none_or(|t| *t == h.target))
         .map(|h| json!({"target": h.target, "text": h.text}))
         .collect();
+    let placement = handle.placement();
     json!({
+        "location": placement.location,
+        "shard": {
+            "index": placement.shard.index(),
+            "count": placement.shard.count(),
+            "replicas": placement.shard.replicas(),
+        },
         "events": failures.iter().map(|e| e.to_json()).collect::<Vec<_>>(),
         "last_success": last_success,
         "hints": hints,
@@ -260,6 +293,7 @@ pub fn events_html(handle: &Handle, q: &EventsQuery) -> String {
     let now = crate::time::unix_now();
     let mut html = String::with_capacity(8192 + failures.len() * 2048);
     intro_html(&mut html, q, failures.len());
+    html.push_str(&placement_html(&handle.placement()));
     hints_html(&mut html, handle, q);
 
     let mut by_target: BTreeMap<&str, Vec<&Event>> = BTreeMap::new();
@@ -419,12 +453,13 @@ fn event_html(html: &mut String, e: &Event, failure: bool, open: bool) {
         });
     let _ = write!(
         html,
-        "<details{open}><summary><span class=\"{class}\">{what}</span> · {when} · <b>{target}</b>{status}{layer}{remote}{confirmation}</summary>",
+        "<details{open}><summary><span class=\"{class}\">{what}</span> · {when} · <b>{target}</b>{location}{status}{layer}{remote}{confirmation}</summary>",
         open = if open { " open" } else { "" },
         class = if failure { "fail" } else { "ok" },
         what = e.reason.unwrap_or("success"),
         when = rfc3339(e.time),
         target = escape(&e.target),
+        location = e.location.as_deref().map_or(String::new(), |l| format!(" from {}", escape(l))),
         status = e.status.map_or(String::new(), |s| format!(" · {s}")),
         layer = e.layer.as_deref().map_or(String::new(), |l| format!(" · layer {}", escape(l))),
         remote = e.remote.as_deref().map_or(String::new(), |r| format!(" · {}", escape(r))),

@@ -52,16 +52,16 @@ pub(super) async fn probe(handle: &Handle, req: &Request<Incoming>) -> Response<
         }
         Found::Nothing => {
             let (Some(module), Some(url)) = (module.as_deref(), url.as_deref()) else {
-                return not_found(&asked, url.as_deref());
+                return not_found(handle, &asked, url.as_deref());
             };
             match handle.adopt(module, url).await {
                 Ok(name) => match wait_for_start(handle, &name, deadline).await {
                     Some((t, tm)) => (t, tm, true),
-                    None => return not_found(&asked, Some(url)),
+                    None => return not_found(handle, &asked, Some(url)),
                 },
                 Err(why) => {
                     tracing::debug!(target: "tickr::server", %why, "/probe: not adopted");
-                    return not_found(&asked, Some(url));
+                    return not_found(handle, &asked, Some(url));
                 }
             }
         }
@@ -168,11 +168,21 @@ async fn wait_for_start(
 
 /// 404 with one line: the target is not known, and nothing lets `/probe` add it. Secret-looking
 /// query values of the URL are hidden, as everywhere.
-fn not_found(asked: &str, url: Option<&str>) -> Response<Body> {
+fn not_found(handle: &Handle, asked: &str, url: Option<&str>) -> Response<Body> {
     let shown = crate::redact::url(url.unwrap_or(asked), &[]).into_owned();
-    let msg = format!(
-        "Unknown target {:?}: not configured, not discovered, and no module lets /probe adopt it\n",
-        crate::config::one_line(&shown)
-    );
+    let shard = handle.placement().shard;
+    let msg = if shard.count() > 1 {
+        format!(
+            "Unknown target {:?} on shard {} of {}: this shard runs only the targets it owns, and no module lets /probe adopt it here\n",
+            crate::config::one_line(&shown),
+            shard.index(),
+            shard.count()
+        )
+    } else {
+        format!(
+            "Unknown target {:?}: not configured, not discovered, and no module lets /probe adopt it\n",
+            crate::config::one_line(&shown)
+        )
+    };
     text(StatusCode::NOT_FOUND, msg)
 }

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::config::{Config, Discovered, Source, Target, Templates, ADOPTED_SOURCE};
+use crate::config::{Config, Discovered, Shard, Source, Target, Templates, ADOPTED_SOURCE};
 use crate::limits::{MAX_ADOPTED, MAX_TARGETS};
 
 /// What the catalog holds of one source.
@@ -61,6 +61,8 @@ pub struct Catalog {
     /// Whether any module lets `/probe` adopt, and so whether `source="probe"` is reported.
     adopts: bool,
     adopted_running: usize,
+    /// Which of them this tickr runs: those its shard owns.
+    shard: Shard,
 }
 
 impl Catalog {
@@ -73,6 +75,7 @@ impl Catalog {
             adopted: BTreeMap::new(),
             adopts: false,
             adopted_running: 0,
+            shard: config.flags.shard,
         };
         catalog.reconfigure(config);
         catalog
@@ -82,6 +85,7 @@ impl Catalog {
     /// its last good entries until its next refresh, rebuilt with the new modules and
     /// defaults.
     pub fn reconfigure(&mut self, config: &Config) {
+        self.shard = config.flags.shard;
         self.listed = config.targets.clone();
         self.templates = config.templates.clone();
         let mut old: HashMap<String, State> = self
@@ -145,6 +149,9 @@ impl Catalog {
         forget_after: Duration,
     ) -> Result<(String, bool), String> {
         let target = self.templates.adopted(Some(module), url)?;
+        if !self.shard.owns(&target.name) {
+            return Err(self.elsewhere(&target.name));
+        }
         if self.adopted.contains_key(&target.name) {
             return Ok((target.name.clone(), false));
         }
@@ -234,10 +241,15 @@ impl Catalog {
     }
 
     /// Every target to run, sorted by nothing in particular: the file's, then each source's
-    /// that has a name no earlier one took. Updates each source's counts.
+    /// that has a name no earlier one took; of those, the ones this shard owns. Updates each
+    /// source's counts (of the targets this shard runs).
     pub fn targets(&mut self) -> Vec<Arc<Target>> {
+        let shard = self.shard;
         let mut names: HashSet<&str> = self.listed.iter().map(|t| t.name.as_str()).collect();
-        let mut all = self.listed.clone();
+        let mut all: Vec<Arc<Target>> = (self.listed.iter())
+            .filter(|t| shard.owns(&t.name))
+            .cloned()
+            .collect();
         for state in &mut self.states {
             let (mut running, mut clashes) = (0, 0);
             let mut mine: Vec<&Arc<Target>> = state.built.values().collect();
@@ -245,11 +257,11 @@ impl Catalog {
             // depend on a hash map's.
             mine.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.url.cmp(&b.url)));
             for target in mine {
-                if names.insert(target.name.as_str()) {
+                if !names.insert(target.name.as_str()) {
+                    clashes += 1;
+                } else if shard.owns(&target.name) {
                     all.push(target.clone());
                     running += 1;
-                } else {
-                    clashes += 1;
                 }
             }
             state.running = running;
@@ -263,6 +275,19 @@ impl Catalog {
             }
         }
         all
+    }
+
+    /// Why this tickr does not run `name`: another shard owns it.
+    pub fn elsewhere(&self, name: &str) -> String {
+        let owners: Vec<String> = (self.shard.owners(name).iter())
+            .map(u32::to_string)
+            .collect();
+        format!(
+            "{name:?} belongs to shard {} of {}, not to this one ({})",
+            owners.join(" and "),
+            self.shard.count(),
+            self.shard.index()
+        )
     }
 
     /// How many adopted targets run, when any module adopts (`source="probe"`).

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::common::procs::{get, Prometheus};
+use crate::common::procs::{get, request, Prometheus};
 use crate::common::server::{ServerTls, Step, TestCa, TestServer, Validity};
 use crate::common::tickr::Tickr;
 
@@ -17,6 +17,9 @@ const RULES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/alerts/tickr.rules.yml
 
 /// The uid of the overview, which must offer the `job` and `target` filters as multi-selects.
 const OVERVIEW: &str = "tickr-overview";
+
+/// The overview's panel that shows, per target, which locations fail.
+const LOCATION_PANEL: &str = "Failed share by location";
 
 /// Prometheus scrapes tickr, and evaluates the rules, this often.
 const SCRAPE: Duration = Duration::from_secs(1);
@@ -32,8 +35,19 @@ const BUILTINS: &[(&str, &str)] = &[
 ];
 
 /// Dashboard variables as Grafana renders them into a query: one job, and both test targets
-/// selected (Grafana joins the values of a multi-select as a regex alternation).
-const TEST_VALUES: &[(&str, &str)] = &[("job", "tickr"), ("target", "(flaky|shop)")];
+/// selected (Grafana joins the values of a multi-select as a regex alternation), and every location:
+/// "All", which Grafana renders as the variable's custom all value, `.*`, and which also matches
+/// series without a `location` label (a tickr that sets none).
+const TEST_VALUES: &[(&str, &str)] = &[
+    ("job", "tickr"),
+    ("target", "(flaky|shop)"),
+    ("location", ".*"),
+];
+
+/// The locations the test's Prometheus adds to two of its three scrapes of the same tickr (the
+/// third has none), and the one location the dashboards are also shown for.
+const LOCATIONS: &[&str] = &["eu-west", "us-east"];
+const ONE_LOCATION: &str = "eu-west";
 
 /// Series without a `target` label: filtered by `job` only.
 const EXPORTER_LEVEL: &[&str] = &[
@@ -121,6 +135,17 @@ impl Dashboard {
             let name = var["name"].as_str().unwrap_or_default();
             if let Some((_, v)) = TEST_VALUES.iter().find(|(n, _)| *n == name) {
                 values.push((name.to_owned(), v.to_string()));
+            }
+        }
+        values
+    }
+
+    /// [`Self::test_values`] with one location selected instead of all.
+    fn test_values_at(&self, location: &str) -> Vec<(String, String)> {
+        let mut values = self.test_values();
+        for (name, value) in &mut values {
+            if name == "location" {
+                *value = location.to_owned();
             }
         }
         values
@@ -288,7 +313,10 @@ fn is_tickr_metric(name: &str) -> bool {
     name.starts_with("tickr_") || name.starts_with("target:tickr_")
 }
 
-/// What is wrong with the `job` / `target` filters of a panel or annotation query.
+/// What is wrong with the `job` / `target` / `location` filters of a panel or annotation query.
+/// Exporter-level series carry no `location` (tickr adds it to per-target series only), and are
+/// filtered by `job` alone. `label=~"$label|"` counts too: it also keeps series without the label,
+/// as `ALERTS` needs (the location alerts have no `job`, most alerts no `location`).
 fn filter_problems(expr: &str) -> Vec<String> {
     let mut problems = Vec::new();
     for (name, matchers) in selectors(expr) {
@@ -298,14 +326,21 @@ fn filter_problems(expr: &str) -> Vec<String> {
         }
         let m: String = matchers.chars().filter(|c| !c.is_whitespace()).collect();
         let has = |label: &str| {
-            m.contains(&format!("{label}=~\"${label}\""))
-                || m.contains(&format!("{label}=~\"${{{label}}}\""))
+            [format!("${label}"), format!("${{{label}}}")]
+                .iter()
+                .any(|v| {
+                    m.contains(&format!("{label}=~\"{v}\""))
+                        || m.contains(&format!("{label}=~\"{v}|\""))
+                })
         };
         if !has("job") {
             problems.push(format!("{name} without job=~\"$job\""));
         }
         if !exporter_level && !has("target") {
             problems.push(format!("{name} without target=~\"$target\""));
+        }
+        if !exporter_level && !has("location") {
+            problems.push(format!("{name} without location=~\"$location\""));
         }
     }
     problems
@@ -380,7 +415,7 @@ fn every_dashboard_is_importable_and_follows_the_conventions() {
                 "no `datasource` variable of type datasource: {ds:?}"
             ));
         }
-        for name in ["job", "target"] {
+        for name in ["job", "location", "target"] {
             match d.variable(name) {
                 None => problem(format!("no `{name}` variable")),
                 Some(v) => {
@@ -393,10 +428,33 @@ fn every_dashboard_is_importable_and_follows_the_conventions() {
                         problem(format!("`{name}` query {:?}", variable_query(v)));
                     }
                     let multi = v["multi"] == true && v["includeAll"] == true;
-                    if d.uid() == OVERVIEW && !multi {
+                    if (d.uid() == OVERVIEW || name == "location") && !multi {
                         problem(format!("`{name}` must be multi-select with All"));
                     }
                 }
+            }
+        }
+        // "All" locations must also match series without a `location`: those of a tickr that
+        // sets none, and every series when no tickr does (the variable then offers only All).
+        // Grafana's default All is an alternation of the values found, which matches neither.
+        if d.variable("location")
+            .is_some_and(|v| v["allValue"] != ".*")
+        {
+            problem("`location` needs the custom all value `.*`".into());
+        }
+        if d.uid() == OVERVIEW {
+            let by_location = d.panels().into_iter().any(|p| {
+                p["title"] == LOCATION_PANEL
+                    && p["targets"].as_array().into_iter().flatten().any(|t| {
+                        t["expr"]
+                            .as_str()
+                            .is_some_and(|e| e.contains("by (target, location)"))
+                    })
+            });
+            if !by_location {
+                problem(format!(
+                    "no panel {LOCATION_PANEL:?} with a query by (target, location)"
+                ));
             }
         }
         if d.uid() != OVERVIEW {
@@ -635,95 +693,138 @@ async fn every_dashboard_query_runs_on_real_prometheus_and_every_panel_shows_dat
     .await;
     prometheus.targets_up(LIMIT).await;
 
-    // Every query, interpolated the way Grafana would, grouped by panel.
-    let mut panels: BTreeMap<(String, u64), PanelQueries> = BTreeMap::new();
-    let mut others: Vec<(String, String)> = Vec::new();
-    for d in &dashboards {
-        let values = d.test_values();
-        for q in d.queries() {
-            let expr = substitute(&q.expr, &values)
-                .unwrap_or_else(|e| panic!("{} {}: {e}", q.place, q.ref_id));
-            let label = format!("{} {}", q.place, q.ref_id);
-            match q.panel {
-                Some(id) => {
-                    let entry =
-                        panels
-                            .entry((d.uid().to_owned(), id))
-                            .or_insert_with(|| PanelQueries {
+    // Two scrapes more of the same tickr, as if from two locations: the dashboards must show the
+    // series of a tickr without a location, and of each location, under "All", and one location
+    // when it is selected.
+    scrape_as_locations(&prometheus, tickr.addr).await;
+
+    // Everything twice: with every location ("All"), then with one.
+    let mut ran = (0, 0);
+    for location in [None, Some(ONE_LOCATION)] {
+        let shown = location.map_or("all locations".to_owned(), |l| format!("location {l}"));
+        // Every query, interpolated the way Grafana would, grouped by panel.
+        let mut panels: BTreeMap<(String, u64), PanelQueries> = BTreeMap::new();
+        let mut others: Vec<(String, String)> = Vec::new();
+        for d in &dashboards {
+            let values = match location {
+                None => d.test_values(),
+                Some(one) => d.test_values_at(one),
+            };
+            for q in d.queries() {
+                let expr = substitute(&q.expr, &values)
+                    .unwrap_or_else(|e| panic!("{} {}: {e}", q.place, q.ref_id));
+                let label = format!("{} {} ({shown})", q.place, q.ref_id);
+                match q.panel {
+                    Some(id) => {
+                        let entry = panels.entry((d.uid().to_owned(), id)).or_insert_with(|| {
+                            PanelQueries {
                                 title: q.title.clone(),
                                 queries: Vec::new(),
-                            });
-                    entry.queries.push((label, expr));
+                            }
+                        });
+                        entry.queries.push((label, expr));
+                    }
+                    None => others.push((label, expr)),
                 }
-                None => others.push((label, expr)),
             }
         }
-    }
-    for (uid, title) in MAY_BE_EMPTY {
+        for (uid, title) in MAY_BE_EMPTY {
+            assert!(
+                panels
+                    .iter()
+                    .any(|((u, _), p)| u == uid && p.title == *title),
+                "MAY_BE_EMPTY names a panel that does not exist: {uid} / {title}"
+            );
+        }
+
+        // Wait until every panel shows data: each of its queries returns a finite value. Rates need
+        // two scrapes in their window, and the recording rules an evaluation after that.
+        let mut pending: Vec<&(String, u64)> = panels
+            .iter()
+            .filter(|((uid, _), p)| !MAY_BE_EMPTY.contains(&(uid.as_str(), p.title.as_str())))
+            .map(|(k, _)| k)
+            .collect();
+        let deadline = Instant::now() + DATA_LIMIT;
+        let mut errors: Vec<String> = Vec::new();
+        let mut empty: Vec<String> = Vec::new();
+        loop {
+            let mut still = Vec::new();
+            empty.clear();
+            for key in pending {
+                let mut has_data = true;
+                for (label, expr) in &panels[key].queries {
+                    match instant(&prometheus, expr).await {
+                        Ok(values) if values.is_empty() => {
+                            has_data = false;
+                            empty.push(format!("{label}: {expr}"));
+                        }
+                        Ok(_) => {}
+                        Err(e) => errors.push(format!("{label}: {e}\n    {expr}")),
+                    }
+                }
+                if !has_data {
+                    still.push(key);
+                }
+            }
+            pending = still;
+            if pending.is_empty() || !errors.is_empty() || Instant::now() > deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+
+        // Then every query once more, the ones allowed to be empty and the annotations included:
+        // some errors only show with data (e.g. a many-to-many match).
+        let all = panels.values().flat_map(|p| &p.queries).chain(&others);
+        for (label, expr) in all {
+            if let Err(e) = instant(&prometheus, expr).await {
+                errors.push(format!("{label}: {e}\n    {expr}"));
+            }
+        }
+        ran.0 += panels.values().map(|p| p.queries.len()).sum::<usize>();
+        ran.1 += others.len();
+        errors.sort();
+        errors.dedup();
         assert!(
-            panels
-                .iter()
-                .any(|((u, _), p)| u == uid && p.title == *title),
-            "MAY_BE_EMPTY names a panel that does not exist: {uid} / {title}"
+            errors.is_empty(),
+            "queries Prometheus refused:\n{}",
+            errors.join("\n")
+        );
+        assert!(
+            pending.is_empty(),
+            "panels without data after {DATA_LIMIT:?} ({shown}); queries with no finite value:\n{}",
+            empty.join("\n")
         );
     }
 
-    // Wait until every panel shows data: each of its queries returns a finite value. Rates need
-    // two scrapes in their window, and the recording rules an evaluation after that.
-    let mut pending: Vec<&(String, u64)> = panels
+    // The overview's location panel: one row per target and location, and one for the tickr
+    // without a location.
+    let overview = dashboards
         .iter()
-        .filter(|((uid, _), p)| !MAY_BE_EMPTY.contains(&(uid.as_str(), p.title.as_str())))
-        .map(|(k, _)| k)
+        .find(|d| d.uid() == OVERVIEW)
+        .expect("overview");
+    let panel = overview
+        .queries()
+        .into_iter()
+        .find(|q| q.title == LOCATION_PANEL)
+        .expect("location panel");
+    let expr = substitute(&panel.expr, &overview.test_values()).expect("location panel query");
+    let rows: BTreeSet<(String, String)> = prometheus
+        .query(&expr)
+        .await
+        .into_iter()
+        .map(|(labels, _)| {
+            let label = |n: &str| labels.get(n).cloned().unwrap_or_default();
+            (label("target"), label("location"))
+        })
         .collect();
-    let deadline = Instant::now() + DATA_LIMIT;
-    let mut errors: Vec<String> = Vec::new();
-    let mut empty: Vec<String> = Vec::new();
-    loop {
-        let mut still = Vec::new();
-        empty.clear();
-        for key in pending {
-            let mut has_data = true;
-            for (label, expr) in &panels[key].queries {
-                match instant(&prometheus, expr).await {
-                    Ok(values) if values.is_empty() => {
-                        has_data = false;
-                        empty.push(format!("{label}: {expr}"));
-                    }
-                    Ok(_) => {}
-                    Err(e) => errors.push(format!("{label}: {e}\n    {expr}")),
-                }
-            }
-            if !has_data {
-                still.push(key);
-            }
-        }
-        pending = still;
-        if pending.is_empty() || !errors.is_empty() || Instant::now() > deadline {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-
-    // Then every query once more, the ones allowed to be empty and the annotations included:
-    // some errors only show with data (e.g. a many-to-many match).
-    let all = panels.values().flat_map(|p| &p.queries).chain(&others);
-    for (label, expr) in all {
-        if let Err(e) = instant(&prometheus, expr).await {
-            errors.push(format!("{label}: {e}\n    {expr}"));
+    let mut expected = BTreeSet::new();
+    for target in ["flaky", "shop"] {
+        for location in [""].iter().chain(LOCATIONS) {
+            expected.insert((target.to_owned(), location.to_string()));
         }
     }
-    errors.sort();
-    errors.dedup();
-    assert!(
-        errors.is_empty(),
-        "queries Prometheus refused:\n{}",
-        errors.join("\n")
-    );
-    assert!(
-        pending.is_empty(),
-        "panels without data after {DATA_LIMIT:?}; queries with no finite value:\n{}",
-        empty.join("\n")
-    );
+    assert_eq!(rows, expected, "{LOCATION_PANEL}: {expr}");
 
     // Variables: each `label_values(selector, label)` offers the values the test expects.
     for d in &dashboards {
@@ -750,6 +851,7 @@ async fn every_dashboard_query_runs_on_real_prometheus_and_every_panel_shows_dat
             let expected: &[&str] = match name {
                 "job" => &["tickr"],
                 "target" => &["flaky", "shop"],
+                "location" => LOCATIONS,
                 _ => &[],
             };
             assert!(
@@ -794,16 +896,53 @@ async fn every_dashboard_query_runs_on_real_prometheus_and_every_panel_shows_dat
     );
 
     eprintln!(
-        "dashboards: {} panel queries and {} others ran; took {:?}",
-        panels.values().map(|p| p.queries.len()).sum::<usize>(),
-        others.len(),
+        "dashboards: {} panel queries and {} others ran, for all locations and for one; took {:?}",
+        ran.0,
+        ran.1,
         started.elapsed()
     );
 }
 
+/// Makes the test's Prometheus scrape the same tickr twice more, with a `location` label per
+/// [`LOCATIONS`] (as a Prometheus per location, or one that labels each location's job, would
+/// show them), next to the scrape without one, and waits until all three are up. The harness
+/// writes one static target per job; its file is edited and reloaded (`/-/reload`).
+async fn scrape_as_locations(prometheus: &Prometheus, tickr: std::net::SocketAddr) {
+    let file = prometheus.dir().join("prometheus.yml");
+    let config = std::fs::read_to_string(&file).expect("prometheus.yml");
+    let target = format!("      - targets: [\"{tickr}\"]\n");
+    assert!(
+        config.contains(&target),
+        "the harness's prometheus.yml no longer lists {tickr} as expected:\n{config}"
+    );
+    let mut targets = target.clone();
+    for location in LOCATIONS {
+        targets.push_str(&format!(
+            "      - targets: [\"{tickr}\"]\n        labels: {{location: {location}}}\n"
+        ));
+    }
+    std::fs::write(&file, config.replace(&target, &targets)).expect("write prometheus.yml");
+    let reply = request(prometheus.addr, "POST", "/-/reload", None, "").await;
+    assert!(
+        matches!(reply, Ok((200, _))),
+        "reload: {reply:?}\n{}",
+        prometheus.logs()
+    );
+    let deadline = Instant::now() + LIMIT;
+    while prometheus.targets().await.len() < 1 + LOCATIONS.len() {
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus did not take up the location scrapes:\n{}",
+            prometheus.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    prometheus.targets_up(LIMIT).await;
+}
+
 #[test]
 fn selectors_and_substitution_read_promql_as_grafana_and_prometheus_do() {
-    let expr = r#"histogram_quantile(0.95, sum by (phase, le) (rate(tickr_probe_duration_seconds_bucket{job=~"$job", target=~"${target}", phase="}"}[$__rate_interval]))) / on() group_left tickr_targets"#;
+    let expr = r#"histogram_quantile(0.95, sum by (phase, le) (rate(tickr_probe_duration_seconds_bucket{job=~"$job", target=~"${target}", location=~"$location", phase="}"}[$__rate_interval]))) / on() group_left tickr_targets"#;
     let found = selectors(expr);
     let metrics: Vec<&(String, String)> =
         found.iter().filter(|(n, _)| is_tickr_metric(n)).collect();
@@ -812,7 +951,7 @@ fn selectors_and_substitution_read_promql_as_grafana_and_prometheus_do() {
         vec![
             &(
                 "tickr_probe_duration_seconds_bucket".to_owned(),
-                r#"job=~"$job", target=~"${target}", phase="}""#.to_owned()
+                r#"job=~"$job", target=~"${target}", location=~"$location", phase="}""#.to_owned()
             ),
             &("tickr_targets".to_owned(), String::new()),
         ]
@@ -820,6 +959,15 @@ fn selectors_and_substitution_read_promql_as_grafana_and_prometheus_do() {
     assert_eq!(
         filter_problems(expr),
         vec!["tickr_targets without job=~\"$job\"".to_owned()]
+    );
+    // `=~"$label|"` also keeps series without the label; a per-target series needs a location.
+    assert_eq!(
+        filter_problems(r#"ALERTS{job=~"$job|", target=~"$target", location=~"${location}|"}"#),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        filter_problems(r#"tickr_probe_success{job=~"$job", target=~"$target"}"#),
+        vec!["tickr_probe_success without location=~\"$location\"".to_owned()]
     );
     let values = vec![
         ("job".to_owned(), "tickr".to_owned()),

@@ -55,7 +55,7 @@ const PROXY_READ_TIMEOUT_MS: u64 = 200;
 const SLOW_ANSWER: Duration = Duration::from_secs(2);
 
 /// Prometheus' scrape and rule evaluation interval.
-const PROMETHEUS_INTERVAL: Duration = Duration::from_secs(1);
+pub(crate) const PROMETHEUS_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How long everything stays healthy before the scenarios begin: the longest window a paging
 /// rule reads (the fast burn's hour, a minute scaled) full of healthy probes, as in production.
@@ -70,9 +70,9 @@ const HEALTHY_PHASE: Duration = Duration::from_secs(62);
 const MIN_OUTAGE: Duration = Duration::from_secs(15);
 
 /// Upper bound for each wait; generous for a loaded CI machine, never reached when things work.
-const LIMIT: Duration = Duration::from_secs(45);
+pub(crate) const LIMIT: Duration = Duration::from_secs(45);
 
-const POLL: Duration = Duration::from_millis(200);
+pub(crate) const POLL: Duration = Duration::from_millis(200);
 
 /// Where the shipped Alertmanager example sends its webhooks; replaced by the test's receiver.
 const SHIPPED_WEBHOOK_BASE: &str = "http://127.0.0.1:9095";
@@ -462,12 +462,12 @@ async fn nginx_502s_page_as_the_right_alert_and_every_one_is_counted() {
 // ---------------------------------------------------------------------------------------------
 // The shipped files, adapted.
 
-fn read_shipped(relative: &str) -> String {
+pub(crate) fn read_shipped(relative: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(relative);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-fn write(dir: &Path, name: &str, text: &str) -> String {
+pub(crate) fn write(dir: &Path, name: &str, text: &str) -> String {
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     path.to_string_lossy().into_owned()
@@ -478,7 +478,7 @@ fn write(dir: &Path, name: &str, text: &str) -> String {
 /// minutes. Every other byte is as shipped, thresholds, `TUNE` values and constants such as the
 /// certificate alert's `14 * 86400` included. A duration in any other unit panics, so a change to
 /// the shipped file is noticed rather than scaled inconsistently.
-fn scaled_rules(shipped: &str) -> String {
+pub(crate) fn scaled_rules(shipped: &str) -> String {
     let mut scaled = 0;
     let mut out = String::with_capacity(shipped.len());
     for line in shipped.lines() {
@@ -536,7 +536,7 @@ fn scale(duration: &str) -> String {
 /// URL becomes the test's receiver, and every `group_wait` / `group_interval` becomes 1 s / 2 s
 /// (the example's are sized for production, where a first notification may wait tens of
 /// seconds). Routes, receivers, grouping and inhibit rules are as shipped.
-fn alertmanager_config(webhook: SocketAddr) -> String {
+pub(crate) fn alertmanager_config(webhook: SocketAddr) -> String {
     let shipped = read_shipped("alerts/alertmanager.example.yml");
     assert!(
         shipped.contains(SHIPPED_WEBHOOK_BASE),
@@ -767,36 +767,36 @@ async fn answer(mut tcp: TcpStream, mode: Mode, n: usize) {
 
 /// One alert of one webhook notification.
 #[derive(Clone, Debug, PartialEq)]
-struct Delivery {
+pub(crate) struct Delivery {
     /// When it arrived.
-    at: Instant,
+    pub(crate) at: Instant,
     /// The Alertmanager receiver that sent it (the example routes by severity).
-    receiver: String,
+    pub(crate) receiver: String,
     /// The alert's `status`: `firing` or `resolved`.
-    status: String,
-    labels: BTreeMap<String, String>,
-    annotations: BTreeMap<String, String>,
+    pub(crate) status: String,
+    pub(crate) labels: BTreeMap<String, String>,
+    pub(crate) annotations: BTreeMap<String, String>,
 }
 
 impl Delivery {
-    fn alertname(&self) -> &str {
+    pub(crate) fn alertname(&self) -> &str {
         self.labels.get("alertname").map_or("", String::as_str)
     }
 
-    fn target(&self) -> &str {
+    pub(crate) fn target(&self) -> &str {
         self.labels.get("target").map_or("", String::as_str)
     }
 }
 
 /// Collects every alert Alertmanager POSTs to it. Stops when dropped.
-struct Webhook {
-    addr: SocketAddr,
+pub(crate) struct Webhook {
+    pub(crate) addr: SocketAddr,
     received: Arc<Mutex<Vec<Delivery>>>,
     task: JoinHandle<()>,
 }
 
 impl Webhook {
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind webhook");
@@ -827,11 +827,11 @@ impl Webhook {
         }
     }
 
-    fn received(&self) -> Vec<Delivery> {
+    pub(crate) fn received(&self) -> Vec<Delivery> {
         self.received.lock().unwrap().clone()
     }
 
-    fn firing(&self, alert: &str, target: &str) -> Option<Delivery> {
+    pub(crate) fn firing(&self, alert: &str, target: &str) -> Option<Delivery> {
         self.received()
             .into_iter()
             .find(|d| d.status == "firing" && d.alertname() == alert && d.target() == target)

@@ -55,6 +55,8 @@ const LATER_FAMILIES: &[&str] = &[
     "tickr_confirmations_total",
     // Exporter health beyond the spec's table: probes tickr could not make (its own shortage).
     "tickr_probes_skipped_total",
+    // SPEC §3a: which shard this tickr is.
+    "tickr_shard_info",
 ];
 
 const LIMIT: Duration = Duration::from_secs(15);

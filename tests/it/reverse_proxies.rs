@@ -895,7 +895,9 @@ async fn nghttpx_over_tls_h1_and_h2() {
     std::fs::write(&ca_file, &ca.pem).expect("write CA");
     let mut all = probes("nghttpx", &routes, "https", false, &want);
     all.extend(probes("nghttpx", &routes, "https", true, &want));
-    let mut seen = tickr_phase(&all, FAST, Some(&ca_file), || nghttpx.logs()).await;
+    // TLS to nghttpx: sixteen handshakes a second were seen to take up to a second on a loaded
+    // machine, past FAST's timeout; SLOW leaves room and still outlasts nghttpx's 504.
+    let mut seen = tickr_phase(&all, SLOW, Some(&ca_file), || nghttpx.logs()).await;
     settle().await;
     for i in 0..routes.len() {
         let names = [all[i].name.as_str(), all[routes.len() + i].name.as_str()];

@@ -146,6 +146,7 @@ mod tests {
             time,
             target: "shop".into(),
             url: "https://shop.example/".into(),
+            location: None,
             success: false,
             remote: Some(remote.into()),
             proxy: None,

@@ -28,6 +28,8 @@ pub struct Event {
     pub time: f64,
     pub target: String,
     pub url: String,
+    /// Where the probe ran from (`global.location`), if set.
+    pub location: Option<String>,
     pub success: bool,
     pub remote: Option<String>,
     /// The forward proxy the probe's last request went through (credentials replaced).
@@ -90,6 +92,7 @@ impl Event {
             "time": self.time,
             "target": self.target,
             "url": self.url,
+            "location": self.location,
             "success": self.success,
             "remote": self.remote,
             "proxy": self.proxy.as_deref(),
@@ -252,6 +255,7 @@ impl Recorder {
             time: crate::time::unix_now(),
             target: target.name.clone(),
             url: target.shown_url.clone(),
+            location: target.location().map(str::to_owned),
             success: o.success(),
             remote: o.remote.map(|a| a.to_string()),
             proxy: o.proxy.clone(),
