@@ -1,22 +1,45 @@
 //! tickr's figures, measured in one run on this machine: `cargo bench --bench figures`.
 //!
-//! 1. CPU per HTTPS probe: tickr's probe against a minimal loop on the same TLS stack (fresh TCP
-//!    connection, full TLS 1.3 handshake, GET, read body), both against the same local server.
-//!    The server runs in a child process, so this process's CPU time is the probing alone.
-//! 2. Scale: the tickr binary in a child process of its own, so its CPU and memory are its own,
-//!    with N targets every 60 s (timeout 5 s) spread over 4 local plain-HTTP servers, once with
-//!    the default histogram detail and once lean (`histograms: {phases: total}`). For each:
-//!    start-up time (spawn to `/-/ready`), one uncompressed and one gzip scrape (time, size,
-//!    series, series per target), RSS and peak RSS. With the default detail, also a quiet window
-//!    without scrapes: probes finished, process CPU per probe, the share of that CPU spent outside
-//!    the probes (against tickr's probe alone, measured in this process), scheduler lag p50/p99;
-//!    and at the smallest N a second window with a gzip scrape every second, for its lag and
-//!    scrape times. A `growth` column divides the largest N by the smallest.
-//! 3. Against blackbox_exporter (Debian's `prometheus-blackbox-exporter`): both probe the same
-//!    local nginx (TLS 1.3, ECDSA P-256, the same page, a fresh connection each probe); CPU
-//!    seconds of each exporter process per probe, and RSS; with the minimal loop against the same
-//!    nginx as the floor. Needs nginx and blackbox_exporter (the README's test command installs
-//!    nginx; install `prometheus-blackbox-exporter` for this part, or leave it out).
+//! 1. CPU per HTTPS probe (part `probe`): tickr's probe against a minimal loop on the same TLS
+//!    stack (fresh TCP connection, full TLS 1.3 handshake, GET, read body), both against the same
+//!    local server. The server runs in a child process, so this process's CPU time is the probing
+//!    alone.
+//! 2. Scale (part `scale`): the tickr binary in a child process of its own, so its CPU and memory
+//!    are its own, with N targets (1,000, 10,000 and 100,000 unless `TICKR_BENCH_TARGETS` says
+//!    otherwise) every 60 s (timeout 5 s) spread over 4 local plain-HTTP servers, each target on
+//!    its own path, once with the default histogram detail and once lean
+//!    (`histograms: {phases: total}`). For each: start-up time (spawn to `/-/ready`), one
+//!    uncompressed and one gzip scrape (time, size, series, series per target), RSS and peak RSS.
+//!    With the default detail, also a quiet window without scrapes: probes finished, process CPU
+//!    per probe, the share of that CPU spent outside the probes (against tickr's probe alone,
+//!    measured in this process), scheduler lag p50/p99; and at the smallest N a second window
+//!    with a gzip scrape every second, for its lag and scrape times. A `growth` column divides the
+//!    largest N by the smallest; a second table shows the growth from each N to the next (RSS,
+//!    peak, RSS per target and per added target, CPU per probe, scrape times), and the issue's
+//!    goals at 100,000 targets are checked. At the largest N (default detail), the abandoned
+//!    scrape: a gzip `/metrics` read for its first 4 KiB and then closed, three times; tickr's
+//!    process CPU over the 2 s after the close and over a full scrape's time after it, against an
+//!    idle window of 2 s just before, and against what a full gzip scrape costs.
+//!    Runs about 8 minutes with the default sizes (each run waits out one 60 s interval).
+//! 3. Against blackbox_exporter (Debian's `prometheus-blackbox-exporter`), CPU seconds of each
+//!    exporter process per probe, and RSS, with the minimal loop as the floor; every probe is a
+//!    fresh connection and a full TLS 1.3 (ECDSA P-256) handshake with one local nginx, and the
+//!    three take rounds in turns, so that drift in the machine's load hits them alike.
+//!    - `blackbox-few`: a few targets on one URL, as many probes per second as blackbox_exporter
+//!      does when four clients drive its `/probe`.
+//!    - `blackbox-many`: 300 distinct targets (`TICKR_BENCH_BLACKBOX_TARGETS`), each with its own
+//!      URL path, over one `defaults.tls.ca_file`, every 1 s; blackbox_exporter driven through
+//!      `/probe` by four concurrent keep-alive clients over the same URLs; the floor over the
+//!      same URLs. Five rounds; each tickr round is a fresh process measured over a window
+//!      between two scrapes, and what one gzip scrape of its targets costs is measured apart and
+//!      shown as a Prometheus scrape every 15 s would add it. Besides the floor (back to back),
+//!      the same loop paced at tickr's rate (300 probes/s, evenly spread), as a diagnosis: each
+//!      probe then finds cold caches and an idle runtime, as tickr's do. Prints the ratios round
+//!      by round and whether the issue's goals (≤ 0.28× blackbox_exporter, ≤ 1.10× the floor,
+//!      on every round) are met. About 4 minutes.
+//!
+//!    Needs nginx and blackbox_exporter (the README's test command installs nginx; install
+//!    `prometheus-blackbox-exporter` for this part, or leave it out).
 //!
 //! 4. Target sources and `/probe` (`TICKR_BENCH_ONLY=sources`): the tickr binary with a file_sd
 //!    source; the file written with 10,000 entries, then rewritten with one changed: the time
@@ -35,19 +58,33 @@
 //!    the first interval after a warm-up and its RSS once every target has probed, against the
 //!    single process's.
 //!
+//! 7. A shared CA (`TICKR_BENCH_ONLY=tls`): 10,000 HTTPS targets (`TICKR_BENCH_TLS_TARGETS`),
+//!    each on its own path, every 60 s against one local nginx (a generated CA, 4 ports), in two
+//!    tickr processes side by side: one with `defaults.tls.ca_file`, one without any CA file
+//!    (`insecure_skip_verify: true`: the same handshakes succeed, so both keep the same series
+//!    and do the same work, where a CA the built-in roots lack would fail every probe and record
+//!    failures instead). RSS at ready, and RSS and peak once every target has probed, before any
+//!    scrape; the ratio, and whether it is within the issue's 10 %. Two rounds
+//!    (`TICKR_BENCH_TLS_ROUNDS`), the start order swapped; about 70 s each. Needs nginx.
+//!
 //! Environment:
-//! - `TICKR_BENCH_ONLY`: the parts to run, a comma list of `probe`, `scale`, `blackbox`,
-//!   `sources`, `parity`, `shards` (all).
+//! - `TICKR_BENCH_ONLY`: the parts to run, a comma list of `probe`, `scale`, `blackbox` (both of
+//!   `blackbox-few` and `blackbox-many`), `sources`, `parity`, `shards`, `tls` (all).
 //! - `TICKR_BENCH_SHARD_TARGETS`: part 6's targets (20000).
 //! - `TICKR_BENCH_SOURCE_TARGETS`: part 4's file_sd entries (10000); `TICKR_BENCH_ADOPTED`: the
 //!   targets it adopts (2000).
 //! - `TICKR_BENCH_PROBES`: probes per side in part 1 (3000); part 2 measures the probe alone
 //!   with two thirds of it.
-//! - `TICKR_BENCH_TARGETS`: part 2's target counts, a comma list (`10000,100000`).
+//! - `TICKR_BENCH_TARGETS`: part 2's target counts, a comma list (`1000,10000,100000`).
 //! - `TICKR_BENCH_WINDOW`: seconds of each of part 2's windows (30).
-//! - `TICKR_BENCH_BLACKBOX_PROBES`: probes in part 3 (3000).
+//! - `TICKR_BENCH_BLACKBOX_PROBES`: probes in `blackbox-few` (3000).
+//! - `TICKR_BENCH_BLACKBOX_TARGETS`: the distinct targets of `blackbox-many` (300);
+//!   `TICKR_BENCH_BLACKBOX_WINDOW`: seconds of each of its tickr rounds (15); the other two do
+//!   as many probes per round as tickr's targets do in that time.
 //! - `TICKR_BENCH_PAGE_BYTES`: the size of part 3's page (512; real pages are often 64 KiB).
 //! - `TICKR_BENCH_SKIP_BLACKBOX`: set to leave part 3 out.
+//! - `TICKR_BENCH_TLS_TARGETS`: part 7's HTTPS targets (10000); `TICKR_BENCH_TLS_ROUNDS`: its
+//!   rounds (2).
 //!
 //! Shared machines are noisy: read the ratios, not the absolute numbers.
 
@@ -70,10 +107,12 @@ const SERVE_ENV: &str = "TICKR_BENCH_SERVE";
 struct Parts {
     probe: bool,
     scale: bool,
-    blackbox: bool,
+    blackbox_few: bool,
+    blackbox_many: bool,
     sources: bool,
     parity: bool,
     shards: bool,
+    tls: bool,
 }
 
 impl Parts {
@@ -82,30 +121,40 @@ impl Parts {
             return Self {
                 probe: true,
                 scale: true,
-                blackbox: true,
+                blackbox_few: true,
+                blackbox_many: true,
                 sources: true,
                 parity: true,
                 shards: true,
+                tls: true,
             };
         };
         let mut parts = Self {
             probe: false,
             scale: false,
-            blackbox: false,
+            blackbox_few: false,
+            blackbox_many: false,
             sources: false,
             parity: false,
             shards: false,
+            tls: false,
         };
         for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             match part {
                 "probe" => parts.probe = true,
                 "scale" => parts.scale = true,
-                "blackbox" => parts.blackbox = true,
+                "blackbox" => {
+                    parts.blackbox_few = true;
+                    parts.blackbox_many = true;
+                }
+                "blackbox-few" => parts.blackbox_few = true,
+                "blackbox-many" => parts.blackbox_many = true,
                 "sources" => parts.sources = true,
                 "parity" => parts.parity = true,
                 "shards" => parts.shards = true,
+                "tls" => parts.tls = true,
                 other => panic!(
-                    "TICKR_BENCH_ONLY={list:?}: unknown part {other:?} (probe, scale, blackbox, sources, parity, shards)"
+                    "TICKR_BENCH_ONLY={list:?}: unknown part {other:?} (probe, scale, blackbox, blackbox-few, blackbox-many, sources, parity, shards, tls)"
                 ),
             }
         }
@@ -136,8 +185,12 @@ fn main() {
             .unwrap();
         rt.block_on(parity());
     }
-    let blackbox = parts.blackbox && std::env::var_os("TICKR_BENCH_SKIP_BLACKBOX").is_none();
-    if parts.scale || blackbox || parts.sources || parts.shards {
+    let skip_blackbox = std::env::var_os("TICKR_BENCH_SKIP_BLACKBOX").is_some();
+    let (few, many) = (
+        parts.blackbox_few && !skip_blackbox,
+        parts.blackbox_many && !skip_blackbox,
+    );
+    if parts.scale || few || many || parts.sources || parts.shards || parts.tls {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
@@ -145,8 +198,14 @@ fn main() {
         if parts.scale {
             rt.block_on(scale());
         }
-        if blackbox {
+        if parts.tls {
+            rt.block_on(shared_ca());
+        }
+        if few {
             rt.block_on(versus_blackbox());
+        }
+        if many {
+            rt.block_on(versus_blackbox_many());
         }
         if parts.sources {
             rt.block_on(sources());
@@ -339,7 +398,7 @@ fn page_64k() -> Bytes {
 }
 
 /// The floor: the same TLS stack and HTTP client, nothing else.
-async fn minimal_probe(port: u16, config: Arc<rustls::ClientConfig>) {
+async fn minimal_probe(port: u16, config: Arc<rustls::ClientConfig>, path: &str) {
     let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .unwrap();
@@ -354,7 +413,7 @@ async fn minimal_probe(port: u16, config: Arc<rustls::ClientConfig>) {
         .unwrap();
     let driver = tokio::spawn(conn);
     let req = http::Request::builder()
-        .uri("/")
+        .uri(path)
         .header("host", "127.0.0.1")
         .body(Empty::<Bytes>::new())
         .unwrap();
@@ -396,7 +455,7 @@ async fn probe_cost() {
 
     // Warm up both, then alternate rounds so drift in machine load hits both alike.
     for _ in 0..50 {
-        minimal_probe(server.port, minimal.clone()).await;
+        minimal_probe(server.port, minimal.clone(), "/").await;
         assert!(tickr::probe::run(&target).await.success());
     }
     let (mut cpu_min, mut cpu_tickr) = (0.0, 0.0);
@@ -406,7 +465,7 @@ async fn probe_cost() {
     for _ in 0..rounds {
         let c = cpu_seconds();
         for _ in 0..per_round {
-            minimal_probe(server.port, minimal.clone()).await;
+            minimal_probe(server.port, minimal.clone(), "/").await;
         }
         cpu_min += cpu_seconds() - c;
         let c = cpu_seconds();
@@ -1000,6 +1059,9 @@ struct Run {
     plain_bytes: u64,
     gzip: Duration,
     gzip_bytes: u64,
+    /// Process CPU seconds over the timed gzip scrape (the probes meanwhile included).
+    gzip_cpu: f64,
+    abandon: Option<Abandon>,
     series: u64,
     rss_before: f64,
     rss_after: f64,
@@ -1045,6 +1107,7 @@ async fn scale_run(
     probe_cpu: f64,
     window: Duration,
     loaded: bool,
+    abandon: bool,
 ) -> Run {
     let what = format!(
         "tickr with {} targets, {} detail",
@@ -1108,9 +1171,16 @@ async fn scale_run(
     tickr.alive("before the timed scrapes");
     let rss_before = process_rss_mib(pid);
     let plain = tickr.scrape(false, Read::Parse).await;
+    let c = process_cpu(pid);
     let gzip = tickr.scrape(true, Read::Count).await;
+    let gzip_cpu = process_cpu(pid) - c;
     let (rss_after, peak) = (process_rss_mib(pid), process_status_mib(pid, "VmHWM"));
     tickr.alive("after the timed scrapes");
+    let abandon = if abandon {
+        Some(abandoned_scrapes(&mut tickr, gzip.wall, gzip_cpu).await)
+    } else {
+        None
+    };
     let formats = if loaded {
         Some(formats(&mut tickr).await)
     } else {
@@ -1139,6 +1209,8 @@ async fn scale_run(
         plain_bytes: plain.bytes,
         gzip: gzip.wall,
         gzip_bytes: gzip.bytes,
+        gzip_cpu,
+        abandon,
         series: plain.text().series,
         rss_before,
         rss_after,
@@ -1147,7 +1219,7 @@ async fn scale_run(
 }
 
 async fn scale() {
-    let list = std::env::var("TICKR_BENCH_TARGETS").unwrap_or_else(|_| "10000,100000".into());
+    let list = std::env::var("TICKR_BENCH_TARGETS").unwrap_or_else(|_| "1000,10000,100000".into());
     let mut sizes: Vec<usize> = list
         .split(',')
         .map(str::trim)
@@ -1175,11 +1247,14 @@ async fn scale() {
         .join()
         .expect("the in-process probe measurement panicked");
 
+    let started = Instant::now();
     let mut runs = Vec::new();
+    let largest = sizes[sizes.len() - 1];
     for &n in &sizes {
         for detail in [Detail::Default, Detail::Lean] {
             let loaded = detail == Detail::Default && n == sizes[0];
-            let run = scale_run(n, detail, &ports, probe_cpu, window, loaded).await;
+            let abandon = detail == Detail::Default && n == largest;
+            let run = scale_run(n, detail, &ports, probe_cpu, window, loaded, abandon).await;
             let mut line = format!(
                 "scale: {} targets, {}: start-up {:.0} ms, RSS {:.1} MiB, /metrics {:.0} ms, {:.1} MiB",
                 thousands(n as u64),
@@ -1204,6 +1279,265 @@ async fn scale() {
     }
     drop(servers);
     print_scale(&runs, window, probe_cpu, probes);
+    print_growth(&runs);
+    print_goals(&runs);
+    if let Some((run, a)) = runs.iter().find_map(|r| r.abandon.as_ref().map(|a| (r, a))) {
+        print_abandon(run, a);
+    }
+    println!(
+        "\nThe scale part took {:.0} s.",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// How much of `/metrics` the abandoning client reads before it closes the connection.
+const ABANDON_AFTER: usize = 4096;
+/// The idle window before, and the first window after, an abandoned scrape.
+const ABANDON_WINDOW: Duration = Duration::from_secs(2);
+const ABANDON_ROUNDS: usize = 3;
+
+/// One abandoned scrape: process CPU seconds over each window.
+struct AbandonRound {
+    /// The [`ABANDON_WINDOW`] before the request.
+    idle: f64,
+    /// From sending the request to closing the connection, and that time.
+    reading: f64,
+    read_wall: Duration,
+    /// The [`ABANDON_WINDOW`] after the close.
+    after: f64,
+    /// A full scrape's wall time after the close.
+    after_full: f64,
+}
+
+/// Abandoned gzip scrapes of one tickr, and what a full gzip scrape costs it.
+struct Abandon {
+    full_wall: Duration,
+    full_cpu: f64,
+    rounds: Vec<AbandonRound>,
+}
+
+/// [`ABANDON_ROUNDS`] times: an idle window, then a gzip `/metrics` (as Prometheus asks for it)
+/// on a connection of its own, read for [`ABANDON_AFTER`] bytes and closed (with the rest of
+/// the answer unread, so the kernel resets it); tickr's process CPU over the windows after.
+async fn abandoned_scrapes(tickr: &mut Tickr, full_wall: Duration, full_cpu: f64) -> Abandon {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let pid = tickr.pid();
+    let request = format!(
+        "GET /metrics HTTP/1.1\r\nHost: tickr\r\nAccept: {PROMETHEUS_ACCEPT}\r\nAccept-Encoding: gzip\r\n\r\n"
+    );
+    let mut rounds = Vec::new();
+    for _ in 0..ABANDON_ROUNDS {
+        let c0 = process_cpu(pid);
+        tokio::time::sleep(ABANDON_WINDOW).await;
+        let c1 = process_cpu(pid);
+        let mut tcp = tokio::net::TcpStream::connect(tickr.addr).await.unwrap();
+        tcp.set_nodelay(true).unwrap();
+        let sent = Instant::now();
+        tcp.write_all(request.as_bytes()).await.unwrap();
+        let mut head = Vec::new();
+        let mut buf = vec![0; 16 * 1024];
+        while head.len() < ABANDON_AFTER {
+            let n = tcp.read(&mut buf).await.unwrap();
+            assert!(n > 0, "tickr closed the abandoned scrape first");
+            head.extend_from_slice(&buf[..n]);
+        }
+        let text = String::from_utf8_lossy(&head[..head.len().min(1024)]).to_ascii_lowercase();
+        assert!(
+            text.starts_with("http/1.1 200") && text.contains("content-encoding: gzip"),
+            "the abandoned scrape was not a gzip 200: {text:?}"
+        );
+        drop(tcp);
+        let (closed, c2) = (Instant::now(), process_cpu(pid));
+        let read_wall = closed - sent;
+        let mut marks = [(ABANDON_WINDOW, 0.0), (full_wall, 0.0)];
+        let order = if full_wall < ABANDON_WINDOW {
+            [1, 0]
+        } else {
+            [0, 1]
+        };
+        for i in order {
+            tokio::time::sleep_until((closed + marks[i].0).into()).await;
+            marks[i].1 = process_cpu(pid) - c2;
+        }
+        tickr.alive("after an abandoned scrape");
+        rounds.push(AbandonRound {
+            idle: c1 - c0,
+            reading: c2 - c1,
+            read_wall,
+            after: marks[0].1,
+            after_full: marks[1].1,
+        });
+    }
+    // tickr still answers a whole scrape afterwards.
+    tickr.scrape(true, Read::Count).await;
+    Abandon {
+        full_wall,
+        full_cpu,
+        rounds,
+    }
+}
+
+fn print_abandon(run: &Run, a: &Abandon) {
+    let window = ABANDON_WINDOW.as_secs_f64();
+    let full = a.full_wall.as_secs_f64();
+    // CPU per second while idle (probing only), from every round's idle window.
+    let idle_rate = a.rounds.iter().map(|r| r.idle).sum::<f64>() / (window * a.rounds.len() as f64);
+    let full_excess = a.full_cpu - idle_rate * full;
+    println!(
+        "\nAbandoned scrape at {} targets ({} detail): a gzip /metrics read for its first {} KiB, then the connection closed; {ABANDON_ROUNDS} rounds",
+        thousands(run.targets as u64),
+        run.detail.name(),
+        ABANDON_AFTER / 1024
+    );
+    println!(
+        "  a full gzip scrape: {:.2} s wall, {:.2} s process CPU ({:.2} s above idle); idle (probing only): {:.1} % of a core",
+        full,
+        a.full_cpu,
+        full_excess,
+        idle_rate * 100.0
+    );
+    println!(
+        "| round | idle {w:.0} s before (s CPU) | request → close | {w:.0} s after the close | excess | {full:.2} s after the close | excess |"
+    , w = window);
+    println!("|---|---|---|---|---|---|---|");
+    let mut stopped = true;
+    for (i, r) in a.rounds.iter().enumerate() {
+        let excess_2 = r.after - r.idle;
+        let excess_full = r.after_full - idle_rate * full;
+        // At once: what follows the close costs less than a tenth of a full scrape's excess
+        // (or three of /proc's 10 ms ticks, whichever is more).
+        let limit = (0.1 * full_excess).max(0.03);
+        stopped &= excess_2 <= limit && excess_full <= limit;
+        println!(
+            "| {} | {:.2} | {:.2} s in {:.0} ms | {:.2} | {:+.2} | {:.2} | {:+.2} |",
+            i + 1,
+            r.idle,
+            r.reading,
+            r.read_wall.as_secs_f64() * 1e3,
+            r.after,
+            excess_2,
+            r.after_full,
+            excess_full
+        );
+    }
+    println!(
+        "  {}",
+        if stopped {
+            "the encoding stopped at once: after the close, tickr's CPU is back to idle within the windows' noise (< 10 % of a full scrape's excess)"
+        } else {
+            "the encoding did NOT stop at once: after the close, tickr kept spending more than 10 % of a full scrape's CPU"
+        }
+    );
+}
+
+/// Growth from each target count to the next, default and lean apart: is the cost linear?
+fn print_growth(runs: &[Run]) {
+    for detail in [Detail::Default, Detail::Lean] {
+        let rs: Vec<&Run> = runs.iter().filter(|r| r.detail == detail).collect();
+        if rs.is_empty() {
+            continue;
+        }
+        println!(
+            "\nGrowth, {} detail: RSS once every target has probed (before the timed scrapes), peak after them, full scrapes",
+            detail.name()
+        );
+        println!("| targets | RSS MiB | peak MiB | KiB/target | KiB/added target | µs CPU/probe | scrape ms | gzip ms | scrape µs/target | gzip µs/target |");
+        println!("|---|---|---|---|---|---|---|---|---|---|");
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        for (i, r) in rs.iter().enumerate() {
+            let n = r.targets as f64;
+            let added = match i {
+                0 => "-".to_owned(),
+                _ => {
+                    let p = rs[i - 1];
+                    format!(
+                        "{:.2}",
+                        (r.rss_before - p.rss_before) * 1024.0 / (n - p.targets as f64)
+                    )
+                }
+            };
+            let cpu = r
+                .quiet
+                .as_ref()
+                .map_or("-".to_owned(), |q| format!("{:.0}", q.cpu_per_probe * 1e6));
+            println!(
+                "| {} | {:.1} | {:.1} | {:.2} | {added} | {cpu} | {:.0} | {:.0} | {:.2} | {:.2} |",
+                thousands(r.targets as u64),
+                r.rss_before,
+                r.peak,
+                r.rss_before * 1024.0 / n,
+                ms(r.plain),
+                ms(r.gzip),
+                ms(r.plain) * 1e3 / n,
+                ms(r.gzip) * 1e3 / n
+            );
+        }
+        for w in rs.windows(2) {
+            let (a, b) = (w[0], w[1]);
+            let cpu = match (&a.quiet, &b.quiet) {
+                (Some(qa), Some(qb)) => format!("{:.2}x", qb.cpu_per_probe / qa.cpu_per_probe),
+                _ => "-".to_owned(),
+            };
+            let x = |p: f64, q: f64| format!("{:.2}x", q / p);
+            println!(
+                "| × {} → {} ({}) | {} | {} | {} | | {cpu} | {} | {} | {} | {} |",
+                thousands(a.targets as u64),
+                thousands(b.targets as u64),
+                x(a.targets as f64, b.targets as f64),
+                x(a.rss_before, b.rss_before),
+                x(a.peak, b.peak),
+                x(
+                    a.rss_before / a.targets as f64,
+                    b.rss_before / b.targets as f64
+                ),
+                x(ms(a.plain), ms(b.plain)),
+                x(ms(a.gzip), ms(b.gzip)),
+                x(
+                    ms(a.plain) / a.targets as f64,
+                    ms(b.plain) / b.targets as f64
+                ),
+                x(ms(a.gzip) / a.targets as f64, ms(b.gzip) / b.targets as f64)
+            );
+        }
+    }
+    println!(
+        "  Linear: totals grow as the targets do (10x for 10x), per-target and per-probe figures stay at 1x.\n  \
+         KiB/added target: the RSS difference from the previous count over the targets added (the fixed part taken out)."
+    );
+}
+
+/// The issue's goals at 100,000 targets, if that count ran.
+fn print_goals(runs: &[Run]) {
+    let at = |d: Detail| runs.iter().find(|r| r.targets == 100_000 && r.detail == d);
+    let (Some(def), Some(lean)) = (at(Detail::Default), at(Detail::Lean)) else {
+        return;
+    };
+    let check = |v: f64, goal: f64| if v <= goal { "met" } else { "NOT met" };
+    let s = |d: Duration| d.as_secs_f64();
+    let worst = |r: &Run| s(r.plain).max(s(r.gzip));
+    println!("\nGoals at 100,000 targets (one run each):");
+    println!(
+        "  peak RSS: default {:.0} MiB (≤ 400: {}), lean {:.0} MiB (≤ 200: {})",
+        def.peak,
+        check(def.peak, 400.0),
+        lean.peak,
+        check(lean.peak, 200.0)
+    );
+    println!(
+        "  start-up to /-/ready: default {:.2} s, lean {:.2} s (≤ 1 s: {})",
+        s(def.startup),
+        s(lean.startup),
+        check(s(def.startup).max(s(lean.startup)), 1.0)
+    );
+    println!(
+        "  full scrape: default {:.2} s plain, {:.2} s gzip (≤ 1.5 s: {}); lean {:.2} s plain, {:.2} s gzip (≤ 0.6 s: {})",
+        s(def.plain),
+        s(def.gzip),
+        check(worst(def), 1.5),
+        s(lean.plain),
+        s(lean.gzip),
+        check(worst(lean), 0.6)
+    );
 }
 
 fn print_scale(runs: &[Run], window: Duration, probe_cpu: f64, probes: usize) {
@@ -1281,6 +1615,9 @@ fn print_scale(runs: &[Run], window: Duration, probe_cpu: f64, probes: usize) {
         Some(ms(r.plain))
     });
     row("scrape, gzip (ms)", f0, true, &|r| Some(ms(r.gzip)));
+    row("  process CPU over it (ms)", f0, true, &|r| {
+        Some(r.gzip_cpu * 1e3)
+    });
     row("scrape size, uncompressed (MiB)", f1, true, &|r| {
         Some(mib(r.plain_bytes))
     });
@@ -1449,11 +1786,21 @@ async fn tickr_runs(addr: std::net::SocketAddr) -> f64 {
         .sum()
 }
 
-async fn versus_blackbox() {
-    let probes: usize = std::env::var("TICKR_BENCH_BLACKBOX_PROBES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3000);
+/// One nginx serving one page over TLS 1.3 (ECDSA P-256, a CA minted for the run) on
+/// `listeners` ports, for any path; no session cache, no tickets, no keep-alive: every
+/// connection is a full handshake. Its files live in `dir`.
+struct TlsSite {
+    // Dropped first: nginx is killed before its directory goes.
+    _nginx: Nginx,
+    ports: Vec<u16>,
+    ca_pem: String,
+    ca_file: String,
+    page_len: usize,
+    _dir: tempfile::TempDir,
+}
+
+/// The page of part 3 (`TICKR_BENCH_PAGE_BYTES`, 512 bytes) unless `page_bytes` is given.
+async fn tls_site(listeners: usize, page_bytes: Option<usize>, access_log: bool) -> TlsSite {
     let dir = tempfile::tempdir().unwrap();
     let certs = Certs::mint();
     let write = |name: &str, text: &str| {
@@ -1464,11 +1811,7 @@ async fn versus_blackbox() {
     let ca_file = write("ca.pem", &certs.ca_pem);
     let chain = write("leaf.pem", &certs.chain_pem);
     let key_file = write("leaf.key", &certs.key_pem);
-    let port = free_port();
-    let page_bytes: usize = std::env::var("TICKR_BENCH_PAGE_BYTES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(512);
+    let page_bytes = page_bytes.unwrap_or_else(|| env_or("TICKR_BENCH_PAGE_BYTES", 512));
     let mut page = String::from("<html><title>Shop</title>\n");
     while page.len() < page_bytes {
         page.push_str("<p>Lorem ipsum dolor sit amet, consectetur adipiscing elit.</p>\n");
@@ -1476,16 +1819,33 @@ async fn versus_blackbox() {
     page.push_str("</html>\n");
     write("index.html", &page);
     let root = dir.path().display();
-    // No session cache, no tickets, no keep-alive: every probe is a full handshake for both.
-    let nginx = Nginx::start(&format!(
-        "server {{\n  listen 127.0.0.1:{port} ssl;\n  ssl_certificate {chain};\n  ssl_certificate_key {key_file};\n  \
+    let ports: Vec<u16> = (0..listeners.max(1)).map(|_| free_port()).collect();
+    let mut server = String::from("server {\n");
+    for port in &ports {
+        let _ = writeln!(server, "  listen 127.0.0.1:{port} ssl;");
+    }
+    if !access_log {
+        server.push_str("  access_log off;\n");
+    }
+    let _ = write!(
+        server,
+        "  ssl_certificate {chain};\n  ssl_certificate_key {key_file};\n  \
          ssl_protocols TLSv1.3;\n  ssl_session_cache off;\n  ssl_session_tickets off;\n  keepalive_timeout 0;\n  \
          location / {{ root {root}; try_files /index.html =404; }}\n}}"
-    ))
-    .await;
-    let url = format!("https://127.0.0.1:{port}/");
+    );
+    let nginx = Nginx::start(&server).await;
+    TlsSite {
+        _nginx: nginx,
+        ports,
+        ca_pem: certs.ca_pem,
+        ca_file,
+        page_len: page.len(),
+        _dir: dir,
+    }
+}
 
-    // blackbox_exporter, driven through /probe by 4 keep-alive clients, as Prometheus would.
+/// blackbox_exporter with one module, `https_2xx`: the page's title expected, `ca_file` trusted.
+async fn start_blackbox(ca_file: &str) -> (Process, std::net::SocketAddr) {
     let bb_binary = require("prometheus-blackbox-exporter");
     let bb_dir = tempfile::tempdir().unwrap();
     std::fs::write(
@@ -1506,50 +1866,69 @@ async fn versus_blackbox() {
     ];
     let mut blackbox = Process::spawn("blackbox", &bb_binary, &args, bb_dir);
     blackbox.wait_tcp(bb_addr, Duration::from_secs(20)).await;
-    let path = format!("/probe?module=https_2xx&target={url}");
-    let drive = |n: usize| {
-        let path = path.clone();
-        async move {
-            let mut workers = Vec::new();
-            for w in 0..4 {
-                let path = path.clone();
-                workers.push(tokio::spawn(async move {
-                    let mut sender = keepalive(bb_addr).await;
-                    for _ in (w..n).step_by(4) {
-                        sender.ready().await.unwrap();
-                        let req = http::Request::builder()
-                            .uri(&path)
-                            .header("host", "blackbox")
-                            .body(Empty::new())
-                            .unwrap();
-                        let body = sender
-                            .send_request(req)
-                            .await
-                            .unwrap()
-                            .into_body()
-                            .collect()
-                            .await
-                            .unwrap()
-                            .to_bytes();
-                        assert!(
-                            String::from_utf8_lossy(&body).contains("probe_success 1"),
-                            "blackbox probe failed"
-                        );
-                    }
-                }));
+    (blackbox, bb_addr)
+}
+
+/// `n` probes through blackbox_exporter's `/probe`, by 4 concurrent keep-alive clients as
+/// Prometheus would send them: probe `i` goes to `urls[i % urls.len()]`, client `i % 4` sends it.
+async fn drive_blackbox(bb_addr: std::net::SocketAddr, urls: Arc<Vec<String>>, n: usize) {
+    let mut workers = Vec::new();
+    for w in 0..4 {
+        let urls = urls.clone();
+        workers.push(tokio::spawn(async move {
+            let mut sender = keepalive(bb_addr).await;
+            for i in (w..n).step_by(4) {
+                let url = &urls[i % urls.len()];
+                let path = format!(
+                    "/probe?module=https_2xx&target={}",
+                    url::form_urlencoded::byte_serialize(url.as_bytes()).collect::<String>()
+                );
+                sender.ready().await.unwrap();
+                let req = http::Request::builder()
+                    .uri(&path)
+                    .header("host", "blackbox")
+                    .body(Empty::new())
+                    .unwrap();
+                let body = sender
+                    .send_request(req)
+                    .await
+                    .unwrap()
+                    .into_body()
+                    .collect()
+                    .await
+                    .unwrap()
+                    .to_bytes();
+                assert!(
+                    String::from_utf8_lossy(&body).contains("probe_success 1"),
+                    "blackbox probe of {url} failed"
+                );
             }
-            for w in workers {
-                w.await.unwrap();
-            }
-        }
-    };
+        }));
+    }
+    for w in workers {
+        w.await.unwrap();
+    }
+}
+
+async fn versus_blackbox() {
+    let probes: usize = std::env::var("TICKR_BENCH_BLACKBOX_PROBES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3000);
+    let site = tls_site(1, None, true).await;
+    let (port, ca_file, page_len) = (site.ports[0], site.ca_file.clone(), site.page_len);
+    let url = format!("https://127.0.0.1:{port}/");
+    let urls = Arc::new(vec![url.clone()]);
+
+    // blackbox_exporter, driven through /probe by 4 keep-alive clients, as Prometheus would.
+    let (blackbox, bb_addr) = start_blackbox(&ca_file).await;
+    let drive = |n: usize| drive_blackbox(bb_addr, urls.clone(), n);
     drive(100).await;
 
     // Rounds that alternate the three, so that drift in the machine's load hits them alike:
     // blackbox_exporter (already running, idle between its rounds), then the tickr binary
     // (started for its round, so that it is not probing during the others'), then the floor.
-    let ca_pem = certs.ca_pem.clone();
-    let minimal = Arc::new(tls_client_config(&ca_pem));
+    let minimal = Arc::new(tls_client_config(&site.ca_pem));
     let per_round = (probes / ROUNDS).max(100);
     let (mut bb, mut tk, mut floor) = (Tally::default(), Tally::default(), Tally::default());
     let mut targets = 0;
@@ -1569,21 +1948,22 @@ async fn versus_blackbox() {
         tk.rss = rss;
 
         let config = minimal.clone();
-        let (cpu, wall) = std::thread::spawn(move || minimal_round(port, config, per_round))
-            .join()
-            .unwrap();
+        let (cpu, wall) = std::thread::spawn(move || {
+            minimal_round(port, config, per_round, &["/".to_owned()], None)
+        })
+        .join()
+        .unwrap();
         floor.add(cpu, per_round as f64, wall);
     }
     drop(blackbox);
-    drop(nginx);
+    drop(site);
     let (bb_cpu, bb_rss, bb_rate) = (bb.per_probe(), bb.rss, bb.rate());
     let (tickr_cpu, tickr_rss, tickr_rate) = (tk.per_probe(), tk.rss, tk.rate());
     let minimal_cpu = floor.per_probe();
     let interval_ms = 100;
 
     println!(
-        "\nAgainst blackbox_exporter: one nginx page of {} bytes over TLS 1.3 (ECDSA P-256), a fresh connection per probe",
-        page.len()
+        "\nAgainst blackbox_exporter: one nginx page of {page_len} bytes over TLS 1.3 (ECDSA P-256), a fresh connection per probe"
     );
     println!(
         "  {:<46} {:>12} {:>9} {:>9}",
@@ -1625,6 +2005,283 @@ async fn versus_blackbox() {
         "  {ROUNDS} alternating rounds of {per_round} probes each; per round, tickr / blackbox_exporter {}, tickr / minimal loop {}",
         spread(&tk, &bb),
         spread(&tk, &floor)
+    );
+    print_probe_goals(
+        &round_ratios(&tk.rounds, &bb.rounds),
+        &round_ratios(&tk.rounds, &floor.rounds),
+    );
+}
+
+/// `a / b`, round by round.
+fn round_ratios(a: &[f64], b: &[f64]) -> Vec<f64> {
+    a.iter().zip(b).map(|(x, y)| x / y).collect()
+}
+
+/// The issue's goals for CPU per probe: at most 0.28× blackbox_exporter and at most 1.10× the
+/// minimal loop, on every round.
+fn print_probe_goals(to_blackbox: &[f64], to_floor: &[f64]) {
+    let worst = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
+    let verdict = |v: &[f64], goal: f64| {
+        let met = v.iter().filter(|&&r| r <= goal).count();
+        if met == v.len() {
+            format!("met on every round (worst {:.2}x)", worst(v))
+        } else {
+            format!(
+                "NOT met: {met} of {} rounds (worst {:.2}x)",
+                v.len(),
+                worst(v)
+            )
+        }
+    };
+    println!(
+        "  goal ≤ 0.28x blackbox_exporter on every round: {}; goal ≤ 1.10x the minimal loop on every round: {}",
+        verdict(to_blackbox, 0.28),
+        verdict(to_floor, 1.10)
+    );
+}
+
+/// How often Prometheus would scrape tickr in `blackbox-many`: a common `scrape_interval`.
+const PROMETHEUS_SCRAPE: Duration = Duration::from_secs(15);
+/// Rounds of `blackbox-many`.
+const MANY_ROUNDS: usize = 5;
+/// Back-to-back gzip scrapes whose CPU, divided, gives one scrape's (a few ms each at 300
+/// targets: many of them, for /proc's 10 ms ticks).
+const SCRAPE_SAMPLES: usize = 50;
+
+/// One tickr round of `blackbox-many`.
+struct ManyRound {
+    /// Process CPU seconds over the window, and the probes finished in it.
+    cpu: f64,
+    probes: f64,
+    span: f64,
+    failed: f64,
+    rss: f64,
+    /// Process CPU seconds of one gzip scrape of all the targets (the probes that ran
+    /// meanwhile taken out), and its wall time.
+    scrape_cpu: f64,
+    scrape_wall: Duration,
+}
+
+/// The tickr binary with a target on each of `urls`, every 1 s over one `defaults.tls.ca_file`,
+/// for `window` between two scrapes (the CPU counted is between them, not theirs); then
+/// [`SCRAPE_SAMPLES`] gzip scrapes back to back for the cost of one.
+async fn tickr_many_round(urls: &[String], ca_file: &str, window: Duration) -> ManyRound {
+    let mut yaml = format!(
+        "defaults:\n  interval: 1s\n  timeout: 900ms\n  tls: {{ca_file: {ca_file}}}\n  expect: {{body_contains: [\"<title>Shop\"]}}\ntargets:\n"
+    );
+    for (i, url) in urls.iter().enumerate() {
+        let _ = writeln!(yaml, "  - name: t{i}\n    url: {url}");
+    }
+    let what = format!("tickr with {} HTTPS targets every 1 s", urls.len());
+    let (mut tickr, _) = Tickr::start(what, &yaml).await;
+    let pid = tickr.pid();
+    // Every target past its first slot (first slots are spread over the interval).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let a = tickr.scrape(true, Read::Parse).await;
+    let (c0, from) = (process_cpu(pid), Instant::now());
+    tokio::time::sleep(window).await;
+    let (c1, span) = (process_cpu(pid), from.elapsed().as_secs_f64());
+    let b = tickr.scrape(true, Read::Parse).await;
+    tickr.alive("in the window");
+    let (ta, tb) = (a.text(), b.text());
+    let rate = (tb.runs - ta.runs) / (b.snapshot() - a.snapshot()).as_secs_f64();
+    let (cpu, probes) = (c1 - c0, rate * span);
+    let (c2, t2) = (process_cpu(pid), Instant::now());
+    for _ in 0..SCRAPE_SAMPLES {
+        tickr.scrape(true, Read::Count).await;
+    }
+    let (c3, took) = (process_cpu(pid), t2.elapsed());
+    let meanwhile = rate * took.as_secs_f64() * cpu / probes;
+    let rss = process_rss_mib(pid);
+    tickr.alive("after the scrapes");
+    ManyRound {
+        cpu,
+        probes,
+        span,
+        failed: tb.failures - ta.failures,
+        rss,
+        scrape_cpu: ((c3 - c2) - meanwhile).max(0.0) / SCRAPE_SAMPLES as f64,
+        scrape_wall: took / SCRAPE_SAMPLES as u32,
+    }
+}
+
+/// Part 3's second case: 300 distinct HTTPS targets over one shared CA, against
+/// blackbox_exporter driven through `/probe` over the same URLs, and the floor.
+async fn versus_blackbox_many() {
+    let n: usize = env_or("TICKR_BENCH_BLACKBOX_TARGETS", 300);
+    let window = Duration::from_secs(env_or("TICKR_BENCH_BLACKBOX_WINDOW", 15));
+    assert!(n > 0, "TICKR_BENCH_BLACKBOX_TARGETS must be at least 1");
+    assert!(
+        !window.is_zero(),
+        "TICKR_BENCH_BLACKBOX_WINDOW must be at least 1 s"
+    );
+    let site = tls_site(1, None, false).await;
+    let port = site.ports[0];
+    let paths: Vec<String> = (0..n).map(|i| format!("/p/{i}")).collect();
+    let urls: Arc<Vec<String>> = Arc::new(
+        paths
+            .iter()
+            .map(|p| format!("https://127.0.0.1:{port}{p}"))
+            .collect(),
+    );
+    let paths = Arc::new(paths);
+    let (blackbox, bb_addr) = start_blackbox(&site.ca_file).await;
+    drive_blackbox(bb_addr, urls.clone(), 2 * n).await;
+    let minimal = Arc::new(tls_client_config(&site.ca_pem));
+    let per_round = n * window.as_secs() as usize;
+
+    let (mut bb, mut tk, mut tk_scraped, mut floor, mut paced) = (
+        Tally::default(),
+        Tally::default(),
+        Tally::default(),
+        Tally::default(),
+        Tally::default(),
+    );
+    let (mut scrape_cpu, mut scrape_wall, mut failed) = (Vec::new(), Vec::new(), 0.0);
+    let started = Instant::now();
+    for round in 0..MANY_ROUNDS {
+        let (c0, t0) = (process_cpu(blackbox.pid()), Instant::now());
+        drive_blackbox(bb_addr, urls.clone(), per_round).await;
+        let wall = t0.elapsed().as_secs_f64();
+        bb.add(process_cpu(blackbox.pid()) - c0, per_round as f64, wall);
+        bb.rss = process_rss_mib(blackbox.pid());
+
+        let r = tickr_many_round(&urls, &site.ca_file, window).await;
+        tk.add(r.cpu, r.probes, r.span);
+        tk.rss = r.rss;
+        // The scrapes Prometheus would have made in the window.
+        let scrapes = r.span / PROMETHEUS_SCRAPE.as_secs_f64();
+        tk_scraped.add(r.cpu + r.scrape_cpu * scrapes, r.probes, r.span);
+        scrape_cpu.push(r.scrape_cpu);
+        scrape_wall.push(r.scrape_wall);
+        failed += r.failed;
+
+        let (config, paths_) = (minimal.clone(), paths.clone());
+        let (cpu, wall) =
+            std::thread::spawn(move || minimal_round(port, config, per_round, &paths_, None))
+                .join()
+                .unwrap();
+        floor.add(cpu, per_round as f64, wall);
+        // The same loop at tickr's pace (n probes a second, evenly spread), on a third of the
+        // probes: each one then finds cold caches and an idle runtime, as tickr's do.
+        let (config, paths_) = (minimal.clone(), paths.clone());
+        let (paced_n, pace) = (
+            (per_round / 3).max(1),
+            Duration::from_secs_f64(1.0 / n as f64),
+        );
+        let (cpu, wall) =
+            std::thread::spawn(move || minimal_round(port, config, paced_n, &paths_, Some(pace)))
+                .join()
+                .unwrap();
+        paced.add(cpu, paced_n as f64, wall);
+        eprintln!(
+            "blackbox-many: round {}: blackbox_exporter {:.0} µs, tickr {:.0} µs ({:.0} probes), floor {:.0} µs, paced {:.0} µs per probe",
+            round + 1,
+            bb.rounds[round] * 1e6,
+            tk.rounds[round] * 1e6,
+            r.probes,
+            floor.rounds[round] * 1e6,
+            paced.rounds[round] * 1e6
+        );
+    }
+    let took = started.elapsed();
+    drop(blackbox);
+    let page_len = site.page_len;
+    drop(site);
+
+    let range = |v: &[f64], scale: f64, digits: usize| {
+        let lo = v.iter().copied().fold(f64::INFINITY, f64::min) * scale;
+        let hi = v.iter().copied().fold(0.0, f64::max) * scale;
+        format!("{lo:.digits$}–{hi:.digits$}")
+    };
+    let list = |v: &[f64]| {
+        v.iter()
+            .map(|r| format!("{r:.2}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut sorted = scrape_cpu.clone();
+    sorted.sort_by(f64::total_cmp);
+    let scrape_ms = sorted[sorted.len() / 2] * 1e3;
+    let mut walls = scrape_wall.clone();
+    walls.sort();
+    println!(
+        "\nAgainst blackbox_exporter, {n} distinct targets: one nginx page of {page_len} bytes over TLS 1.3 (ECDSA P-256), each target its own URL path, a fresh connection per probe"
+    );
+    println!(
+        "  blackbox_exporter: /probe by 4 concurrent keep-alive clients over the {n} URLs; tickr: {n} targets every 1 s over one defaults.tls.ca_file, {} s between two scrapes; the floor: the minimal loop over the {n} URLs",
+        window.as_secs()
+    );
+    println!(
+        "  {MANY_ROUNDS} rounds in turns of {} probes each, {:.0} s in all",
+        thousands(per_round as u64),
+        took.as_secs_f64()
+    );
+    println!(
+        "  {:<52} {:>12} {:>14} {:>9} {:>9}",
+        "", "µs CPU/probe", "rounds (µs)", "RSS MiB", "probes/s"
+    );
+    let row = |name: &str, t: &Tally, rss: String, rate: String| {
+        println!(
+            "  {name:<52} {:>12.0} {:>14} {rss:>9} {rate:>9}",
+            t.per_probe() * 1e6,
+            range(&t.rounds, 1e6, 0)
+        );
+    };
+    row(
+        "blackbox_exporter (/probe, 4 keep-alive clients)",
+        &bb,
+        format!("{:.1}", bb.rss),
+        format!("{:.0}", bb.rate()),
+    );
+    row(
+        &format!("tickr binary ({n} targets every 1 s, probes)"),
+        &tk,
+        format!("{:.1}", tk.rss),
+        format!("{:.0}", tk.rate()),
+    );
+    row(
+        &format!(
+            "  with a gzip scrape every {} s",
+            PROMETHEUS_SCRAPE.as_secs()
+        ),
+        &tk_scraped,
+        String::new(),
+        String::new(),
+    );
+    row(
+        "minimal loop, same TLS stack (floor)",
+        &floor,
+        String::new(),
+        String::new(),
+    );
+    row(
+        &format!("  the same, paced at {n} probes/s"),
+        &paced,
+        String::new(),
+        format!("{:.0}", paced.rate()),
+    );
+    println!(
+        "  one gzip scrape of the {n} targets: {scrape_ms:.1} ms CPU (rounds {} ms), {:.1} ms wall; failed tickr probes: {failed:.0}",
+        range(&scrape_cpu, 1e3, 1),
+        walls[walls.len() / 2].as_secs_f64() * 1e3
+    );
+    for (name, t) in [("probes", &tk), ("with its scrape", &tk_scraped)] {
+        let to_bb = round_ratios(&t.rounds, &bb.rounds);
+        let to_floor = round_ratios(&t.rounds, &floor.rounds);
+        println!(
+            "  tickr ({name}) / blackbox_exporter: {:.2}x (rounds {}); / minimal loop: {:.2}x (rounds {})",
+            t.per_probe() / bb.per_probe(),
+            list(&to_bb),
+            t.per_probe() / floor.per_probe(),
+            list(&to_floor)
+        );
+        print_probe_goals(&to_bb, &to_floor);
+    }
+    println!(
+        "  tickr (probes) / the paced loop: {:.2}x (rounds {}): what is left once cold caches and an idle runtime are on both sides",
+        tk.per_probe() / paced.per_probe(),
+        list(&round_ratios(&tk.rounds, &paced.rounds))
     );
 }
 
@@ -1674,19 +2331,31 @@ fn tls_client_config(ca_pem: &str) -> rustls::ClientConfig {
     config
 }
 
-/// `n` probes of the minimal loop on a current-thread runtime: (thread CPU seconds, wall seconds).
-fn minimal_round(port: u16, config: Arc<rustls::ClientConfig>, n: usize) -> (f64, f64) {
+/// `n` probes of the minimal loop on a current-thread runtime, over `paths` in turn: (thread
+/// CPU seconds, wall seconds). Back to back, or one every `pace`.
+fn minimal_round(
+    port: u16,
+    config: Arc<rustls::ClientConfig>,
+    n: usize,
+    paths: &[String],
+    pace: Option<Duration>,
+) -> (f64, f64) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(async {
-        for _ in 0..20 {
-            minimal_probe(port, config.clone()).await;
+        for i in 0..20 {
+            minimal_probe(port, config.clone(), &paths[i % paths.len()]).await;
         }
         let (c, t) = (cpu_seconds(), Instant::now());
-        for _ in 0..n {
-            minimal_probe(port, config.clone()).await;
+        let mut slot = tokio::time::Instant::now();
+        for i in 0..n {
+            if let Some(pace) = pace {
+                slot += pace;
+                tokio::time::sleep_until(slot).await;
+            }
+            minimal_probe(port, config.clone(), &paths[i % paths.len()]).await;
         }
         (cpu_seconds() - c, t.elapsed().as_secs_f64())
     })
@@ -2153,5 +2822,196 @@ async fn shards() {
     println!(
         "\nIdeal: each of N shards at 1/N of the single process (0.50 for N = 2, 0.25 for N = 4);\n\
          RSS keeps the process's fixed part (runtime, TLS roots, buffers) in every shard."
+    );
+}
+
+/// One tickr process of part 7, once every target has probed.
+struct CaRun {
+    startup: Duration,
+    rss_ready: f64,
+    rss: f64,
+    peak: f64,
+    runs: f64,
+    failed: f64,
+    series: u64,
+}
+
+/// Part 7: 10,000 HTTPS targets with one `ca_file` in `defaults`, against the same targets
+/// without any CA file, in two processes side by side so that both see the same machine.
+async fn shared_ca() {
+    let n: usize = env_or("TICKR_BENCH_TLS_TARGETS", 10_000);
+    let rounds: usize = env_or("TICKR_BENCH_TLS_ROUNDS", 2_usize).max(1);
+    assert!(n > 0, "TICKR_BENCH_TLS_TARGETS must be at least 1");
+    let site = tls_site(LISTENERS, Some(512), false).await;
+    // Without a CA file the generated CA is not trusted: `insecure_skip_verify` keeps every
+    // handshake succeeding (the verification still runs, against the built-in roots, and its
+    // verdict is recorded), so both processes hold the same series and do the same work.
+    let variants = [
+        (
+            "with defaults.tls.ca_file",
+            format!("{{ca_file: {}}}", site.ca_file),
+        ),
+        (
+            "without (insecure_skip_verify: true)",
+            "{insecure_skip_verify: true}".to_owned(),
+        ),
+    ];
+    let configs: Vec<String> = variants
+        .iter()
+        .map(|(_, tls)| {
+            let mut yaml = format!(
+                "defaults:\n  interval: {}s\n  timeout: {}s\n  tls: {tls}\ntargets:\n",
+                SCALE_INTERVAL.as_secs(),
+                SCALE_TIMEOUT.as_secs()
+            );
+            for i in 0..n {
+                let _ = writeln!(
+                    yaml,
+                    "  - name: t{i}\n    url: https://127.0.0.1:{}/p/{i}",
+                    site.ports[i % site.ports.len()]
+                );
+            }
+            yaml
+        })
+        .collect();
+    let started = Instant::now();
+    let mut figures: [Vec<CaRun>; 2] = Default::default();
+    for round in 0..rounds {
+        let order = if round.is_multiple_of(2) {
+            [0, 1]
+        } else {
+            [1, 0]
+        };
+        let mut fleet: [Option<(Tickr, Duration, f64)>; 2] = [None, None];
+        for v in order {
+            let what = format!(
+                "tickr with {} HTTPS targets {}",
+                thousands(n as u64),
+                variants[v].0
+            );
+            let (tickr, startup) = Tickr::start(what, &configs[v]).await;
+            let rss = process_rss_mib(tickr.pid());
+            fleet[v] = Some((tickr, startup, rss));
+        }
+        // One interval after start-up every target has probed at least once.
+        tokio::time::sleep(SCALE_INTERVAL + Duration::from_secs(2)).await;
+        let mut memory = [(0.0, 0.0); 2];
+        for (v, slot) in fleet.iter_mut().enumerate() {
+            let (tickr, _, _) = slot.as_mut().expect("started");
+            tickr.alive("before the memory is read");
+            memory[v] = (
+                process_rss_mib(tickr.pid()),
+                process_status_mib(tickr.pid(), "VmHWM"),
+            );
+        }
+        // Scrapes only after the memory of both is read: a scrape raises the peak.
+        for (v, slot) in fleet.iter_mut().enumerate() {
+            let (tickr, startup, rss_ready) = slot.as_mut().expect("started");
+            let s = tickr.scrape(false, Read::Parse).await;
+            let text = s.text();
+            figures[v].push(CaRun {
+                startup: *startup,
+                rss_ready: *rss_ready,
+                rss: memory[v].0,
+                peak: memory[v].1,
+                runs: text.runs,
+                failed: text.failures,
+                series: text.series,
+            });
+            eprintln!(
+                "tls: round {}: {} targets {}: RSS {:.1} MiB (peak {:.1}), {:.0} probes, {:.0} failed",
+                round + 1,
+                thousands(n as u64),
+                variants[v].0,
+                memory[v].0,
+                memory[v].1,
+                text.runs,
+                text.failures
+            );
+        }
+        drop(fleet);
+    }
+    let took = started.elapsed();
+    drop(site);
+
+    // The mean of the middle two for an even count.
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        let h = v.len() / 2;
+        if v.len().is_multiple_of(2) {
+            (v[h - 1] + v[h]) / 2.0
+        } else {
+            v[h]
+        }
+    };
+    println!(
+        "\nShared CA: {} HTTPS targets every {} s (timeout {} s), each on its own path, on one nginx (TLS 1.3, ECDSA P-256, a generated CA, {LISTENERS} ports)",
+        thousands(n as u64),
+        SCALE_INTERVAL.as_secs(),
+        SCALE_TIMEOUT.as_secs()
+    );
+    println!(
+        "  two tickr processes side by side, {rounds} round(s), the start order swapped each round, {:.0} s in all; medians over rounds",
+        took.as_secs_f64()
+    );
+    println!(
+        "  {:<38} {:>10} {:>10} {:>12} {:>9} {:>10} {:>9} {:>7} {:>8}",
+        "",
+        "start-up",
+        "RSS ready",
+        "RSS probed",
+        "peak",
+        "KiB/target",
+        "probes",
+        "failed",
+        "series"
+    );
+    for (v, (name, _)) in variants.iter().enumerate() {
+        let f = &figures[v];
+        let m = |get: fn(&CaRun) -> f64| median(f.iter().map(get).collect());
+        println!(
+            "  {name:<38} {:>7.0} ms {:>6.1} MiB {:>8.1} MiB {:>5.1} MiB {:>10.1} {:>9} {:>7.0} {:>8}",
+            m(|r| r.startup.as_secs_f64() * 1e3),
+            m(|r| r.rss_ready),
+            m(|r| r.rss),
+            m(|r| r.peak),
+            m(|r| r.rss) * 1024.0 / n as f64,
+            thousands(m(|r| r.runs) as u64),
+            m(|r| r.failed),
+            thousands(m(|r| r.series as f64) as u64)
+        );
+    }
+    let ratios = |get: fn(&CaRun) -> f64| -> Vec<f64> {
+        figures[0]
+            .iter()
+            .zip(&figures[1])
+            .map(|(a, b)| get(a) / get(b))
+            .collect()
+    };
+    let show = |v: &[f64]| {
+        let each: Vec<String> = v.iter().map(|r| format!("{r:.3}x")).collect();
+        format!("{:.3}x (rounds {})", median(v.to_vec()), each.join(", "))
+    };
+    let rss = ratios(|r| r.rss);
+    println!(
+        "  with ca_file / without: RSS {}; peak {}; RSS at ready {}",
+        show(&rss),
+        show(&ratios(|r| r.peak)),
+        show(&ratios(|r| r.rss_ready))
+    );
+    println!(
+        "  the CA costs {:.2} KiB per target (RSS difference, median)",
+        median(
+            figures[0]
+                .iter()
+                .zip(&figures[1])
+                .map(|(a, b)| (a.rss - b.rss) * 1024.0 / n as f64)
+                .collect()
+        )
+    );
+    let worst = rss.iter().copied().fold(0.0, f64::max);
+    println!(
+        "  goal: RSS within 10 % of the same targets without the CA file: {} (worst round {worst:.3}x)",
+        if worst <= 1.10 { "met" } else { "NOT met" }
     );
 }

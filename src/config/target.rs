@@ -70,7 +70,9 @@ pub struct Target {
     pub timeout: Duration,
     pub method: Method,
     /// Every value is marked sensitive: header values are treated as secrets.
-    pub headers: HeaderMap,
+    /// Shared by every target that sends only tickr's own `User-Agent` (most do): a header
+    /// map with one entry allocates about a kilobyte.
+    pub headers: Arc<HeaderMap>,
     /// Headers whose values live in files (`{file: …}`, `basic_auth.password_file`,
     /// `bearer_token_file`), read as each request is built; they replace static ones.
     pub file_headers: Vec<FileHeader>,
@@ -422,7 +424,7 @@ pub(super) fn validate_target(
         interval,
         timeout,
         method,
-        headers,
+        headers: shared_headers(headers),
         file_headers,
         secrets,
         body,
@@ -710,10 +712,7 @@ fn validate_headers(layers: &Layers, dir: &Path) -> Result<RequestHeaders, Inval
         authorization: header_auth,
     } = merge_headers(layers, "headers", |s| s.headers.as_ref(), dir)?;
     let mut headers = HeaderMap::new();
-    headers.insert(
-        USER_AGENT,
-        HeaderValue::from_static(concat!("tickr/", env!("CARGO_PKG_VERSION"))),
-    );
+    headers.insert(USER_AGENT, HeaderValue::from_static(TICKR_USER_AGENT));
     for (name, value) in &fixed {
         headers.insert(name, value.clone());
     }
@@ -737,6 +736,22 @@ fn validate_headers(layers: &Layers, dir: &Path) -> Result<RequestHeaders, Inval
         passwords,
     })
 }
+
+/// `headers`, or the one map every target shares when they are only tickr's `User-Agent`.
+fn shared_headers(headers: HeaderMap) -> Arc<HeaderMap> {
+    static DEFAULT: std::sync::LazyLock<Arc<HeaderMap>> = std::sync::LazyLock::new(|| {
+        let mut only = HeaderMap::new();
+        only.insert(USER_AGENT, HeaderValue::from_static(TICKR_USER_AGENT));
+        Arc::new(only)
+    });
+    if headers == **DEFAULT {
+        DEFAULT.clone()
+    } else {
+        Arc::new(headers)
+    }
+}
+
+const TICKR_USER_AGENT: &str = concat!("tickr/", env!("CARGO_PKG_VERSION"));
 
 /// What a target's request headers validate into.
 struct RequestHeaders {

@@ -5,17 +5,14 @@
 use std::fmt;
 use std::sync::atomic::Ordering::Relaxed;
 
-use prometheus_client::encoding::{
-    EncodeGaugeValue, EncodeLabel, EncodeLabelSet, EncodeMetric, LabelSetEncoder, MetricEncoder,
-};
 use prometheus_client::metrics::MetricType::{self, Counter, Gauge, Histogram, Info};
 use prometheus_client::registry::Unit;
 
 use crate::probe::Reason;
 
-use super::target::{
-    Count, ExHistogram, ExemplarLabels, TargetLabels, TargetMetrics, NO_CERT, NO_CHAIN,
-};
+use super::encode::{self, GaugeValue};
+use super::histogram::Read;
+use super::target::{Count, ExemplarLabels, TargetMetrics, NO_CERT, NO_CHAIN};
 
 /// One family of per-target series.
 pub(super) struct Family {
@@ -48,8 +45,8 @@ pub(super) static FAMILIES: [Family; 20] = [
         labels: &["result"],
         has: always,
         read: |tm, s| {
-            s.count(&["failure"], &tm.runs[1])?;
-            s.count(&["success"], &tm.runs[0])
+            s.marked(&["failure"], tm.run(1))?;
+            s.marked(&["success"], tm.run(0))
         },
     },
     Family {
@@ -67,10 +64,10 @@ pub(super) static FAMILIES: [Family; 20] = [
         unit: SECONDS,
         kind: Histogram,
         labels: &["phase"],
-        has: |tm| !tm.phases.is_empty(),
+        has: |tm| !tm.histograms.phases().is_empty(),
         read: |tm, s| {
-            for (phase, histogram) in tm.phases.iter() {
-                s.histogram(&[phase.as_str()], histogram)?;
+            for (i, phase) in tm.histograms.phases().iter().enumerate() {
+                s.histogram(&[phase.as_str()], tm.histograms.read(i))?;
             }
             Ok(())
         },
@@ -130,11 +127,11 @@ pub(super) static FAMILIES: [Family; 20] = [
         labels: &["reason"],
         has: always,
         read: |tm, s| {
-            for (reason, count) in Reason::ALL.iter().zip(&tm.failures) {
+            for (i, reason) in Reason::ALL.iter().enumerate() {
                 if *reason == Reason::Proxy && !tm.proxied {
                     continue;
                 }
-                s.count(&[reason.as_str()], count)?;
+                s.marked(&[reason.as_str()], tm.failure(i))?;
             }
             Ok(())
         },
@@ -318,13 +315,13 @@ fn class(code: u16) -> &'static str {
 }
 
 impl Family {
-    /// Writes `tm`'s series of this family into `encoder`, the family's after its descriptor.
-    pub(super) fn write(&self, tm: &TargetMetrics, encoder: &mut MetricEncoder) -> fmt::Result {
+    /// Appends `tm`'s series of this family to `out`.
+    pub(super) fn write(&self, tm: &TargetMetrics, out: &mut String) -> fmt::Result {
         (self.read)(
             tm,
             &mut Series {
-                encoder,
-                target: &tm.labels,
+                out,
+                target: &tm.text,
                 family: self,
             },
         )
@@ -332,81 +329,106 @@ impl Family {
 }
 
 /// Where a family's `read` writes one target's series: it names the values of the family's
-/// labels, and the series gets the target's labels, then the family's.
-pub(super) struct Series<'e, 'm> {
-    encoder: &'e mut MetricEncoder<'m>,
-    target: &'e TargetLabels,
-    family: &'e Family,
+/// labels, and each sample gets the target's labels, then the family's.
+pub(super) struct Series<'a> {
+    out: &'a mut String,
+    target: &'a str,
+    family: &'a Family,
 }
 
-impl<'e> Series<'e, '_> {
-    /// The labels of one series, checked against the family's entry: a mismatch is a bug in
-    /// the table, so debug builds (and so every test) catch it.
-    fn labels<'a>(&self, values: &'a [&'a str], kind: MetricType) -> Labels<'a>
-    where
-        'e: 'a,
-    {
+impl Series<'_> {
+    /// A sample line up to its value: name, suffix and labels (`le` first, as
+    /// prometheus-client writes it). The values are checked against the family's entry: a
+    /// mismatch is a bug in the table, so debug builds (and so every test) catch it.
+    fn start(&mut self, kind: MetricType, suffix: Option<&str>, le: Option<&str>, values: &[&str]) {
+        let family = self.family;
         debug_assert_eq!(
             values.len(),
-            self.family.labels.len(),
+            family.labels.len(),
             "{}: label values",
-            self.family.name
+            family.name
         );
         debug_assert_eq!(
             std::mem::discriminant(&kind),
-            std::mem::discriminant(&self.family.kind),
+            std::mem::discriminant(&family.kind),
             "{}: type",
-            self.family.name
+            family.name
         );
-        Labels {
-            target: self.target,
-            names: self.family.labels,
-            values,
+        let out = &mut *self.out;
+        encode::sample_name(out, family, suffix);
+        out.push('{');
+        if let Some(le) = le {
+            out.push_str("le=\"");
+            out.push_str(le);
+            out.push_str("\",");
         }
+        out.push_str(self.target);
+        for (name, value) in family.labels.iter().zip(values) {
+            out.push(',');
+            out.push_str(name);
+            out.push_str("=\"");
+            encode::escaped(out, value);
+            out.push('"');
+        }
+        out.push_str("} ");
     }
 
-    /// A counter carrying its last failure's event id (and trace id) as an exemplar.
+    /// A counter carrying its last failure's event id (and trace id) as an exemplar, with the
+    /// increment it marks (1) as the exemplar's value.
     fn count(&mut self, values: &[&str], count: &Count) -> fmt::Result {
-        let labels = self.labels(values, Counter);
-        count.encode(self.encoder, &labels)
+        self.marked(values, count.read())
+    }
+
+    /// A counter's value and its exemplar, as [`count`](Self::count) writes them.
+    fn marked(
+        &mut self,
+        values: &[&str],
+        (value, exemplar): (u64, Option<ExemplarLabels>),
+    ) -> fmt::Result {
+        self.start(Counter, None, None, values);
+        encode::uint(self.out, value);
+        if let Some(e) = exemplar {
+            e.write(self.out, 1.0);
+        }
+        self.out.push('\n');
+        Ok(())
     }
 
     fn counter(&mut self, values: &[&str], value: u64) -> fmt::Result {
-        let labels = self.labels(values, Counter);
-        self.encoder
-            .encode_family(&labels)?
-            .encode_counter::<ExemplarLabels, _, u64>(&value, None)
+        self.start(Counter, None, None, values);
+        encode::uint(self.out, value);
+        self.out.push('\n');
+        Ok(())
     }
 
-    fn gauge(&mut self, values: &[&str], value: impl EncodeGaugeValue) -> fmt::Result {
-        let labels = self.labels(values, Gauge);
-        self.encoder.encode_family(&labels)?.encode_gauge(&value)
+    fn gauge(&mut self, values: &[&str], value: impl GaugeValue) -> fmt::Result {
+        self.start(Gauge, None, None, values);
+        value.write(self.out);
+        self.out.push('\n');
+        Ok(())
     }
 
-    fn histogram(&mut self, values: &[&str], histogram: &ExHistogram) -> fmt::Result {
-        let labels = self.labels(values, Histogram);
-        histogram.encode(self.encoder.encode_family(&labels)?)
+    fn histogram(&mut self, values: &[&str], h: Read) -> fmt::Result {
+        self.start(Histogram, Some("sum"), None, values);
+        encode::float(self.out, h.sum);
+        self.out.push('\n');
+        self.start(Histogram, Some("count"), None, values);
+        encode::uint(self.out, h.count);
+        self.out.push('\n');
+        h.buckets(|le, cumulative, exemplar| {
+            self.start(Histogram, Some("bucket"), Some(le), values);
+            encode::uint(self.out, cumulative);
+            if let Some((labels, value)) = exemplar {
+                labels.write(self.out, value);
+            }
+            self.out.push('\n');
+        });
+        Ok(())
     }
 
     fn info(&mut self, values: &[&str]) -> fmt::Result {
-        let labels = self.labels(values, Info);
-        self.encoder.encode_info(&labels)
-    }
-}
-
-/// One series' labels: the target's, then the family's own.
-struct Labels<'a> {
-    target: &'a TargetLabels,
-    names: &'static [&'static str],
-    values: &'a [&'a str],
-}
-
-impl EncodeLabelSet for Labels<'_> {
-    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), fmt::Error> {
-        self.target.encode(encoder)?;
-        for (name, value) in self.names.iter().zip(self.values) {
-            (*name, *value).encode(encoder.encode_label())?;
-        }
+        self.start(Info, None, None, values);
+        self.out.push_str("1\n");
         Ok(())
     }
 }

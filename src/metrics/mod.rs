@@ -1,28 +1,29 @@
 //! Turns probe outcomes into Prometheus samples, and encodes the exposition: [`Metrics`] holds
-//! the registry, the exporter-wide series and every target's; `target.rs` is a target's block
-//! of atomics, `families.rs` the table of per-target families that the collector here walks.
+//! the registry of exporter-wide series and every target's; `target.rs` is a target's block of
+//! atomics, `histogram.rs` its phase histograms, `families.rs` the table of per-target families
+//! and `encode.rs` their text.
 //!
-//! Each target owns its series in one [`TargetMetrics`]: counters and gauges as plain atomics,
-//! each phase histogram as prometheus-client's (which keeps per-bucket exemplars). Recording an
-//! outcome is a handful of atomic operations, and a target costs about 4.6 KB with every phase
-//! histogram (1.6 KB with `total` only). At scrape time, the collector walks the targets once
-//! per family and hands each series to prometheus-client's encoder, which names and formats it.
-//! Fourteen `Family` maps (a hash-map entry, lock and label copy per series) cost 10.5 KB per
-//! target and a third more encode time; they were measured and replaced.
+//! Each target owns its series in one [`TargetMetrics`]: counters, gauges and the buckets of
+//! its phase histograms as plain atomics, with the exemplars of failures kept apart in lists
+//! that stay empty for targets that never fail. Recording an outcome is a handful of atomic
+//! operations. At scrape time, prometheus-client encodes the exporter-wide registry, then the
+//! families are written here, walking the targets once per family with each target's labels
+//! rendered once; the sink may wait for the client between chunks, where nothing is locked.
+//! prometheus-client's own histograms (two `Arc`s, a lock, a bucket vector and an exemplar map
+//! each, about 500 bytes) and before them fourteen `Family` maps (10.5 KB per target) were
+//! measured and replaced; prometheus-client cannot encode exemplars it does not store itself,
+//! so the per-target text is written here, byte for byte as it would write it (the golden
+//! exposition and a test against its histograms pin that).
 //!
 //! Counters a user alerts on (runs by result, failures by reason, the gateway 5xx codes, body
 //! mismatches) exist at zero from the target's start: a series that appears already at 1 hides
 //! its first increment from `increase()`, and the first 502 is the one that matters.
 
-use std::cell::RefCell;
 use std::fmt;
 use std::net::IpAddr;
-use std::rc::Rc;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
-use prometheus_client::collector::Collector;
-use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -33,7 +34,9 @@ use prometheus_client::registry::{Registry, Unit};
 use crate::config::{Shard, Target};
 use crate::fds::Shortage;
 
+mod encode;
 mod families;
+mod histogram;
 pub mod probe;
 mod sources;
 mod target;
@@ -58,31 +61,6 @@ pub trait Sink {
     /// Called between two targets' series, where the encoder holds no lock: the place to
     /// wait for a slow client. `Err` ends the encoding.
     fn pause(&mut self) -> fmt::Result;
-}
-
-thread_local! {
-    /// The sink of the exposition being streamed on this thread, for the collector's pauses.
-    /// prometheus-client hands the collector only its own encoder, so the sink is found here;
-    /// an encoding runs start to end on one thread.
-    static PAUSE: RefCell<Option<Rc<RefCell<dyn Sink>>>> = const { RefCell::new(None) };
-}
-
-/// A pause point of the collector: lets the sink of a streamed exposition wait, if any.
-fn pause() -> fmt::Result {
-    PAUSE.with(|p| match &*p.borrow() {
-        Some(sink) => sink.borrow_mut().pause(),
-        None => Ok(()),
-    })
-}
-
-/// The [`fmt::Write`] prometheus-client writes into, in front of a [`Sink`].
-struct SinkWriter(Rc<RefCell<dyn Sink>>);
-
-impl fmt::Write for SinkWriter {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        self.0.borrow_mut().write(s);
-        Ok(())
-    }
 }
 
 /// Every series tickr exposes, and the registry that encodes them.
@@ -121,7 +99,6 @@ impl Metrics {
     pub fn of_shard(shard: &Shard) -> Self {
         let mut r = Registry::default();
         let series = Arc::new(Targets::default());
-        r.register_collector(Box::new(series.clone()));
         r.register(
             "tickr_build",
             "Build information",
@@ -201,31 +178,16 @@ impl Metrics {
 
     /// The whole exposition in OpenMetrics text, `# EOF` included.
     pub fn encode(&self) -> String {
-        let mut out = String::with_capacity(64 * 1024);
-        self.encode_to(&mut out)
-            .expect("writing to a String cannot fail");
-        out
-    }
-
-    /// Writes the exposition into `out` as it goes, so a large one need not be held whole.
-    pub fn encode_to(&self, out: &mut impl fmt::Write) -> fmt::Result {
-        prometheus_client::encoding::text::encode(out, &self.registry)
+        let done = self.stream(Collect(String::with_capacity(64 * 1024)));
+        done.expect("collecting into a String cannot fail").0
     }
 
     /// Encodes the exposition into `sink`, which may wait for a slow client in
-    /// [`Sink::pause`]: that is called only between two targets' series, where no lock of
-    /// any series is held, so a scraper that stops reading never holds up the probes that
+    /// [`Sink::pause`]: that is called between chunks of the targets' series, where no lock
+    /// of any series is held, so a scraper that stops reading never holds up the probes that
     /// record into those series. Returns the sink, or `Err` once the sink gave up.
-    pub fn stream<S: Sink + 'static>(&self, sink: S) -> Result<S, fmt::Error> {
-        let sink = Rc::new(RefCell::new(sink));
-        let shared: Rc<RefCell<dyn Sink>> = sink.clone();
-        PAUSE.with(|p| *p.borrow_mut() = Some(shared.clone()));
-        let encoded = self.encode_to(&mut SinkWriter(shared));
-        PAUSE.with(|p| *p.borrow_mut() = None);
-        encoded?;
-        Ok(Rc::into_inner(sink)
-            .expect("the encoder keeps no handle to the sink")
-            .into_inner())
+    pub fn stream<S: Sink>(&self, sink: S) -> Result<S, fmt::Error> {
+        stream(&self.registry, &self.series.snapshot(), sink)
     }
 
     /// Creates the series of `target` (at zero) and returns the handles to record its outcomes.
@@ -267,28 +229,48 @@ impl Metrics {
     }
 }
 
-/// The collector: every family of [`FAMILIES`] in turn, each with every target's series, and a
-/// [`pause`] after each target's, where nothing is locked.
-impl Collector for Targets {
-    fn encode(&self, encoder: DescriptorEncoder) -> fmt::Result {
-        encode_targets(&self.snapshot(), encoder)
-    }
-}
-
-/// Every family of [`FAMILIES`] of `all`.
-fn encode_targets(all: &[Arc<TargetMetrics>], mut encoder: DescriptorEncoder) -> fmt::Result {
+/// Writes `registry` (by prometheus-client), then every family of [`FAMILIES`] of `all` (by
+/// [`encode`]), then `# EOF`.
+pub(crate) fn stream<S: Sink>(
+    registry: &Registry,
+    all: &[Arc<TargetMetrics>],
+    mut sink: S,
+) -> Result<S, fmt::Error> {
+    let mut text = String::with_capacity(CHUNK + 16 * 1024);
+    prometheus_client::encoding::text::encode_registry(&mut text, registry)?;
     for family in FAMILIES.iter() {
         // A family that no target has is left out, descriptor included.
         if !all.iter().any(|tm| (family.has)(tm)) {
             continue;
         }
-        let unit = family.unit.as_ref();
-        let mut metric = encoder.encode_descriptor(family.name, family.help, unit, family.kind)?;
+        encode::descriptor(&mut text, family);
         for tm in all.iter().filter(|tm| (family.has)(tm)) {
-            family.write(tm, &mut metric)?;
-            // `write` has released whatever it locked.
-            pause()?;
+            family.write(tm, &mut text)?;
+            if text.len() >= CHUNK {
+                sink.write(&text);
+                text.clear();
+                // `write` has released whatever it locked.
+                sink.pause()?;
+            }
         }
     }
-    Ok(())
+    text.push_str("# EOF\n");
+    sink.write(&text);
+    Ok(sink)
+}
+
+/// How much text is gathered before the sink takes it (and may wait for the client).
+const CHUNK: usize = 32 * 1024;
+
+/// A sink that keeps everything, for [`Metrics::encode`] and `/probe`.
+pub(crate) struct Collect(pub(crate) String);
+
+impl Sink for Collect {
+    fn write(&mut self, text: &str) {
+        self.0.push_str(text);
+    }
+
+    fn pause(&mut self) -> fmt::Result {
+        Ok(())
+    }
 }

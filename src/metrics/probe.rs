@@ -2,12 +2,9 @@
 //! gauges blackbox_exporter users' dashboards and alerts read (`probe_success`,
 //! `probe_http_status_code`, …), computed from the target's last probe.
 
-use std::fmt;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
-use prometheus_client::collector::Collector;
-use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
@@ -68,16 +65,6 @@ impl LastProbe {
     }
 }
 
-/// A collector of some targets' `tickr_*` series.
-#[derive(Debug)]
-struct Chosen(Vec<Arc<TargetMetrics>>);
-
-impl Collector for Chosen {
-    fn encode(&self, encoder: DescriptorEncoder) -> fmt::Result {
-        super::encode_targets(&self.0, encoder)
-    }
-}
-
 /// The exposition of `tm` (and its addresses' series) and, once it has probed, the blackbox
 /// gauges of its last probe. `matchers`: whether the target has body matchers, for
 /// `probe_failed_due_to_regex`.
@@ -85,13 +72,11 @@ pub fn encode(tm: &Arc<TargetMetrics>, matchers: bool) -> String {
     let mut all = vec![tm.clone()];
     all.extend(tm.children_now());
     let mut r = Registry::default();
-    r.register_collector(Box::new(Chosen(all)));
     if let Some(last) = tm.last_probe() {
         register_gauges(&mut r, &last, matchers);
     }
-    let mut out = String::with_capacity(8 * 1024);
-    prometheus_client::encoding::text::encode(&mut out, &r).expect("writing to a String");
-    out
+    let out = super::stream(&r, &all, super::Collect(String::with_capacity(8 * 1024)));
+    out.expect("collecting into a String cannot fail").0
 }
 
 fn register_gauges(r: &mut Registry, last: &LastProbe, matchers: bool) {

@@ -8,21 +8,30 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 
-use prometheus_client::encoding::{
-    EncodeLabel, EncodeLabelSet, EncodeMetric, LabelSetEncoder, MetricEncoder,
-};
-use prometheus_client::metrics::exemplar::{CounterWithExemplar, Exemplar, HistogramWithExemplars};
-
 use crate::config::{PhaseDetail, Target};
 use crate::probe::{Ids, Outcome, Phase, Reason, TraceId};
 use crate::tls::CertFacts;
 
+use super::histogram::{Bounds, Histograms};
 use super::probe::LastProbe;
 use super::PRECREATED_CODES;
 
-/// `target` first, then the target's own labels. Shared by every series of one target.
+/// `target` first, then the target's own labels. Shared by every series of one target, which
+/// write them as the text rendered once here.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TargetLabels(Arc<[(String, String)]>);
+
+impl TargetLabels {
+    /// `target="…",…` as it stands between a sample's braces.
+    pub(super) fn rendered(&self) -> String {
+        let mut text = String::new();
+        super::encode::label_pairs(
+            &mut text,
+            self.0.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        );
+        text
+    }
+}
 
 impl TargetLabels {
     pub fn new(target: &Target) -> Self {
@@ -37,12 +46,6 @@ impl TargetLabels {
             labels.push(("address".to_owned(), ip.to_string()));
         }
         Self(labels.into())
-    }
-}
-
-impl EncodeLabelSet for TargetLabels {
-    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), fmt::Error> {
-        self.0.as_ref().encode(encoder)
     }
 }
 
@@ -68,18 +71,35 @@ impl ExemplarLabels {
     }
 }
 
-impl EncodeLabelSet for ExemplarLabels {
-    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), fmt::Error> {
-        let mut digits = itoa::Buffer::new();
-        ("event_id", digits.format(self.event)).encode(encoder.encode_label())?;
+impl ExemplarLabels {
+    /// ` # {event_id="…"[,trace_id="…"]} value`, after a sample's value.
+    pub(super) fn write(&self, out: &mut String, value: f64) {
+        out.push_str(" # {event_id=\"");
+        super::encode::uint(out, self.event);
+        out.push('"');
         if let Some((name, id)) = self.id {
-            (name, id.hex().as_str()).encode(encoder.encode_label())?;
+            out.push(',');
+            out.push_str(name);
+            out.push_str("=\"");
+            out.push_str(id.hex().as_str());
+            out.push('"');
         }
-        Ok(())
+        out.push_str("} ");
+        super::encode::float(out, value);
     }
 }
 
-pub(super) type ExHistogram = HistogramWithExemplars<ExemplarLabels>;
+/// A counter every target has (runs by result, failures by reason): its value only. The
+/// exemplar of its last failure increment is kept in the target's `marks`, which stay empty
+/// for a target that never failed: 16 bytes less per counter than [`Count`]'s slot.
+#[derive(Debug, Default)]
+pub(super) struct Tally(AtomicU64);
+
+impl Tally {
+    pub(super) fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
 
 /// A counter whose last failure increment keeps the failure's exemplar.
 #[derive(Debug, Default)]
@@ -105,40 +125,26 @@ impl Count {
         self.value.load(Ordering::Relaxed)
     }
 
-    pub(super) fn encode(
-        &self,
-        encoder: &mut MetricEncoder,
-        labels: &impl EncodeLabelSet,
-    ) -> fmt::Result {
+    /// The value, and the exemplar of the last failure counted, if any.
+    pub(super) fn read(&self) -> (u64, Option<ExemplarLabels>) {
         let value = self.get();
-        let family = encoder.encode_family(labels)?;
         let exemplar = self
             .exemplar
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .as_deref()
             .copied();
-        match exemplar {
-            // prometheus-client builds exemplars only inside its own metrics, so the rare
-            // series that has one is encoded through a throwaway counter carrying it, with the
-            // increment it marks (1) as the exemplar's value.
-            Some(exemplar) if value > 0 => {
-                let counter = CounterWithExemplar::<ExemplarLabels>::default();
-                counter.inc_by(value - 1, None, None);
-                counter.inc_by(1, Some(exemplar), None);
-                counter.encode(family)
-            }
-            _ => {
-                let mut family = family;
-                family.encode_counter::<ExemplarLabels, _, u64>(&value, None::<&Exemplar<_, _>>)
-            }
-        }
+        (value, exemplar.filter(|_| value > 0))
     }
 }
 
-/// Every target's series, keyed (and so exposed) in label order.
+/// Every target's series, keyed (and so exposed) in label order, and the bucket bounds they
+/// share.
 #[derive(Debug, Default)]
-pub(super) struct Targets(RwLock<BTreeMap<TargetLabels, Arc<TargetMetrics>>>);
+pub(super) struct Targets {
+    all: RwLock<BTreeMap<TargetLabels, Arc<TargetMetrics>>>,
+    bounds: Mutex<Vec<Arc<Bounds>>>,
+}
 
 impl Targets {
     pub(super) fn insert(
@@ -150,24 +156,34 @@ impl Targets {
         // `proxy` only for targets that can go through one: a direct target's exposition
         // stays as it was, without a histogram that could never be observed.
         let proxied = target.proxy.is_some();
-        let phases: &[Phase] = match target.histograms.phases {
+        let phases: &'static [Phase] = match target.histograms.phases {
             PhaseDetail::All if proxied => &Phase::ALL,
             PhaseDetail::All => &DIRECT_PHASES,
             PhaseDetail::Total => &[Phase::Total],
         };
-        let buckets = &target.histograms.buckets;
+        let bounds = {
+            let mut known = self.bounds.lock().unwrap_or_else(|e| e.into_inner());
+            let buckets = &target.histograms.buckets;
+            match known.iter().find(|b| b.same(buckets)) {
+                Some(b) => b.clone(),
+                None => {
+                    let b = Arc::new(Bounds::new(buckets));
+                    known.push(b.clone());
+                    b
+                }
+            }
+        };
         let tm = Arc::new(TargetMetrics {
+            text: labels.rendered().into(),
             labels: labels.clone(),
             targets: Arc::downgrade(self),
             own,
             runs: Default::default(),
             success: AtomicI64::new(0),
             status_code: AtomicI64::new(0),
-            phases: phases
-                .iter()
-                .map(|p| (*p, ExHistogram::new(buckets.iter().copied())))
-                .collect(),
+            histograms: Histograms::new(bounds, phases),
             failures: Default::default(),
+            marks: Mutex::new(Vec::new()),
             proxied,
             matchers: target
                 .matchers
@@ -206,7 +222,7 @@ impl Targets {
         // Until the first probe, "last probe" is when the target was loaded: a target whose
         // probes never start then ages like one whose probes stopped, and alerts can see both.
         tm.touch();
-        self.0
+        self.all
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(labels, tm.clone());
@@ -215,7 +231,7 @@ impl Targets {
 
     /// The targets now; probes and reloads go on while a scrape encodes them.
     pub(super) fn snapshot(&self) -> Vec<Arc<TargetMetrics>> {
-        self.0
+        self.all
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .values()
@@ -274,14 +290,19 @@ impl Own {
 /// The series of one target (or one address of a per-address target).
 pub struct TargetMetrics {
     pub(super) labels: TargetLabels,
+    /// The labels as every sample line writes them.
+    pub(super) text: Box<str>,
     targets: Weak<Targets>,
     pub(super) own: Option<Box<Own>>,
     /// Success, failure.
-    pub(super) runs: [Count; 2],
+    pub(super) runs: [Tally; 2],
     pub(super) success: AtomicI64,
     pub(super) status_code: AtomicI64,
-    pub(super) phases: Box<[(Phase, ExHistogram)]>,
-    pub(super) failures: [Count; Reason::ALL.len()],
+    pub(super) histograms: Histograms,
+    pub(super) failures: [Tally; Reason::ALL.len()],
+    /// The last failure's exemplar of each [`Tally`] that counted one, by [`mark`](Self::mark)
+    /// slot.
+    marks: Mutex<Vec<(u8, ExemplarLabels)>>,
     /// Whether the target has a proxy: only then is reason `proxy` exposed (at 0 until it
     /// happens), as a direct target can never fail that way.
     pub(super) proxied: bool,
@@ -329,19 +350,51 @@ pub struct Summary {
 }
 
 impl TargetMetrics {
+    fn run_slot(i: usize) -> u8 {
+        i as u8
+    }
+
+    fn failure_slot(i: usize) -> u8 {
+        (2 + i) as u8
+    }
+
+    /// Counts one in `tally`, keeping `exemplar` (a failure's) under `slot`.
+    fn count(&self, tally: &Tally, slot: u8, exemplar: Option<ExemplarLabels>) {
+        tally.0.fetch_add(1, Ordering::Relaxed);
+        if let Some(e) = exemplar {
+            let mut marks = self.marks.lock().unwrap_or_else(|e| e.into_inner());
+            match marks.iter_mut().find(|(s, _)| *s == slot) {
+                Some(kept) => kept.1 = e,
+                None => marks.push((slot, e)),
+            }
+        }
+    }
+
+    /// The value of `runs[i]` and its exemplar, for encoding.
+    pub(super) fn run(&self, i: usize) -> (u64, Option<ExemplarLabels>) {
+        (self.runs[i].get(), self.mark(Self::run_slot(i)))
+    }
+
+    /// The value of `failures[i]` and its exemplar, for encoding.
+    pub(super) fn failure(&self, i: usize) -> (u64, Option<ExemplarLabels>) {
+        (self.failures[i].get(), self.mark(Self::failure_slot(i)))
+    }
+
+    fn mark(&self, slot: u8) -> Option<ExemplarLabels> {
+        let marks = self.marks.lock().unwrap_or_else(|e| e.into_inner());
+        marks.iter().find(|(s, _)| *s == slot).map(|(_, e)| *e)
+    }
+
     /// Records one finished probe. `event` is the failure recorder's id for it, attached as an
     /// exemplar to the failure observations; `layer` is the attributed layer of a 5xx.
     pub fn record(&self, outcome: &Outcome, event: Option<u64>, layer: Option<&str>) {
         let ok = outcome.success();
         let labelled = event.map(|id| ExemplarLabels::new(id, outcome.ids));
         let exemplar = if ok { None } else { labelled };
-        self.runs[usize::from(!ok)].inc(exemplar);
+        let run = usize::from(!ok);
+        self.count(&self.runs[run], Self::run_slot(run), exemplar);
         self.success.store(i64::from(ok), Ordering::Relaxed);
-        for (phase, histogram) in self.phases.iter() {
-            if let Some(d) = outcome.phases.get(*phase) {
-                histogram.observe(d.as_secs_f64(), exemplar, None);
-            }
-        }
+        self.histograms.observe(outcome, exemplar);
         if let Some(code) = outcome.status {
             let mut codes = self.codes.lock().unwrap_or_else(|e| e.into_inner());
             let key = (outcome.cut, code);
@@ -376,7 +429,7 @@ impl TargetMetrics {
                 .iter()
                 .position(|r| *r == failure.reason)
                 .expect("every reason is listed");
-            self.failures[i].inc(exemplar);
+            self.count(&self.failures[i], Self::failure_slot(i), exemplar);
         }
         for (matchers, results) in [
             (&self.matchers, &outcome.matches),
@@ -510,7 +563,7 @@ impl TargetMetrics {
         let Some(targets) = self.targets.upgrade() else {
             return;
         };
-        let mut all = targets.0.write().unwrap_or_else(|e| e.into_inner());
+        let mut all = targets.all.write().unwrap_or_else(|e| e.into_inner());
         if all
             .get(&self.labels)
             .is_some_and(|tm| std::ptr::eq(Arc::as_ptr(tm), self))
@@ -522,8 +575,6 @@ impl TargetMetrics {
 
 #[cfg(test)]
 mod tests {
-    use prometheus_client::registry::Registry;
-
     use super::*;
 
     fn ids(traceparent: bool, request_id: bool) -> Ids {
@@ -538,13 +589,8 @@ mod tests {
 
     /// The exemplar's label set as OpenMetrics writes it: `{name="value",...}`.
     fn encoded(labels: ExemplarLabels) -> String {
-        let counter = CounterWithExemplar::<ExemplarLabels>::default();
-        counter.inc_by(1, Some(labels), None);
-        let mut registry = Registry::default();
-        registry.register("c", "c", counter);
-        let mut text = String::new();
-        prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
-        let line = text.lines().find(|l| l.contains(" # {")).expect("exemplar");
+        let mut line = String::new();
+        labels.write(&mut line, 1.0);
         let start = line.find(" # {").expect("exemplar") + 3;
         let end = line[start..].find('}').expect("closing brace") + start + 1;
         line[start..end].to_owned()

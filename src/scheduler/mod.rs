@@ -213,7 +213,9 @@ async fn run_target(target: Arc<Target>, tm: Arc<TargetMetrics>, ctx: Arc<Contex
     };
     let anchor = Instant::now() + spread;
     let mut slot = anchor;
-    let (mut edge, mut addresses) = (Edge::default(), Addresses::default());
+    let mut edge = Edge::default();
+    // Only a per-address target has a round's state to keep between probes.
+    let mut addresses = target.per_address.then(Box::<Addresses>::default);
     loop {
         tokio::time::sleep_until(slot).await;
         let Ok(permit) = ctx.limit.acquire().await else {
@@ -225,7 +227,7 @@ async fn run_target(target: Arc<Target>, tm: Arc<TargetMetrics>, ctx: Arc<Contex
             .observe(Instant::now().saturating_duration_since(slot).as_secs_f64());
         // Boxed: a probe's state (TLS, HTTP, buffers) is about 12 KB, and inline it would make
         // every idle target's task that large, all the time, instead of only while it probes.
-        if target.per_address {
+        if let Some(addresses) = addresses.as_mut() {
             // Each address takes a slot of its own for its probe.
             drop(permit);
             Box::pin(addresses.round(&target, &tm, &ctx.pipeline, &ctx.limit)).await;

@@ -115,6 +115,9 @@ pub async fn serve(listener: Listener, handle: Handle, shutdown: impl Future<Out
                         continue;
                     }
                 };
+                // Without it, a response's last small write waits for the client's delayed ACK
+                // on a kept-alive connection: about 40 ms added to a scrape (seen in the bench).
+                let _ = stream.set_nodelay(true);
                 let Some(slot) = slots.admit(peer.ip()) else {
                     tracing::debug!(%peer, "connection closed: the limit is reached and this client holds the most");
                     continue;

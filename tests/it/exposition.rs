@@ -377,3 +377,94 @@ async fn victoria_metrics_reads_the_text_format_and_counts_every_probe() {
     drop(victoria);
     tickr.stop().await;
 }
+
+/// tickr's own histogram encoding against prometheus-client's, observation for observation:
+/// 2,000 probes with phase durations spread over every bucket (and beyond the last), one in
+/// five a failure whose event id becomes the exemplar of the buckets it lands in. The
+/// `tickr_probe_duration_seconds` lines must be the ones prometheus-client writes.
+#[test]
+fn dense_histograms_encode_exactly_as_prometheus_client_does() {
+    use prometheus_client::metrics::exemplar::HistogramWithExemplars;
+    use prometheus_client::metrics::family::Family;
+    use prometheus_client::registry::{Registry, Unit};
+
+    type Reference = HistogramWithExemplars<Vec<(String, String)>>;
+    let t = target("name: shop\nurl: https://shop.example/\nlabels: {team: web}");
+    let metrics = Metrics::new();
+    let tm = metrics.register_target(&t);
+    let reference = Family::<Vec<(String, String)>, Reference>::new_with_constructor(|| {
+        Reference::new(tickr::config::DEFAULT_BUCKETS.iter().copied())
+    });
+    // A fixed pseudo-random sequence (xorshift), so that a failure is reproducible.
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let phases = [
+        "resolve",
+        "connect",
+        "tls",
+        "processing",
+        "transfer",
+        "total",
+    ];
+    for id in 0..2000u64 {
+        let mut ms = [0u64; 6];
+        for m in &mut ms {
+            // Up to 12 s in microseconds: every bucket, and +Inf, gets some.
+            *m = next() % 12_000_000;
+        }
+        let d = |i: usize| Duration::from_micros(ms[i]);
+        let failed = next() % 5 == 0;
+        let outcome = Outcome {
+            failure: failed.then(|| Failure::new(Reason::Timeout, "timed out")),
+            phases: Phases {
+                resolve: Some(d(0)),
+                connect: Some(d(1)),
+                proxy: None,
+                tls: Some(d(2)),
+                processing: Some(d(3)),
+                transfer: Some(d(4)),
+                total: d(5),
+            },
+            ..Outcome::default()
+        };
+        tm.record(&outcome, Some(id), None);
+        for (i, phase) in phases.iter().enumerate() {
+            let labels = vec![
+                ("target".to_owned(), "shop".to_owned()),
+                ("team".to_owned(), "web".to_owned()),
+                ("phase".to_owned(), (*phase).to_owned()),
+            ];
+            let exemplar = failed.then(|| vec![("event_id".to_owned(), id.to_string())]);
+            reference
+                .get_or_create(&labels)
+                .observe(d(i).as_secs_f64(), exemplar, None);
+        }
+    }
+    let mut registry = Registry::default();
+    registry.register_with_unit(
+        "tickr_probe_duration",
+        "Duration of each probe phase; a failed probe observes the phases it finished, and total.",
+        Unit::Seconds,
+        reference,
+    );
+    let mut expected = String::new();
+    prometheus_client::encoding::text::encode(&mut expected, &registry).expect("encode");
+    let family = |text: &str| -> Vec<String> {
+        let mut lines: Vec<String> = text
+            .lines()
+            .filter(|l| l.starts_with("tickr_probe_duration_seconds"))
+            .map(str::to_owned)
+            .collect();
+        lines.sort();
+        lines
+    };
+    let (ours, theirs) = (family(&metrics.encode()), family(&expected));
+    assert_eq!(ours.len(), 6 * (2 + 12));
+    assert!(ours.iter().filter(|l| l.contains(" # {event_id=")).count() > 30);
+    assert_eq!(ours, theirs);
+}
