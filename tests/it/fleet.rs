@@ -25,14 +25,14 @@ use crate::common::procs::get;
 const TARGETS: usize = 160;
 
 /// An HTTP server that answers 200 to everything and counts requests by path and client address.
-struct CountingServer {
-    addr: SocketAddr,
+pub(crate) struct CountingServer {
+    pub(crate) addr: SocketAddr,
     seen: Arc<Mutex<HashMap<(String, IpAddr), u64>>>,
-    task: JoinHandle<()>,
+    task: Option<JoinHandle<()>>,
 }
 
 impl CountingServer {
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let seen: Arc<Mutex<HashMap<(String, IpAddr), u64>>> = Arc::default();
@@ -63,7 +63,19 @@ impl CountingServer {
                 });
             }
         });
-        Self { addr, seen, task }
+        Self {
+            addr,
+            seen,
+            task: Some(task),
+        }
+    }
+
+    /// Closes the listening socket (the task owns it) before returning: the port then refuses.
+    pub(crate) async fn stop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+            let _ = task.await;
+        }
     }
 
     /// For every path probed, the client addresses that probed it.
@@ -95,7 +107,9 @@ impl CountingServer {
 
 impl Drop for CountingServer {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(task) = &self.task {
+            task.abort();
+        }
     }
 }
 

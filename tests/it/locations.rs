@@ -12,9 +12,6 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::common::procs::{Alertmanager, Prometheus};
@@ -23,64 +20,10 @@ use crate::e2e::{
     alertmanager_config, read_shipped, scaled_rules, write, Webhook, LIMIT, POLL,
     PROMETHEUS_INTERVAL,
 };
+use crate::fleet::CountingServer;
 
 const LOCATIONS: [&str; 3] = ["eu-west", "us-east", "ap-south"];
 const BROKEN: &str = "ap-south";
-
-/// A plain-HTTP node that answers 200 until stopped; then its port refuses.
-struct Node {
-    addr: SocketAddr,
-    task: Option<JoinHandle<()>>,
-}
-
-impl Node {
-    async fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((mut tcp, _)) = listener.accept().await else {
-                    continue;
-                };
-                tokio::spawn(async move {
-                    let mut head = Vec::new();
-                    let mut buf = [0u8; 1024];
-                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match tcp.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => head.extend_from_slice(&buf[..n]),
-                        }
-                    }
-                    let _ = tcp
-                        .write_all(
-                            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
-                        )
-                        .await;
-                });
-            }
-        });
-        Self {
-            addr,
-            task: Some(task),
-        }
-    }
-
-    /// Closes the listening socket (the task owns it) before returning.
-    async fn stop(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
-            let _ = task.await;
-        }
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        if let Some(task) = &self.task {
-            task.abort();
-        }
-    }
-}
 
 /// Every (alert, location, state) Prometheus showed for a target while the test watched.
 #[derive(Default)]
@@ -116,8 +59,8 @@ impl Seen {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_broken_location_is_named_and_an_outage_everywhere_pages_once() {
     let files = tempfile::tempdir().expect("temp dir");
-    let shop = Node::start().await;
-    let mut outage = Node::start().await;
+    let shop = CountingServer::start().await;
+    let mut outage = CountingServer::start().await;
 
     let mut tickrs = Vec::new();
     for location in LOCATIONS {
