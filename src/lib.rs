@@ -16,7 +16,7 @@
 //! - [`handle`]: what the server and signals may read and ask of the running exporter.
 //! - [`sources`]: target sources at run time (file_sd, http_sd), each refresh merged with the
 //!   file's targets into the one list the scheduler runs.
-//! - [`scheduler`]: when probes run: one task per target, spread, the global limit, reload diffs.
+//! - [`scheduler`]: when probes run: one timer for all targets, spread, the global limit, reload diffs.
 //! - [`pipeline`]: what follows a probe: attribute, record the event, count, log, confirm.
 //! - [`metrics`]: each target's block of series, the table of families, the exposition.
 //! - [`diagnosis`]: the failure recorder and its hints; below config, the attribution engine

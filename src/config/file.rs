@@ -119,7 +119,7 @@ pub struct Settings {
     pub method: Option<String>,
     pub headers: Option<Headers>,
     /// `Authorization: Basic …` from a username and an inline or file password.
-    pub basic_auth: Option<BasicAuthSpec>,
+    pub basic_auth: Option<Box<BasicAuthSpec>>,
     /// `Authorization: Bearer …` with the token read from a file.
     pub bearer_token_file: Option<PathBuf>,
     pub body: Option<String>,
@@ -131,11 +131,11 @@ pub struct Settings {
     /// The local address probes connect from.
     pub source_address: Option<String>,
     pub http_version: Option<HttpVersion>,
-    pub tls: Option<Tls>,
+    pub tls: Option<Box<Tls>>,
     /// A forward proxy for the probes (see [`super::proxy`]).
     pub proxy_url: Option<String>,
     pub proxy_connect_headers: Option<Headers>,
-    pub no_proxy: Option<super::proxy::NoProxyList>,
+    pub no_proxy: Option<Box<super::proxy::NoProxyList>>,
     pub proxy_from_environment: Option<bool>,
     pub confirm: Option<usize>,
     pub confirm_delay: Option<HumanDuration>,
@@ -145,10 +145,10 @@ pub struct Settings {
     pub request_id: Option<RequestIdSpec>,
     /// Whether requests carry a W3C `traceparent`, and its sampled flag.
     pub traceparent: Option<TraceparentSpec>,
-    pub expect: Option<Expect>,
-    pub histograms: Option<Histograms>,
+    pub expect: Option<Box<Expect>>,
+    pub histograms: Option<Box<Histograms>>,
     /// Only in a module: what `/probe` may do with targets of this module.
-    pub probe_endpoint: Option<ProbeEndpointSpec>,
+    pub probe_endpoint: Option<Box<ProbeEndpointSpec>>,
 }
 
 /// `/probe`'s leave to add targets: URLs matching one of `adopt` (regexes), forgotten after

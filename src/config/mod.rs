@@ -35,7 +35,7 @@ pub use sources::{Discovered, Source, SourceKind, Templates, ADOPTED_SOURCE, NAM
 pub(crate) use target::compile_pattern;
 use target::validate_target;
 pub use target::{
-    HeaderCheck, HistogramDetail, Matcher, Pattern, Target, Traceparent, DEFAULT_BUCKETS,
+    HeaderCheck, HistogramDetail, Matcher, Pattern, Probing, Target, Traceparent, DEFAULT_BUCKETS,
     DEFAULT_REQUEST_ID, LOCATION_LABEL, RESERVED_LABELS, TRACEPARENT,
 };
 

@@ -338,12 +338,12 @@ fn http_kind(
                 .unwrap_or(HumanDuration(DEFAULT_HTTP_SD_TIMEOUT.min(refresh * 4 / 5))),
         ),
         headers: http.headers.clone(),
-        tls: http.tls.clone(),
+        tls: http.tls.clone().map(Box::new),
         max_body_bytes: Some(file::ByteSize(MAX_SOURCE_BYTES)),
-        expect: Some(file::Expect {
+        expect: Some(Box::new(file::Expect {
             status: Some(vec![StatusPattern::parse("200").expect("a code")]),
             ..file::Expect::default()
-        }),
+        })),
         ..Settings::default()
     };
     let endpoint = validate_target(

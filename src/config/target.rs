@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::net::IpAddr;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -54,7 +54,9 @@ pub const RESERVED_LABELS: &[&str] = &[
     "fingerprint_sha256",
 ];
 
-/// One target, with every default applied.
+/// One target, with every default applied: who it is (name, URL, labels) and, behind
+/// [`Target::probing`], how it is probed. Reads of the probing settings go through `Deref`
+/// (`target.interval`), as if they were the target's own fields.
 #[derive(Clone, PartialEq)]
 pub struct Target {
     pub name: String,
@@ -66,6 +68,26 @@ pub struct Target {
     pub shown_url: String,
     /// The user's extra labels, sorted by name; `target` is not among them.
     pub labels: Vec<(String, String)>,
+    /// The configured header values and secret parameter values, for events to replace
+    /// wherever a server echoes them; [`Target::secrets`] adds those read from files.
+    pub secrets: Secrets,
+    /// Shared by every target whose settings come out the same (see [`Probing::shared`]): in a
+    /// fleet most targets differ only in name, URL and labels, and one copy of the rest per
+    /// target was about 400 bytes each.
+    pub probing: Arc<Probing>,
+}
+
+impl std::ops::Deref for Target {
+    type Target = Probing;
+
+    fn deref(&self) -> &Probing {
+        &self.probing
+    }
+}
+
+/// How a target is probed and judged: every setting besides its identity.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Probing {
     pub interval: Duration,
     pub timeout: Duration,
     pub method: Method,
@@ -76,9 +98,6 @@ pub struct Target {
     /// Headers whose values live in files (`{file: …}`, `basic_auth.password_file`,
     /// `bearer_token_file`), read as each request is built; they replace static ones.
     pub file_headers: Vec<FileHeader>,
-    /// The configured header values and secret parameter values, for events to replace
-    /// wherever a server echoes them; [`Target::secrets`] adds those read from files.
-    pub secrets: Secrets,
     pub body: Bytes,
     /// `body_file`: the body, read from a file as each request is built (then `body` is empty).
     pub body_file: Option<Arc<SecretFile>>,
@@ -148,41 +167,76 @@ const NOT_A_REQUEST_ID: &[&str] = &[
 ];
 
 /// Written out by hand so that the URL shows as [`Target::shown_url`]: its query may hold a key.
+/// The probing settings print as the target's own fields, as they read.
 impl fmt::Debug for Target {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        let p = &*self.probing;
         f.debug_struct("Target")
             .field("name", &self.name)
             .field("module", &self.module)
             .field("url", &self.shown_url)
             .field("labels", &self.labels)
-            .field("interval", &self.interval)
-            .field("timeout", &self.timeout)
-            .field("method", &self.method)
-            .field("headers", &self.headers)
-            .field("file_headers", &self.file_headers)
+            .field("interval", &p.interval)
+            .field("timeout", &p.timeout)
+            .field("method", &p.method)
+            .field("headers", &p.headers)
+            .field("file_headers", &p.file_headers)
             .field("secrets", &self.secrets)
-            .field("body", &self.body)
-            .field("body_file", &self.body_file)
-            .field("follow_redirects", &self.follow_redirects)
-            .field("max_body_bytes", &self.max_body_bytes)
-            .field("ip_protocol", &self.ip_protocol)
-            .field("source_address", &self.source_address)
-            .field("http_version", &self.http_version)
-            .field("tls", &self.tls)
-            .field("proxy", &self.proxy)
-            .field("expect_status", &self.expect_status)
-            .field("matchers", &self.matchers)
-            .field("header_checks", &self.header_checks)
-            .field("http_versions", &self.http_versions)
-            .field("expect_tls", &self.expect_tls)
-            .field("confirm", &self.confirm)
-            .field("confirm_delay", &self.confirm_delay)
-            .field("per_address", &self.per_address)
-            .field("addresses", &self.addresses)
-            .field("histograms", &self.histograms)
-            .field("request_id", &self.request_id)
-            .field("traceparent", &self.traceparent)
+            .field("body", &p.body)
+            .field("body_file", &p.body_file)
+            .field("follow_redirects", &p.follow_redirects)
+            .field("max_body_bytes", &p.max_body_bytes)
+            .field("ip_protocol", &p.ip_protocol)
+            .field("source_address", &p.source_address)
+            .field("http_version", &p.http_version)
+            .field("tls", &p.tls)
+            .field("proxy", &p.proxy)
+            .field("expect_status", &p.expect_status)
+            .field("matchers", &p.matchers)
+            .field("header_checks", &p.header_checks)
+            .field("http_versions", &p.http_versions)
+            .field("expect_tls", &p.expect_tls)
+            .field("confirm", &p.confirm)
+            .field("confirm_delay", &p.confirm_delay)
+            .field("per_address", &p.per_address)
+            .field("addresses", &p.addresses)
+            .field("histograms", &p.histograms)
+            .field("request_id", &p.request_id)
+            .field("traceparent", &p.traceparent)
             .finish()
+    }
+}
+
+/// The [`Probing`]s made most recently, for [`Probing::shared`] to hand out again.
+static RECENT: Mutex<Vec<Weak<Probing>>> = Mutex::new(Vec::new());
+
+/// How many distinct [`Probing`]s [`RECENT`] remembers: targets come in runs of one module or
+/// one source's template; a configuration where every target differs only costs the look.
+const RECENT_PROBINGS: usize = 8;
+
+impl Probing {
+    /// `self` as an `Arc`, the one already made if an equal one was made recently (by this
+    /// load, an earlier one or a source's refresh: equal settings probe alike, whichever load
+    /// made them).
+    pub fn shared(self) -> Arc<Self> {
+        let mut recent = RECENT.lock().unwrap_or_else(|e| e.into_inner());
+        recent.retain(|w| w.strong_count() > 0);
+        if let Some(i) = recent
+            .iter()
+            .position(|w| w.upgrade().is_some_and(|p| *p == self))
+        {
+            let found = recent.remove(i);
+            recent.push(found.clone());
+            if let Some(p) = found.upgrade() {
+                return p;
+            }
+        }
+        let made = Arc::new(self);
+        if recent.len() == RECENT_PROBINGS {
+            recent.remove(0);
+        }
+        recent.push(Arc::downgrade(&made));
+        made
     }
 }
 
@@ -415,18 +469,12 @@ pub(super) fn validate_target(
     let (expect_status, matchers) = validate_expect(&layers)?;
     let header_checks = validate_header_checks(&layers)?;
     let http_versions = validate_http_versions(&layers)?;
-    Ok(Target {
-        name,
-        module: module.map(|(name, _)| name.to_owned()),
-        url,
-        shown_url,
-        labels,
+    let probing = Probing {
         interval,
         timeout,
         method,
         headers: shared_headers(headers),
         file_headers,
-        secrets,
         body,
         body_file,
         follow_redirects: layers.get(|s| s.follow_redirects.as_ref(), true).value,
@@ -452,6 +500,15 @@ pub(super) fn validate_target(
         histograms,
         request_id,
         traceparent,
+    };
+    Ok(Target {
+        name,
+        module: module.map(|(name, _)| name.to_owned()),
+        url,
+        shown_url,
+        labels,
+        secrets,
+        probing: probing.shared(),
     })
 }
 

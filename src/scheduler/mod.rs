@@ -1,13 +1,14 @@
-//! When probes run: one task per target on its own interval, independently of scrapes, waiting
-//! for a slot in the global probe limit and handing the probe to the [`pipeline`](crate::pipeline);
-//! diff-and-apply on reload.
+//! When probes run: every target on its own interval, independently of scrapes, from one timer
+//! that starts each due probe as a task of its own, waiting for a slot in the global probe limit
+//! and handing the probe to the [`pipeline`](crate::pipeline); diff-and-apply on reload.
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -16,12 +17,12 @@ use crate::diagnosis::events::Recorder;
 use crate::metrics::{Metrics, TargetMetrics};
 use crate::pipeline::{Addresses, Edge, Pipeline};
 
-/// A running target: its configuration, its series and its task.
+/// A running target: its configuration, its series and its place in the timer.
 #[derive(Debug)]
 pub struct Running {
     pub target: Arc<Target>,
     pub metrics: Arc<TargetMetrics>,
-    task: JoinHandle<()>,
+    key: u64,
 }
 
 /// What [`Scheduler::apply`] changed.
@@ -33,40 +34,117 @@ pub struct Applied {
     pub unchanged: usize,
 }
 
-/// Owns the probe tasks; [`apply`](Scheduler::apply) diffs a new configuration against them.
+/// Owns the targets' schedules; [`apply`](Scheduler::apply) diffs a new configuration against
+/// them.
 #[derive(Debug)]
 pub struct Scheduler {
     ctx: Arc<Context>,
     limit_size: usize,
     running: HashMap<String, Running>,
     /// Targets whose first probe runs as soon as they start, not at their spread-out slot.
-    at_once: std::collections::HashSet<String>,
+    at_once: HashSet<String>,
+    /// Fires the due probes; stops with the scheduler.
+    driver: JoinHandle<()>,
 }
 
-/// What every probe task shares: the pipeline its outcomes go through, and the global limit.
+/// What every probe shares: the pipeline its outcomes go through, the global limit, and the
+/// timer.
 #[derive(Debug)]
 struct Context {
     pipeline: Arc<Pipeline>,
     limit: Arc<Semaphore>,
+    timer: Timer,
+}
+
+/// Every target's next slot, in one heap that one task waits on. A task per target, asleep
+/// between its probes, cost about 400 bytes each (100,000 targets: 40 MB) and a timer entry
+/// apiece; here an idle target is a heap entry and a [`Slot`], and a task exists only while its
+/// probe runs.
+#[derive(Debug, Default)]
+struct Timer {
+    state: Mutex<Slots>,
+    /// Wakes the driver when a slot earlier than the one it sleeps until is added.
+    wake: Notify,
+}
+
+#[derive(Debug, Default)]
+struct Slots {
+    /// `(due, key)`, earliest first. Entries of removed targets stay until they come due and
+    /// are skipped then: at most one per target that ran in the last interval.
+    due: BinaryHeap<Reverse<(Instant, u64)>>,
+    slots: HashMap<u64, Slot>,
+    next_key: u64,
+}
+
+#[derive(Debug)]
+struct Slot {
+    target: Arc<Target>,
+    metrics: Arc<TargetMetrics>,
+    /// Where the target's slots are counted from: its start plus its spread.
+    anchor: Instant,
+    /// The slot its heap entry is for.
+    next: Instant,
+    /// What one probe leaves for the next; taken by the probe while it runs, so a target never
+    /// has two in flight.
+    carry: Option<Carry>,
+    /// The running probe, to cancel when the target stops.
+    probe: Option<JoinHandle<()>>,
+}
+
+/// The state a target keeps between its probes.
+#[derive(Debug)]
+enum Carry {
+    /// The layer a failure without a response is blamed on.
+    Single(Edge),
+    /// Only a per-address target has a round's state to keep.
+    PerAddress(Box<Addresses>),
+}
+
+impl Timer {
+    fn lock(&self) -> MutexGuard<'_, Slots> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes the target's slot out, with its running probe if any.
+    fn remove(&self, key: u64) -> Option<JoinHandle<()>> {
+        self.lock().slots.remove(&key).and_then(|s| s.probe)
+    }
+}
+
+impl Slots {
+    /// Queues `key` at `at`, waking the driver if that is now the earliest slot.
+    fn queue(&mut self, key: u64, at: Instant, wake: &Notify) {
+        let earliest = self
+            .due
+            .peek()
+            .is_none_or(|Reverse((first, _))| at < *first);
+        self.due.push(Reverse((at, key)));
+        if earliest {
+            wake.notify_one();
+        }
+    }
 }
 
 impl Scheduler {
+    /// Must run inside a Tokio runtime: it starts the timer's task.
     pub fn new(metrics: Arc<Metrics>, recorder: Arc<Recorder>, diagnosis: &Diagnosis) -> Self {
-        let ctx = Context {
+        let ctx = Arc::new(Context {
             pipeline: Arc::new(Pipeline::new(metrics, recorder, diagnosis)),
             limit: Arc::new(Semaphore::new(0)),
-        };
+            timer: Timer::default(),
+        });
         Self {
-            ctx: Arc::new(ctx),
+            driver: tokio::spawn(drive(ctx.clone())),
+            ctx,
             limit_size: 0,
             running: HashMap::new(),
-            at_once: Default::default(),
+            at_once: HashSet::new(),
         }
     }
 
     /// Makes the running set `targets` (the file's and the sources'), under `config`'s probe
-    /// limit and diagnosis. Unchanged targets keep their task, schedule and counters; removed
-    /// ones stop and lose their series; changed ones restart from zero.
+    /// limit and diagnosis. Unchanged targets keep their schedule and counters; removed ones
+    /// stop and lose their series; changed ones restart from zero.
     pub async fn apply(&mut self, config: &Config, targets: &[Arc<Target>]) -> Applied {
         self.resize_limit(config.max_concurrent_probes);
         self.ctx.pipeline.reconfigure(&config.diagnosis);
@@ -83,7 +161,7 @@ impl Scheduler {
                 previous => {
                     if let Some(old) = previous {
                         applied.changed += 1;
-                        stop(old).await;
+                        self.stop(vec![old]).await;
                     } else {
                         applied.added += 1;
                     }
@@ -92,12 +170,12 @@ impl Scheduler {
                 }
             }
         }
-        let removed: Vec<_> = self.running.drain().collect();
-        abort_all(removed.iter().map(|(_, old)| old));
-        for (name, old) in removed {
-            applied.removed += 1;
-            stop(old).await;
-            self.ctx.pipeline.forget(&name);
+        let removed: Vec<_> = self.running.drain().map(|(_, old)| old).collect();
+        applied.removed = removed.len();
+        let names: Vec<Arc<Target>> = removed.iter().map(|r| r.target.clone()).collect();
+        self.stop(removed).await;
+        for target in names {
+            self.ctx.pipeline.forget(&target.name);
         }
         self.running = keep;
         self.ctx
@@ -125,13 +203,10 @@ impl Scheduler {
         all
     }
 
-    /// Stops every probe task (in-flight probes are cancelled).
+    /// Stops every target (in-flight probes are cancelled).
     pub async fn stop_all(&mut self) {
         let all: Vec<_> = self.running.drain().map(|(_, old)| old).collect();
-        abort_all(&all);
-        for old in all {
-            stop(old).await;
-        }
+        self.stop(all).await;
     }
 
     fn resize_limit(&mut self, size: usize) {
@@ -155,31 +230,157 @@ impl Scheduler {
 
     fn start(&self, target: Arc<Target>, at_once: bool) -> Running {
         let metrics = self.ctx.pipeline.metrics().register_target(&target);
-        let fut = run_target(target.clone(), metrics.clone(), self.ctx.clone(), at_once);
-        let task = tokio::spawn(fut);
+        let spread = if at_once {
+            Duration::ZERO
+        } else {
+            offset(&target.name, target.interval)
+        };
+        let anchor = Instant::now() + spread;
+        let carry = if target.per_address {
+            Carry::PerAddress(Box::default())
+        } else {
+            Carry::Single(Edge::default())
+        };
+        let mut slots = self.ctx.timer.lock();
+        let key = slots.next_key;
+        slots.next_key += 1;
+        slots.slots.insert(
+            key,
+            Slot {
+                target: target.clone(),
+                metrics: metrics.clone(),
+                anchor,
+                next: anchor,
+                carry: Some(carry),
+                probe: None,
+            },
+        );
+        slots.queue(key, anchor, &self.ctx.timer.wake);
         Running {
             target,
             metrics,
-            task,
+            key,
+        }
+    }
+
+    /// Stops targets (in-flight probes included) and then removes their series, in that
+    /// order: a probe finishing in between would otherwise create them again. Every probe is
+    /// cancelled before any is waited for: the runtime then drops them all in one pass, where
+    /// cancelling and awaiting one at a time costs a trip through the scheduler per target
+    /// (seconds, for thousands of targets on a busy machine, while the reload or shutdown waits).
+    async fn stop(&self, old: Vec<Running>) {
+        let probes: Vec<JoinHandle<()>> = old
+            .iter()
+            .filter_map(|r| self.ctx.timer.remove(r.key))
+            .collect();
+        for probe in &probes {
+            probe.abort();
+        }
+        for probe in probes {
+            let _ = probe.await;
+        }
+        for r in old {
+            r.metrics.remove();
         }
     }
 }
 
-/// Cancels every task before waiting for any: the runtime then drops them all in one pass,
-/// where aborting and awaiting one at a time costs a trip through the scheduler per target
-/// (seconds, for thousands of targets on a busy machine, while the reload or shutdown waits).
-fn abort_all<'a>(all: impl IntoIterator<Item = &'a Running>) {
-    for old in all {
-        old.task.abort();
+impl Drop for Scheduler {
+    fn drop(&mut self) {
+        self.driver.abort();
     }
 }
 
-/// Stops a target's task (in-flight probe included) and then removes its series, in that
-/// order: a probe finishing in between would otherwise create them again.
-async fn stop(old: Running) {
-    old.task.abort();
-    let _ = old.task.await;
-    old.metrics.remove();
+/// The timer's task: sleeps until the earliest slot (or until an earlier one is queued), then
+/// starts every probe that is due.
+async fn drive(ctx: Arc<Context>) {
+    loop {
+        let earliest = {
+            let mut slots = ctx.timer.lock();
+            let now = Instant::now();
+            while let Some(&Reverse((at, key))) = slots.due.peek() {
+                if at > now {
+                    break;
+                }
+                slots.due.pop();
+                // A stopped or restarted target's entry, or one whose probe still runs.
+                let Some(slot) = slots.slots.get_mut(&key) else {
+                    continue;
+                };
+                if slot.next != at {
+                    continue;
+                }
+                let Some(carry) = slot.carry.take() else {
+                    continue;
+                };
+                let probe = probe(
+                    ctx.clone(),
+                    key,
+                    at,
+                    slot.target.clone(),
+                    slot.metrics.clone(),
+                    carry,
+                );
+                slot.probe = Some(tokio::spawn(probe));
+            }
+            slots.due.peek().map(|Reverse((at, _))| *at)
+        };
+        match earliest {
+            Some(at) => {
+                tokio::select! {
+                    () = tokio::time::sleep_until(at) => {}
+                    () = ctx.timer.wake.notified() => {}
+                }
+            }
+            None => ctx.timer.wake.notified().await,
+        }
+    }
+}
+
+/// One probe of the slot at `at`: waits for the limit, probes, and queues the target's next
+/// slot. Slots missed because the probe or the limit ran late are skipped, never bunched.
+async fn probe(
+    ctx: Arc<Context>,
+    key: u64,
+    at: Instant,
+    target: Arc<Target>,
+    metrics: Arc<TargetMetrics>,
+    mut carry: Carry,
+) {
+    let Ok(permit) = ctx.limit.acquire().await else {
+        return;
+    };
+    ctx.pipeline
+        .metrics()
+        .scheduler_lag
+        .observe(Instant::now().saturating_duration_since(at).as_secs_f64());
+    match &mut carry {
+        Carry::Single(edge) => {
+            ctx.pipeline.probe(&target, &metrics, None, edge).await;
+            drop(permit);
+        }
+        Carry::PerAddress(addresses) => {
+            // Each address takes a slot of its own for its probe.
+            drop(permit);
+            addresses
+                .round(&target, &metrics, &ctx.pipeline, &ctx.limit)
+                .await;
+        }
+    }
+    let mut slots = ctx.timer.lock();
+    // Gone if the target stopped meanwhile (then this task is being cancelled anyway).
+    let Some(slot) = slots.slots.get_mut(&key) else {
+        return;
+    };
+    let next = next_slot(
+        slot.anchor,
+        target.interval,
+        (at + target.interval).max(Instant::now()),
+    );
+    slot.next = next;
+    slot.carry = Some(carry);
+    slot.probe = None;
+    slots.queue(key, next, &ctx.timer.wake);
 }
 
 /// Where in its interval a target's slots fall: a stable hash of its name, so first slots
@@ -201,46 +402,6 @@ pub fn next_slot(anchor: Instant, interval: Duration, now: Instant) -> Instant {
     let behind = now - anchor;
     let periods = behind.as_nanos().div_ceil(interval.as_nanos().max(1));
     anchor + interval * u32::try_from(periods).unwrap_or(u32::MAX)
-}
-
-/// Sleeps until each slot, waits for the limit, probes: one probe at a time, so a target never
-/// has two in flight.
-async fn run_target(target: Arc<Target>, tm: Arc<TargetMetrics>, ctx: Arc<Context>, at_once: bool) {
-    let spread = if at_once {
-        Duration::ZERO
-    } else {
-        offset(&target.name, target.interval)
-    };
-    let anchor = Instant::now() + spread;
-    let mut slot = anchor;
-    let mut edge = Edge::default();
-    // Only a per-address target has a round's state to keep between probes.
-    let mut addresses = target.per_address.then(Box::<Addresses>::default);
-    loop {
-        tokio::time::sleep_until(slot).await;
-        let Ok(permit) = ctx.limit.acquire().await else {
-            return;
-        };
-        ctx.pipeline
-            .metrics()
-            .scheduler_lag
-            .observe(Instant::now().saturating_duration_since(slot).as_secs_f64());
-        // Boxed: a probe's state (TLS, HTTP, buffers) is about 12 KB, and inline it would make
-        // every idle target's task that large, all the time, instead of only while it probes.
-        if let Some(addresses) = addresses.as_mut() {
-            // Each address takes a slot of its own for its probe.
-            drop(permit);
-            Box::pin(addresses.round(&target, &tm, &ctx.pipeline, &ctx.limit)).await;
-        } else {
-            Box::pin(ctx.pipeline.probe(&target, &tm, None, &mut edge)).await;
-            drop(permit);
-        }
-        slot = next_slot(
-            anchor,
-            target.interval,
-            (slot + target.interval).max(Instant::now()),
-        );
-    }
 }
 
 #[cfg(test)]

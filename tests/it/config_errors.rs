@@ -646,6 +646,64 @@ fn targets_with_the_same_tls_settings_share_their_material() {
     assert_eq!(a, target(&third, "a"), "a renewed CA keeps the target");
 }
 
+/// Targets whose settings come out the same share one copy of them (a fleet's targets mostly
+/// differ in name, URL and labels only), whichever layer set them and across loads; a target
+/// that differs in one setting has its own, and a reload still sees it as changed.
+#[test]
+fn targets_with_the_same_settings_share_one_probing() {
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yml");
+    let yaml = |d_interval: &str| {
+        format!(
+            "defaults: {{interval: 30s}}\nmodules: {{slow: {{timeout: 9s}}}}\ntargets:\n\
+             \x20 - {{name: a, url: \"http://a.example/\", labels: {{team: x}}}}\n\
+             \x20 - {{name: b, url: \"http://b.example/\"}}\n\
+             \x20 - {{name: c, url: \"http://c.example/\", module: slow}}\n\
+             \x20 - {{name: d, url: \"http://d.example/\", timeout: 9s}}\n\
+             \x20 - {{name: e, url: \"http://e.example/\", interval: {d_interval}}}\n"
+        )
+    };
+    std::fs::write(&path, yaml("30s")).unwrap();
+    let first = load_ok(&path);
+    let (a, b, c, d, e) = (
+        target(&first, "a"),
+        target(&first, "b"),
+        target(&first, "c"),
+        target(&first, "d"),
+        target(&first, "e"),
+    );
+    assert!(
+        Arc::ptr_eq(&a.probing, &b.probing),
+        "labels are not settings"
+    );
+    assert!(
+        Arc::ptr_eq(&a.probing, &e.probing),
+        "the interval the defaults give, set again"
+    );
+    assert!(!Arc::ptr_eq(&a.probing, &c.probing), "another timeout");
+    assert!(
+        Arc::ptr_eq(&c.probing, &d.probing),
+        "the same timeout from a module or the target"
+    );
+    assert_eq!(
+        (c.timeout, a.timeout),
+        (Duration::from_secs(9), Duration::from_secs(10))
+    );
+
+    // Loaded again: the same copies; one target changed: only it has a copy of its own, and
+    // it compares unequal, so a reload restarts it.
+    let again = load_ok(&path);
+    assert!(Arc::ptr_eq(&a.probing, &target(&again, "a").probing));
+    std::fs::write(&path, yaml("45s")).unwrap();
+    let changed = load_ok(&path);
+    let e2 = target(&changed, "e");
+    assert!(!Arc::ptr_eq(&e.probing, &e2.probing));
+    assert_eq!(e2.interval, Duration::from_secs(45));
+    assert_ne!(e, e2, "a changed interval changes the target");
+    assert_eq!(a, target(&changed, "a"), "the others stay as they were");
+}
+
 /// `tls.min_version`/`max_version` in their several spellings, and `expect.tls`, each key from
 /// the most specific layer that sets it.
 #[test]
