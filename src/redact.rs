@@ -192,12 +192,16 @@ fn percent_decode(text: &[u8]) -> Vec<u8> {
 }
 
 /// The values a target sends that tickr treats as secrets, and the text a server sends back
-/// with every form of them replaced. The matcher is built on first use: most targets never
-/// fail, and building one for each of 100,000 targets would slow every load.
+/// with every form of them replaced. Most targets have none, and then this is a null pointer:
+/// nothing is allocated for them. The matcher is built on first use: most targets never fail,
+/// and building one for each of 100,000 targets would slow every load.
 #[derive(Clone, Default)]
-pub struct Secrets {
-    values: Arc<[Vec<u8>]>,
-    matcher: Arc<OnceLock<Matcher>>,
+pub struct Secrets(Option<Arc<Values>>);
+
+/// The values (sorted, distinct, none empty) and their matcher, shared by every clone.
+struct Values {
+    values: Box<[Vec<u8>]>,
+    matcher: OnceLock<Matcher>,
 }
 
 /// Every form of every secret, and an index that lets a scan pass over most positions of a text
@@ -230,28 +234,33 @@ impl Secrets {
             .map(|v| v.as_ref().to_vec())
             .filter(|v| !v.is_empty())
             .collect();
-        Self {
-            values: values.into_iter().collect(),
-            matcher: Arc::default(),
+        if values.is_empty() {
+            return Self(None);
         }
+        Self(Some(Arc::new(Values {
+            values: values.into_iter().collect(),
+            matcher: OnceLock::new(),
+        })))
     }
 
     pub fn is_empty(&self) -> bool {
-        self.values.is_empty()
+        self.0.is_none()
+    }
+
+    fn values(&self) -> &[Vec<u8>] {
+        self.0.as_deref().map_or(&[], |v| &v.values)
     }
 
     /// These secrets and `more` (the current values of secrets that live in files).
     pub fn and<V: AsRef<[u8]>>(&self, more: impl IntoIterator<Item = V>) -> Self {
         let more: Vec<Vec<u8>> = more.into_iter().map(|v| v.as_ref().to_vec()).collect();
-        Self::new(self.values.iter().cloned().chain(more))
+        Self::new(self.values().iter().cloned().chain(more))
     }
 
     /// `None` when there is nothing to look for.
     fn matcher(&self) -> Option<&Matcher> {
-        if self.values.is_empty() {
-            return None;
-        }
-        Some(self.matcher.get_or_init(|| Matcher::new(&self.values)))
+        let v = self.0.as_deref()?;
+        Some(v.matcher.get_or_init(|| Matcher::new(&v.values)))
     }
 
     /// The first `limit` bytes (or a little more) of `text` with every form of every secret
@@ -341,14 +350,14 @@ impl Secrets {
 /// Equal when built from the same values: what a reload compares.
 impl PartialEq for Secrets {
     fn eq(&self, other: &Self) -> bool {
-        self.values == other.values
+        self.values() == other.values()
     }
 }
 
 /// Never the values themselves.
 impl fmt::Debug for Secrets {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "Secrets({} values)", self.values.len())
+        write!(f, "Secrets({} values)", self.values().len())
     }
 }
 
@@ -718,6 +727,23 @@ mod tests {
         assert_eq!(redact_all(&secrets, "toktok"), "<redacted><redacted>");
         assert!(matches!(secrets.redact_str("plain"), Cow::Borrowed(_)));
         assert_eq!(format!("{secrets:?}"), "Secrets(1 values)");
+    }
+
+    #[test]
+    fn no_secrets_allocate_nothing_and_equal_ones_compare_equal() {
+        let none = Secrets::new(["", ""]);
+        assert!(none.is_empty() && none.0.is_none());
+        assert_eq!(none, Secrets::default());
+        assert_eq!(none.and([""]), none);
+        assert_eq!(format!("{none:?}"), "Secrets(0 values)");
+        assert_eq!(none.redact(b"abc", false, 2), b"ab");
+        assert_eq!(std::mem::size_of::<Secrets>(), std::mem::size_of::<usize>());
+        // Built apart from the same values, in any order: equal, as a reload compares them.
+        let a = Secrets::new(["tok-1", "tok-2"]);
+        assert_eq!(a, Secrets::new(["tok-2", "tok-1", "tok-2"]));
+        assert_eq!(a, Secrets::new(["tok-1"]).and(["tok-2"]));
+        assert_ne!(a, none);
+        assert_ne!(a, Secrets::new(["tok-1"]));
     }
 
     /// What [`Secrets::redact`] must produce: every occurrence in the whole text found naively,
