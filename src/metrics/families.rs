@@ -11,8 +11,8 @@ use prometheus_client::registry::Unit;
 use crate::probe::Reason;
 
 use super::encode::{self, GaugeValue};
-use super::histogram::Read;
-use super::target::{Count, ExemplarLabels, TargetMetrics, NO_CERT, NO_CHAIN};
+use super::histogram::{Kept, Read};
+use super::target::{ExemplarLabels, TargetMetrics, NO_CERT, NO_CHAIN};
 
 /// One family of per-target series.
 pub(super) struct Family {
@@ -56,7 +56,7 @@ pub(super) static FAMILIES: [Family; 20] = [
         kind: Gauge,
         labels: &[],
         has: always,
-        read: |tm, s| s.gauge(&[], tm.success.load(Relaxed)),
+        read: |tm, s| s.gauge(&[], tm.state().success()),
     },
     Family {
         name: "tickr_probe_duration",
@@ -66,8 +66,9 @@ pub(super) static FAMILIES: [Family; 20] = [
         labels: &["phase"],
         has: |tm| !tm.histograms.phases().is_empty(),
         read: |tm, s| {
+            let state = tm.state();
             for (i, phase) in tm.histograms.phases().iter().enumerate() {
-                s.histogram(&[phase.as_str()], tm.histograms.read(i))?;
+                s.histogram(&[phase.as_str()], tm.histograms.read(i), state.kept())?;
             }
             Ok(())
         },
@@ -80,11 +81,11 @@ pub(super) static FAMILIES: [Family; 20] = [
         labels: &["code", "class"],
         has: always,
         read: |tm, s| {
-            let codes = tm.codes.lock().unwrap_or_else(|e| e.into_inner());
+            let state = tm.state();
             let mut text = itoa::Buffer::new();
-            for (code, cut, count) in codes.iter() {
-                let class = if *cut { "cut" } else { class(*code) };
-                s.count(&[text.format(*code), class], count)?;
+            for (code, cut, count, exemplar) in state.codes() {
+                let class = if cut { "cut" } else { class(code) };
+                s.marked(&[text.format(code), class], (count, exemplar))?;
             }
             Ok(())
         },
@@ -95,17 +96,12 @@ pub(super) static FAMILIES: [Family; 20] = [
         unit: None,
         kind: Counter,
         labels: &["code", "layer"],
-        has: |tm| {
-            !tm.server_errors
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .is_empty()
-        },
+        has: |tm| !tm.state().server_errors().is_empty(),
         read: |tm, s| {
-            let all = tm.server_errors.lock().unwrap_or_else(|e| e.into_inner());
+            let state = tm.state();
             let mut text = itoa::Buffer::new();
-            for (code, layer, count) in all.iter() {
-                s.count(&[text.format(*code), &**layer], count)?;
+            for e in state.server_errors() {
+                s.marked(&[text.format(e.code), &e.layer], (e.count, e.exemplar))?;
             }
             Ok(())
         },
@@ -117,7 +113,7 @@ pub(super) static FAMILIES: [Family; 20] = [
         kind: Gauge,
         labels: &[],
         has: always,
-        read: |tm, s| s.gauge(&[], tm.status_code.load(Relaxed)),
+        read: |tm, s| s.gauge(&[], tm.state().status_code()),
     },
     Family {
         name: "tickr_probe_failures",
@@ -127,11 +123,12 @@ pub(super) static FAMILIES: [Family; 20] = [
         labels: &["reason"],
         has: always,
         read: |tm, s| {
+            let state = tm.state();
             for (i, reason) in Reason::ALL.iter().enumerate() {
                 if *reason == Reason::Proxy && !tm.proxied {
                     continue;
                 }
-                s.marked(&[reason.as_str()], tm.failure(i))?;
+                s.marked(&[reason.as_str()], state.failure(i))?;
             }
             Ok(())
         },
@@ -142,10 +139,10 @@ pub(super) static FAMILIES: [Family; 20] = [
         unit: None,
         kind: Gauge,
         labels: &["matcher"],
-        has: |tm| !tm.matchers.is_empty(),
+        has: |tm| !tm.body_checks().is_empty(),
         read: |tm, s| {
-            for (label, last, _) in tm.matchers.iter() {
-                s.gauge(&[label.as_str()], last.load(Relaxed))?;
+            for c in tm.body_checks() {
+                s.gauge(&[&c.label], i64::from(c.passed.load(Relaxed)))?;
             }
             Ok(())
         },
@@ -156,10 +153,10 @@ pub(super) static FAMILIES: [Family; 20] = [
         unit: None,
         kind: Counter,
         labels: &["matcher"],
-        has: |tm| !tm.matchers.is_empty(),
+        has: |tm| !tm.body_checks().is_empty(),
         read: |tm, s| {
-            for (label, _, mismatches) in tm.matchers.iter() {
-                s.counter(&[label.as_str()], mismatches.load(Relaxed))?;
+            for c in tm.body_checks() {
+                s.counter(&[&c.label], c.mismatches.load(Relaxed))?;
             }
             Ok(())
         },
@@ -170,10 +167,10 @@ pub(super) static FAMILIES: [Family; 20] = [
         unit: None,
         kind: Gauge,
         labels: &["matcher"],
-        has: |tm| !tm.header_matchers.is_empty(),
+        has: |tm| !tm.header_checks().is_empty(),
         read: |tm, s| {
-            for (label, last, _) in tm.header_matchers.iter() {
-                s.gauge(&[label.as_str()], last.load(Relaxed))?;
+            for c in tm.header_checks() {
+                s.gauge(&[&c.label], i64::from(c.passed.load(Relaxed)))?;
             }
             Ok(())
         },
@@ -184,10 +181,10 @@ pub(super) static FAMILIES: [Family; 20] = [
         unit: None,
         kind: Counter,
         labels: &["matcher"],
-        has: |tm| !tm.header_matchers.is_empty(),
+        has: |tm| !tm.header_checks().is_empty(),
         read: |tm, s| {
-            for (label, _, mismatches) in tm.header_matchers.iter() {
-                s.counter(&[label.as_str()], mismatches.load(Relaxed))?;
+            for c in tm.header_checks() {
+                s.counter(&[&c.label], c.mismatches.load(Relaxed))?;
             }
             Ok(())
         },
@@ -211,7 +208,7 @@ pub(super) static FAMILIES: [Family; 20] = [
         read: |tm, s| {
             for (result, count) in ["success", "failure"]
                 .iter()
-                .zip(tm.confirmations.iter().flatten())
+                .zip(tm.confirmations.iter().flat_map(|c| c.iter()))
             {
                 s.counter(&[*result], count.load(Relaxed))?;
             }
@@ -245,8 +242,11 @@ pub(super) static FAMILIES: [Family; 20] = [
         unit: SECONDS,
         kind: Gauge,
         labels: &[],
-        has: |tm| tm.cert_not_after.load(Relaxed) != NO_CERT,
-        read: |tm, s| s.gauge(&[], tm.cert_not_after.load(Relaxed)),
+        has: |tm| tm.state().tls().is_some_and(|t| t.not_after != NO_CERT),
+        read: |tm, s| match tm.state().tls() {
+            Some(t) => s.gauge(&[], t.not_after),
+            None => Ok(()),
+        },
     },
     Family {
         name: "tickr_tls_chain_verified",
@@ -254,8 +254,11 @@ pub(super) static FAMILIES: [Family; 20] = [
         unit: None,
         kind: Gauge,
         labels: &[],
-        has: |tm| tm.chain_verified.load(Relaxed) != NO_CHAIN,
-        read: |tm, s| s.gauge(&[], tm.chain_verified.load(Relaxed)),
+        has: |tm| tm.state().tls().is_some_and(|t| t.verified != NO_CHAIN),
+        read: |tm, s| match tm.state().tls() {
+            Some(t) => s.gauge(&[], t.verified),
+            None => Ok(()),
+        },
     },
     Family {
         name: "tickr_tls_cert",
@@ -263,10 +266,10 @@ pub(super) static FAMILIES: [Family; 20] = [
         unit: None,
         kind: Info,
         labels: &["subject", "issuer", "serial", "fingerprint_sha256"],
-        has: |tm| tm.cert.lock().unwrap_or_else(|e| e.into_inner()).is_some(),
+        has: |tm| tm.state().tls().is_some_and(|t| t.cert.is_some()),
         read: |tm, s| {
-            let cert = tm.cert.lock().unwrap_or_else(|e| e.into_inner());
-            match cert.as_deref() {
+            let state = tm.state();
+            match state.tls().and_then(|t| t.cert.as_ref()) {
                 Some(c) => s.info(&[
                     &c.facts.subject,
                     &c.facts.issuer,
@@ -283,8 +286,8 @@ pub(super) static FAMILIES: [Family; 20] = [
         unit: None,
         kind: Info,
         labels: &["version", "cipher"],
-        has: |tm| tm.tls_info.lock().unwrap_or_else(|e| e.into_inner()).is_some(),
-        read: |tm, s| match *tm.tls_info.lock().unwrap_or_else(|e| e.into_inner()) {
+        has: |tm| tm.state().tls().is_some_and(|t| t.info.is_some()),
+        read: |tm, s| match tm.state().tls().and_then(|t| t.info) {
             Some(info) => s.info(&info),
             None => Ok(()),
         },
@@ -298,7 +301,7 @@ pub(super) static FAMILIES: [Family; 20] = [
         labels: &["url", "method", "interval", "timeout"],
         has: |tm| tm.own.is_some(),
         read: |tm, s| match &tm.own {
-            Some(own) => s.info(&own.facts.each_ref().map(String::as_str)),
+            Some(own) => s.info(&[&own.url, &own.facts[0], &own.facts[1], &own.facts[2]]),
             None => Ok(()),
         },
     },
@@ -375,11 +378,6 @@ impl Series<'_> {
 
     /// A counter carrying its last failure's event id (and trace id) as an exemplar, with the
     /// increment it marks (1) as the exemplar's value.
-    fn count(&mut self, values: &[&str], count: &Count) -> fmt::Result {
-        self.marked(values, count.read())
-    }
-
-    /// A counter's value and its exemplar, as [`count`](Self::count) writes them.
     fn marked(
         &mut self,
         values: &[&str],
@@ -408,14 +406,15 @@ impl Series<'_> {
         Ok(())
     }
 
-    fn histogram(&mut self, values: &[&str], h: Read) -> fmt::Result {
+    /// A histogram, its buckets' exemplars from `kept`.
+    fn histogram(&mut self, values: &[&str], h: Read, kept: &[Kept]) -> fmt::Result {
         self.start(Histogram, Some("sum"), None, values);
         encode::float(self.out, h.sum);
         self.out.push('\n');
         self.start(Histogram, Some("count"), None, values);
         encode::uint(self.out, h.count);
         self.out.push('\n');
-        h.buckets(|le, cumulative, exemplar| {
+        h.buckets(kept, |le, cumulative, exemplar| {
             self.start(Histogram, Some("bucket"), Some(le), values);
             encode::uint(self.out, cumulative);
             if let Some((labels, value)) = exemplar {

@@ -1,27 +1,29 @@
 //! A target's phase histograms as one block of plain atomics: per phase, the count of each
 //! bucket and the sum's bits. Observing is two atomic additions (a third, compare-and-swap,
 //! for the sum); encoding reads them in place. The failure exemplars are kept apart, one per
-//! bucket a failure landed in, in a list that stays empty (and unallocated) for a target that
-//! never failed. Six prometheus-client histograms took about 3 KB per target (two `Arc`s, a
-//! lock, a bucket vector and an exemplar map each); this takes 8 bytes per bucket.
+//! bucket a failure landed in, with the target's other rarely used state (see `target.rs`).
+//! Six prometheus-client histograms took about 3 KB per target (two `Arc`s, a lock, a bucket
+//! vector and an exemplar map each); this takes 8 bytes per bucket and 24 for the block.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use crate::limits::MAX_BUCKETS;
 use crate::probe::{Outcome, Phase};
 
 use super::target::ExemplarLabels;
 
-/// Bucket bounds, with their `le` texts (`+Inf` last), shared by every target that uses them.
+/// Bucket bounds, with their `le` texts (`+Inf` last), and the phases observed: shared by
+/// every target that has the same.
 #[derive(Debug, PartialEq)]
-pub(super) struct Bounds {
+pub(super) struct Layout {
     values: Box<[f64]>,
     labels: Box<[Box<str>]>,
+    phases: &'static [Phase],
 }
 
-impl Bounds {
-    pub(super) fn new(values: &[f64]) -> Self {
+impl Layout {
+    pub(super) fn new(values: &[f64], phases: &'static [Phase]) -> Self {
         let labels = values
             .iter()
             .map(|v| dtoa::Buffer::new().format(*v).into())
@@ -30,11 +32,13 @@ impl Bounds {
         Self {
             values: values.into(),
             labels,
+            phases,
         }
     }
 
-    pub(super) fn same(&self, values: &[f64]) -> bool {
-        self.values.len() == values.len()
+    pub(super) fn same(&self, values: &[f64], phases: &[Phase]) -> bool {
+        self.phases == phases
+            && self.values.len() == values.len()
             && self
                 .values
                 .iter()
@@ -53,20 +57,37 @@ impl Bounds {
 
 /// The last failure observed in a bucket, as its exemplar.
 #[derive(Debug, Clone, Copy)]
-struct Kept {
+pub(super) struct Kept {
     cell: u32,
     labels: ExemplarLabels,
     value: f64,
 }
 
+impl Kept {
+    /// Keeps `labels` as the exemplar of `cell` (from [`Histograms::observe`]) in `kept`,
+    /// replacing the one before. The list grows by one: a failing target's few.
+    pub(super) fn keep(kept: &mut Vec<Kept>, cell: u32, labels: ExemplarLabels, value: f64) {
+        let new = Kept {
+            cell,
+            labels,
+            value,
+        };
+        match kept.iter_mut().find(|k| k.cell == cell) {
+            Some(k) => *k = new,
+            None => {
+                kept.reserve_exact(1);
+                kept.push(new);
+            }
+        }
+    }
+}
+
 /// The histograms of one target's phases.
 #[derive(Debug)]
 pub(super) struct Histograms {
-    bounds: Arc<Bounds>,
-    phases: &'static [Phase],
+    layout: Arc<Layout>,
     /// Per phase, `bounds + 1` bucket counts (not cumulative) and then the sum's `f64` bits.
     cells: Box<[AtomicU64]>,
-    exemplars: Mutex<Vec<Kept>>,
 }
 
 /// One phase's histogram as read for encoding: bucket counts are copied out first, so that
@@ -80,13 +101,16 @@ pub(super) struct Read<'a> {
 }
 
 impl Read<'_> {
-    /// Each bucket's `le` text, cumulative count and exemplar, in order.
-    pub(super) fn buckets(&self, mut each: impl FnMut(&str, u64, Option<(ExemplarLabels, f64)>)) {
+    /// Each bucket's `le` text, cumulative count and exemplar (from `kept`), in order.
+    pub(super) fn buckets(
+        &self,
+        kept: &[Kept],
+        mut each: impl FnMut(&str, u64, Option<(ExemplarLabels, f64)>),
+    ) {
         let h = self.histograms;
-        let kept = h.exemplars.lock().unwrap_or_else(|e| e.into_inner());
         let base = self.phase * h.stride();
         let mut cumulative = 0;
-        for (b, le) in h.bounds.labels.iter().enumerate() {
+        for (b, le) in h.layout.labels.iter().enumerate() {
             cumulative += self.counts[b];
             let cell = (base + b) as u32;
             let exemplar = (kept.iter())
@@ -98,53 +122,40 @@ impl Read<'_> {
 }
 
 impl Histograms {
-    pub(super) fn new(bounds: Arc<Bounds>, phases: &'static [Phase]) -> Self {
-        let stride = bounds.values.len() + 2;
+    pub(super) fn new(layout: Arc<Layout>) -> Self {
+        let stride = layout.values.len() + 2;
         Self {
-            cells: (0..stride * phases.len())
+            cells: (0..stride * layout.phases.len())
                 .map(|_| AtomicU64::new(0))
                 .collect(),
-            bounds,
-            phases,
-            exemplars: Mutex::new(Vec::new()),
+            layout,
         }
     }
 
     fn stride(&self) -> usize {
-        self.bounds.values.len() + 2
+        self.layout.values.len() + 2
     }
 
     pub(super) fn phases(&self) -> &'static [Phase] {
-        self.phases
+        self.layout.phases
     }
 
-    /// Observes every phase `outcome` finished; a failure's exemplar goes to each bucket hit.
-    pub(super) fn observe(&self, outcome: &Outcome, exemplar: Option<ExemplarLabels>) {
+    /// Observes every phase `outcome` finished, and tells `hit` each bucket's cell and value:
+    /// a failure's exemplar goes to each bucket hit (see [`Kept::keep`]).
+    pub(super) fn observe(&self, outcome: &Outcome, mut hit: impl FnMut(u32, f64)) {
         let stride = self.stride();
-        for (i, phase) in self.phases.iter().enumerate() {
+        for (i, phase) in self.layout.phases.iter().enumerate() {
             let Some(d) = outcome.phases.get(*phase) else {
                 continue;
             };
             let v = d.as_secs_f64();
-            let cell = i * stride + self.bounds.bucket(v);
+            let cell = i * stride + self.layout.bucket(v);
             self.cells[cell].fetch_add(1, Relaxed);
             let sum = &self.cells[i * stride + stride - 1];
             let _ = sum.fetch_update(Relaxed, Relaxed, |bits| {
                 Some((f64::from_bits(bits) + v).to_bits())
             });
-            if let Some(labels) = exemplar {
-                let cell = cell as u32;
-                let mut kept = self.exemplars.lock().unwrap_or_else(|e| e.into_inner());
-                let new = Kept {
-                    cell,
-                    labels,
-                    value: v,
-                };
-                match kept.iter_mut().find(|k| k.cell == cell) {
-                    Some(k) => *k = new,
-                    None => kept.push(new),
-                }
-            }
+            hit(cell as u32, v);
         }
     }
 

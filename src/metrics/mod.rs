@@ -4,16 +4,17 @@
 //! and `encode.rs` their text.
 //!
 //! Each target owns its series in one [`TargetMetrics`]: counters, gauges and the buckets of
-//! its phase histograms as plain atomics, with the exemplars of failures kept apart in lists
-//! that stay empty for targets that never fail. Recording an outcome is a handful of atomic
-//! operations. At scrape time, prometheus-client encodes the exporter-wide registry, then the
-//! families are written here, walking the targets once per family with each target's labels
-//! rendered once; the sink may wait for the client between chunks, where nothing is locked.
-//! prometheus-client's own histograms (two `Arc`s, a lock, a bucket vector and an exemplar map
-//! each, about 500 bytes) and before them fourteen `Family` maps (10.5 KB per target) were
-//! measured and replaced; prometheus-client cannot encode exemplars it does not store itself,
-//! so the per-target text is written here, byte for byte as it would write it (the golden
-//! exposition and a test against its histograms pin that).
+//! its phase histograms as plain atomics, the rest under one lock, with the exemplars of
+//! failures (and whatever else only some targets need) kept apart in a box that a target that
+//! never fails does not allocate. Recording an outcome takes that lock once and a handful of
+//! atomic operations. At scrape time, prometheus-client encodes the exporter-wide registry,
+//! then the families are written here, walking the targets once per family with each target's
+//! labels rendered once; the sink may wait for the client between chunks, where nothing is
+//! locked. prometheus-client's own histograms (two `Arc`s, a lock, a bucket vector and an
+//! exemplar map each, about 500 bytes) and before them fourteen `Family` maps (10.5 KB per
+//! target) were measured and replaced; prometheus-client cannot encode exemplars it does not
+//! store itself, so the per-target text is written here, byte for byte as it would write it
+//! (the golden exposition and a test against its histograms pin that).
 //!
 //! Counters a user alerts on (runs by result, failures by reason, the gateway 5xx codes, body
 //! mismatches) exist at zero from the target's start: a series that appears already at 1 hides
@@ -44,7 +45,7 @@ pub mod text;
 
 use families::FAMILIES;
 pub use sources::SourceMetrics;
-use target::{Own, Targets};
+use target::Targets;
 pub use target::{Summary, TargetLabels, TargetMetrics};
 
 /// Buckets of `tickr_scheduler_lag_seconds`.
@@ -192,7 +193,7 @@ impl Metrics {
 
     /// Creates the series of `target` (at zero) and returns the handles to record its outcomes.
     pub fn register_target(&self, target: &Target) -> Arc<TargetMetrics> {
-        let own = Own::of(target);
+        let own = self.series.own(target);
         self.series
             .insert(target, TargetLabels::new(target), Some(Box::new(own)))
     }
@@ -208,22 +209,13 @@ impl Metrics {
         let tm = self
             .series
             .insert(target, TargetLabels::with_address(target, Some(ip)), None);
-        parent
-            .children
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(ip, tm.clone());
+        parent.add_child(ip, tm.clone());
         tm
     }
 
     /// Forgets an address that no longer resolves, with its series.
     pub fn remove_address(&self, parent: &TargetMetrics, ip: IpAddr) {
-        if let Some(tm) = parent
-            .children
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&ip)
-        {
+        if let Some(tm) = parent.take_child(ip) {
             tm.remove();
         }
     }
