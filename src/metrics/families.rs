@@ -318,14 +318,21 @@ fn class(code: u16) -> &'static str {
 }
 
 impl Family {
-    /// Appends `tm`'s series of this family to `out`.
-    pub(super) fn write(&self, tm: &TargetMetrics, out: &mut String) -> fmt::Result {
+    /// Appends `tm`'s series of this family to `out`, with their exemplars or without (the
+    /// text format has none).
+    pub(super) fn write(
+        &self,
+        tm: &TargetMetrics,
+        out: &mut String,
+        exemplars: bool,
+    ) -> fmt::Result {
         (self.read)(
             tm,
             &mut Series {
                 out,
                 target: &tm.text,
                 family: self,
+                exemplars,
             },
         )
     }
@@ -337,6 +344,7 @@ pub(super) struct Series<'a> {
     out: &'a mut String,
     target: &'a str,
     family: &'a Family,
+    exemplars: bool,
 }
 
 impl Series<'_> {
@@ -385,7 +393,7 @@ impl Series<'_> {
     ) -> fmt::Result {
         self.start(Counter, None, None, values);
         encode::uint(self.out, value);
-        if let Some(e) = exemplar {
+        if let Some(e) = exemplar.filter(|_| self.exemplars) {
             e.write(self.out, 1.0);
         }
         self.out.push('\n');
@@ -414,10 +422,11 @@ impl Series<'_> {
         self.start(Histogram, Some("count"), None, values);
         encode::uint(self.out, h.count);
         self.out.push('\n');
+        let exemplars = self.exemplars;
         h.buckets(kept, |le, cumulative, exemplar| {
             self.start(Histogram, Some("bucket"), Some(le), values);
             encode::uint(self.out, cumulative);
-            if let Some((labels, value)) = exemplar {
+            if let Some((labels, value)) = exemplar.filter(|_| exemplars) {
                 labels.write(self.out, value);
             }
             self.out.push('\n');

@@ -179,7 +179,12 @@ impl Metrics {
 
     /// The whole exposition in OpenMetrics text, `# EOF` included.
     pub fn encode(&self) -> String {
-        let done = self.stream(Collect(String::with_capacity(64 * 1024)));
+        self.encode_as(Format::OpenMetrics)
+    }
+
+    /// The whole exposition in `format`.
+    pub fn encode_as(&self, format: Format) -> String {
+        let done = self.stream(Collect(String::with_capacity(64 * 1024)), format);
         done.expect("collecting into a String cannot fail").0
     }
 
@@ -187,8 +192,8 @@ impl Metrics {
     /// [`Sink::pause`]: that is called between chunks of the targets' series, where no lock
     /// of any series is held, so a scraper that stops reading never holds up the probes that
     /// record into those series. Returns the sink, or `Err` once the sink gave up.
-    pub fn stream<S: Sink>(&self, sink: S) -> Result<S, fmt::Error> {
-        stream(&self.registry, &self.series.snapshot(), sink)
+    pub fn stream<S: Sink>(&self, sink: S, format: Format) -> Result<S, fmt::Error> {
+        stream(&self.registry, &self.series.snapshot(), sink, format)
     }
 
     /// Creates the series of `target` (at zero) and returns the handles to record its outcomes.
@@ -221,23 +226,45 @@ impl Metrics {
     }
 }
 
+/// The two expositions `/metrics` speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    OpenMetrics,
+    /// The Prometheus text format 0.0.4 (see [`text`]).
+    Text,
+}
+
 /// Writes `registry` (by prometheus-client), then every family of [`FAMILIES`] of `all` (by
-/// [`encode`]), then `# EOF`.
+/// [`encode`]), then (in OpenMetrics) `# EOF`. In the text format, the exporter-wide series and
+/// each family's descriptor are rewritten from OpenMetrics ([`text::to_text`]); the targets'
+/// samples, nearly all of the text, are the same lines in both but for the exemplars, so they
+/// are written once, as they go out.
 pub(crate) fn stream<S: Sink>(
     registry: &Registry,
     all: &[Arc<TargetMetrics>],
     mut sink: S,
+    format: Format,
 ) -> Result<S, fmt::Error> {
     let mut text = String::with_capacity(CHUNK + 16 * 1024);
     prometheus_client::encoding::text::encode_registry(&mut text, registry)?;
+    let openmetrics = format == Format::OpenMetrics;
+    if !openmetrics {
+        text = text::to_text(&text);
+    }
     for family in FAMILIES.iter() {
         // A family that no target has is left out, descriptor included.
         if !all.iter().any(|tm| (family.has)(tm)) {
             continue;
         }
-        encode::descriptor(&mut text, family);
+        if openmetrics {
+            encode::descriptor(&mut text, family);
+        } else {
+            let mut descriptor = String::new();
+            encode::descriptor(&mut descriptor, family);
+            text.push_str(&text::to_text(&descriptor));
+        }
         for tm in all.iter().filter(|tm| (family.has)(tm)) {
-            family.write(tm, &mut text)?;
+            family.write(tm, &mut text, openmetrics)?;
             if text.len() >= CHUNK {
                 sink.write(&text);
                 text.clear();
@@ -246,7 +273,9 @@ pub(crate) fn stream<S: Sink>(
             }
         }
     }
-    text.push_str("# EOF\n");
+    if openmetrics {
+        text.push_str("# EOF\n");
+    }
     sink.write(&text);
     Ok(sink)
 }

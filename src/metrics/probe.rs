@@ -104,7 +104,12 @@ pub fn encode(tm: &Arc<TargetMetrics>, matchers: bool) -> String {
     if let Some(last) = tm.last_probe() {
         register_gauges(&mut r, &last, matchers);
     }
-    let out = super::stream(&r, &all, super::Collect(String::with_capacity(8 * 1024)));
+    let out = super::stream(
+        &r,
+        &all,
+        super::Collect(String::with_capacity(8 * 1024)),
+        super::Format::OpenMetrics,
+    );
     out.expect("collecting into a String cannot fail").0
 }
 

@@ -1,78 +1,10 @@
-//! The Prometheus text format 0.0.4, for scrapers that do not ask for OpenMetrics: the
-//! OpenMetrics that prometheus-client writes, rewritten line by line as it streams, the way the
-//! official Go client writes the older format. No `# EOF`, no `# UNIT`, no exemplars; a counter
-//! is typed on its `_total` name, an info metric is a gauge named `…_info`, `unknown` is
-//! `untyped`.
+//! The Prometheus text format 0.0.4, for scrapers that do not ask for OpenMetrics: OpenMetrics
+//! rewritten line by line, the way the official Go client writes the older format. No `# EOF`,
+//! no `# UNIT`, no exemplars; a counter is typed on its `_total` name, an info metric is a gauge
+//! named `…_info`, `unknown` is `untyped`.
 
-use std::fmt;
-
-use super::Sink;
-
-/// Text is rewritten in chunks of about this size: most lines are samples without an exemplar,
-/// which pass unchanged, so a chunk without any `#` goes through in one piece.
-const CHUNK: usize = 32 << 10;
-
-/// A [`Sink`] in front of another that rewrites the OpenMetrics written to it into the text
-/// format. Lines can arrive in pieces; each is rewritten once it is whole.
-pub struct TextSink<S> {
-    inner: S,
-    partial: String,
-    /// The rewritten lines of a chunk that had some `#`, reused from chunk to chunk.
-    out: String,
-    /// A family's `# HELP` waits for its `# TYPE`, which decides the name both carry.
-    help: Option<String>,
-}
-
-impl<S: Sink> TextSink<S> {
-    pub fn new(inner: S) -> Self {
-        Self {
-            inner,
-            partial: String::new(),
-            out: String::new(),
-            help: None,
-        }
-    }
-
-    /// The sink behind, once the exposition is written (every line of it ends in `\n`).
-    pub fn into_inner(mut self) -> S {
-        self.flush();
-        self.inner
-    }
-
-    /// Rewrites and passes on every whole line written so far.
-    fn flush(&mut self) {
-        let Some(end) = self.partial.rfind('\n') else {
-            return;
-        };
-        let chunk = &self.partial[..=end];
-        if memchr::memchr(b'#', chunk.as_bytes()).is_none() {
-            self.inner.write(chunk);
-        } else {
-            self.out.clear();
-            for line in self.partial[..end].split('\n') {
-                rewrite(line, &mut self.help, &mut self.out);
-            }
-            self.inner.write(&self.out);
-        }
-        self.partial.drain(..=end);
-    }
-}
-
-impl<S: Sink> Sink for TextSink<S> {
-    fn write(&mut self, text: &str) {
-        self.partial.push_str(text);
-        if self.partial.len() >= CHUNK {
-            self.flush();
-        }
-    }
-
-    /// What is buffered here (less than a chunk) waits for the next chunk or the end.
-    fn pause(&mut self) -> fmt::Result {
-        self.inner.pause()
-    }
-}
-
-/// A whole exposition rewritten at once (for `/probe`'s, which is built in memory).
+/// OpenMetrics text rewritten: `/probe`'s exposition, and the parts of `/metrics` that are not
+/// the targets' samples (see [`Format::Text`](super::Format::Text)).
 pub fn to_text(openmetrics: &str) -> String {
     let mut out = String::with_capacity(openmetrics.len());
     let mut help = None;
@@ -167,25 +99,5 @@ mod tests {
     #[test]
     fn openmetrics_becomes_the_text_format() {
         assert_eq!(to_text(OPENMETRICS), TEXT);
-    }
-
-    struct Collect(String);
-
-    impl Sink for Collect {
-        fn write(&mut self, text: &str) {
-            self.0.push_str(text);
-        }
-        fn pause(&mut self) -> fmt::Result {
-            Ok(())
-        }
-    }
-
-    #[test]
-    fn lines_written_in_pieces_come_out_the_same() {
-        let mut sink = TextSink::new(Collect(String::new()));
-        for piece in OPENMETRICS.as_bytes().chunks(7) {
-            sink.write(std::str::from_utf8(piece).unwrap());
-        }
-        assert_eq!(sink.into_inner().0, TEXT);
     }
 }

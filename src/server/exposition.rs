@@ -16,7 +16,7 @@ use hyper::body::Incoming;
 use tokio::sync::mpsc;
 
 use crate::handle::Handle;
-use crate::metrics::text::TextSink;
+use crate::metrics::Format;
 
 pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 pub const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -89,15 +89,27 @@ pub(super) fn metrics(
     let (tx, rx) = mpsc::channel(4);
     let complete = Arc::new(AtomicBool::new(false));
     let metrics = handle.metrics.clone();
-    let out = Chunked::new(tx, gzip, write_timeout, complete.clone());
+    let sender = Sender {
+        tx,
+        runtime: tokio::runtime::Handle::current(),
+        write_timeout,
+        complete: complete.clone(),
+    };
+    let out = if gzip {
+        let (texts, compressor) = std::sync::mpsc::sync_channel(1);
+        tokio::task::spawn_blocking(move || compress(&compressor, &sender));
+        Chunked::new(Out::Gzip(texts))
+    } else {
+        Chunked::new(Out::Plain(sender))
+    };
     tokio::task::spawn_blocking(move || {
         // An error means the client went away or stopped reading; nothing is left to tell.
-        let streamed = if openmetrics {
-            metrics.stream(out)
+        let format = if openmetrics {
+            Format::OpenMetrics
         } else {
-            metrics.stream(TextSink::new(out)).map(TextSink::into_inner)
+            Format::Text
         };
-        if let Ok(out) = streamed {
+        if let Ok(out) = metrics.stream(out, format) {
             out.finish();
         }
     });
@@ -118,10 +130,23 @@ pub(super) fn metrics(
 /// How much text is encoded before it is compressed and sent on.
 const CHUNK: usize = 128 << 10;
 
-/// The exposition as it is written, in chunks to the response, gzipped when asked.
+/// The exposition as it is written, in chunks to the response or to the compressor.
 struct Chunked {
     text: String,
-    gzip: Option<flate2::write::GzEncoder<Vec<u8>>>,
+    out: Out,
+}
+
+/// Where [`Chunked`] sends its chunks of text.
+enum Out {
+    Plain(Sender),
+    /// To [`compress`] on a thread of its own: compressing costs about as much as encoding,
+    /// and on two threads a large scrape takes the longer of the two instead of their sum.
+    /// `None` says the exposition is whole; a sender dropped without it, that it was cut off.
+    Gzip(std::sync::mpsc::SyncSender<Option<String>>),
+}
+
+/// The response's end of the exposition, bounded by the write timeout.
+struct Sender {
     tx: mpsc::Sender<Bytes>,
     /// The runtime the response is served on, to wait for room in `tx` with a timeout.
     runtime: tokio::runtime::Handle,
@@ -129,47 +154,8 @@ struct Chunked {
     complete: Arc<AtomicBool>,
 }
 
-impl Chunked {
-    /// Must be made on the runtime (it keeps a handle to it).
-    fn new(
-        tx: mpsc::Sender<Bytes>,
-        gzip: bool,
-        write_timeout: Duration,
-        complete: Arc<AtomicBool>,
-    ) -> Self {
-        Self {
-            text: String::with_capacity(CHUNK + 16 * 1024),
-            gzip: gzip.then(|| {
-                flate2::write::GzEncoder::new(
-                    Vec::with_capacity(CHUNK / 4),
-                    flate2::Compression::fast(),
-                )
-            }),
-            tx,
-            runtime: tokio::runtime::Handle::current(),
-            write_timeout,
-            complete,
-        }
-    }
-
-    /// Sends what is encoded so far; `Err` once the client has gone or read nothing for the
-    /// write timeout.
-    fn flush(&mut self) -> std::fmt::Result {
-        let chunk = match &mut self.gzip {
-            Some(gz) => {
-                gz.write_all(self.text.as_bytes())
-                    .expect("writing to a Vec cannot fail");
-                self.text.clear();
-                Bytes::from(std::mem::take(gz.get_mut()))
-            }
-            None => Bytes::from(std::mem::replace(
-                &mut self.text,
-                String::with_capacity(CHUNK + 16 * 1024),
-            )),
-        };
-        self.send(chunk)
-    }
-
+impl Sender {
+    /// `Err` once the client has gone or read nothing for the write timeout.
     fn send(&self, chunk: Bytes) -> std::fmt::Result {
         if chunk.is_empty() {
             return Ok(());
@@ -183,18 +169,71 @@ impl Chunked {
         }
     }
 
+    /// Marks the body whole; before `tx` is dropped, which ends it.
+    fn complete(&self) {
+        self.complete.store(true, Ordering::Release);
+    }
+}
+
+/// Compresses each chunk of text as it comes and sends it on. Returns as soon as the client has
+/// gone (dropping `texts`, which stops the encoder at its next chunk) or the text is cut off.
+fn compress(texts: &std::sync::mpsc::Receiver<Option<String>>, to: &Sender) {
+    let mut gz =
+        flate2::write::GzEncoder::new(Vec::with_capacity(CHUNK / 4), flate2::Compression::fast());
+    loop {
+        match texts.recv() {
+            Ok(Some(text)) => {
+                gz.write_all(text.as_bytes())
+                    .expect("writing to a Vec cannot fail");
+                if to.send(Bytes::from(std::mem::take(gz.get_mut()))).is_err() {
+                    return;
+                }
+            }
+            Ok(None) => break,
+            Err(_) => return,
+        }
+    }
+    let tail = gz.finish().expect("writing to a Vec cannot fail");
+    if to.send(Bytes::from(tail)).is_ok() {
+        to.complete();
+    }
+}
+
+impl Chunked {
+    fn new(out: Out) -> Self {
+        Self {
+            text: Self::buffer(),
+            out,
+        }
+    }
+
+    fn buffer() -> String {
+        String::with_capacity(CHUNK + 16 * 1024)
+    }
+
+    /// Sends what is encoded so far; `Err` once the client has gone or read nothing for the
+    /// write timeout.
+    fn flush(&mut self) -> std::fmt::Result {
+        if self.text.is_empty() {
+            return Ok(());
+        }
+        let text = std::mem::replace(&mut self.text, Self::buffer());
+        match &self.out {
+            Out::Plain(to) => to.send(Bytes::from(text)),
+            Out::Gzip(texts) => texts.send(Some(text)).map_err(|_| std::fmt::Error),
+        }
+    }
+
     fn finish(mut self) {
         if self.flush().is_err() {
             return;
         }
-        if let Some(gz) = self.gzip.take() {
-            let tail = gz.finish().expect("writing to a Vec cannot fail");
-            if self.send(Bytes::from(tail)).is_err() {
-                return;
+        match &self.out {
+            Out::Plain(to) => to.complete(),
+            Out::Gzip(texts) => {
+                let _ = texts.send(None);
             }
         }
-        // Before `tx` is dropped, which ends the body.
-        self.complete.store(true, Ordering::Release);
     }
 }
 

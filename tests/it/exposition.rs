@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tickr::metrics::Metrics;
+use tickr::metrics::{Format, Metrics};
 use tickr::probe::{Failure, Outcome, Phases, Reason};
 
 use crate::common::exposition::Exposition;
@@ -114,8 +114,16 @@ fn exposition_matches_the_golden_file() {
 
 #[test]
 fn the_text_format_matches_its_golden_twin() {
-    let text = tickr::metrics::text::to_text(&golden_metrics().encode());
+    let metrics = golden_metrics();
+    let text = metrics.encode_as(Format::Text);
     assert!(!text.contains("# EOF") && !text.contains("# UNIT") && !text.contains(" # {"));
+    // `/metrics` writes the targets' samples in the text format directly: the same text as the
+    // whole OpenMetrics exposition rewritten line by line.
+    assert_eq!(
+        text,
+        tickr::metrics::text::to_text(&metrics.encode()),
+        "the text format written directly differs from OpenMetrics rewritten"
+    );
     compare_golden(&normalise(&text), GOLDEN_TEXT);
 }
 
