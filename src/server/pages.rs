@@ -490,7 +490,7 @@ fn event_html(html: &mut String, e: &Event, failure: bool, open: bool) {
             e.cut
                 .then(|| format!("cut: broke off after {} bytes", e.body_bytes)),
         ),
-        ("HTTP", e.http_version.clone()),
+        ("HTTP", e.http_version.map(str::to_owned)),
         ("TLS", e.tls_version.map(str::to_owned)),
         (
             "Redirects",

@@ -155,7 +155,7 @@ mod tests {
             status: Some(502),
             reason: Some(reason),
             error: None,
-            phases_ms: vec![],
+            phases_ms: Box::new([]),
             layer: layer.map(str::to_owned),
             evidence: None,
             relayed_by: vec![],

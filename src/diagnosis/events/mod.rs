@@ -4,7 +4,7 @@
 
 mod hints;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -34,13 +34,14 @@ pub struct Event {
     pub remote: Option<String>,
     /// The forward proxy the probe's last request went through (credentials replaced).
     pub proxy: Option<Arc<str>>,
-    pub http_version: Option<String>,
+    pub http_version: Option<&'static str>,
     pub tls_version: Option<&'static str>,
     pub status: Option<u16>,
     pub reason: Option<&'static str>,
     pub error: Option<String>,
-    /// Milliseconds per phase, for the phases the probe finished.
-    pub phases_ms: Vec<(&'static str, f64)>,
+    /// Milliseconds per phase, for the phases the probe finished (exactly as many: every
+    /// target keeps its last success).
+    pub phases_ms: Box<[(&'static str, f64)]>,
     pub layer: Option<String>,
     pub evidence: Option<String>,
     /// The hops that relayed the response from the layer that generated it.
@@ -206,7 +207,45 @@ struct Inner {
     failures: VecDeque<Arc<Event>>,
     /// How many of the ring's failures each target has.
     failing: HashMap<String, usize>,
-    last_success: HashMap<String, Arc<Event>>,
+    /// Keyed by the event's own target name, which is not copied again for the key.
+    last_success: HashSet<LastSuccess>,
+}
+
+/// A target's last success in [`Inner::last_success`], found by its target's name.
+#[derive(Debug)]
+struct LastSuccess(Arc<Event>);
+
+impl std::borrow::Borrow<str> for LastSuccess {
+    fn borrow(&self) -> &str {
+        &self.0.target
+    }
+}
+
+impl PartialEq for LastSuccess {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.target == other.0.target
+    }
+}
+
+impl Eq for LastSuccess {}
+
+impl std::hash::Hash for LastSuccess {
+    // As `str` hashes, which `Borrow<str>` requires.
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.target.as_str().hash(state);
+    }
+}
+
+/// `HTTP/1.1` and the like, as `http::Version`'s `Debug` writes them.
+fn version_text(v: http::Version) -> &'static str {
+    match v {
+        http::Version::HTTP_09 => "HTTP/0.9",
+        http::Version::HTTP_10 => "HTTP/1.0",
+        http::Version::HTTP_11 => "HTTP/1.1",
+        http::Version::HTTP_2 => "HTTP/2.0",
+        http::Version::HTTP_3 => "HTTP/3.0",
+        _ => "HTTP/?",
+    }
 }
 
 impl Inner {
@@ -293,7 +332,7 @@ impl Recorder {
             success: o.success(),
             remote: o.remote.map(|a| a.to_string()),
             proxy: o.proxy.clone(),
-            http_version: o.http_version.map(|v| format!("{v:?}")),
+            http_version: o.http_version.map(version_text),
             tls_version: o.tls_version,
             status: o.status,
             reason: o.failure.as_ref().map(|f| f.reason.as_str()),
@@ -336,9 +375,7 @@ impl Recorder {
         });
         let mut inner = self.lock();
         if event.success {
-            inner
-                .last_success
-                .insert(target.name.clone(), event.clone());
+            inner.last_success.replace(LastSuccess(event.clone()));
         } else {
             inner.push(event.clone());
         }
@@ -364,7 +401,7 @@ impl Recorder {
     }
 
     pub fn last_success(&self, target: &str) -> Option<Arc<Event>> {
-        self.lock().last_success.get(target).cloned()
+        self.lock().last_success.get(target).map(|s| s.0.clone())
     }
 
     /// Forgets a removed target's last success (its failures stay in the ring: they happened).
@@ -384,7 +421,7 @@ impl Recorder {
         targets.sort_by_key(|(t, _)| *t);
         for (target, failures) in targets {
             let success = inner.last_success.get(target);
-            hints.extend(hints_for(target, &failures, success.map(|s| s.as_ref())));
+            hints.extend(hints_for(target, &failures, success.map(|s| s.0.as_ref())));
         }
         hints
     }
@@ -393,6 +430,20 @@ impl Recorder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn versions_read_as_http_writes_them() {
+        use http::Version;
+        for v in [
+            Version::HTTP_09,
+            Version::HTTP_10,
+            Version::HTTP_11,
+            Version::HTTP_2,
+            Version::HTTP_3,
+        ] {
+            assert_eq!(version_text(v), format!("{v:?}"));
+        }
+    }
 
     /// A success keeps its headers and excerpt only while its target has a failure in the
     /// ring (where the pages compare them); out of the ring, the next success is kept lean.
