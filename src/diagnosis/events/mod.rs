@@ -5,6 +5,7 @@
 mod hints;
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -213,17 +214,142 @@ struct Inner {
 
 /// A target's last success in [`Inner::last_success`], found by its target's name.
 #[derive(Debug)]
-struct LastSuccess(Arc<Event>);
+enum LastSuccess {
+    /// Kept with its headers and excerpt while the target has failures in the ring.
+    Detailed(Arc<Event>),
+    /// Every other target's: what an [`Event`] of a success without details holds, made into one
+    /// when asked for. An `Event` is about 500 bytes, most of them fields only a failure fills,
+    /// and every healthy target keeps its last success.
+    Lean(Box<Lean>),
+}
+
+/// A phase the probe did not finish, in [`Lean::phases_us`].
+const NO_PHASE: u32 = u32::MAX;
+
+/// The fields of a success's [`Event`] that a success without details fills.
+#[derive(Debug)]
+struct Lean {
+    id: u64,
+    time: f64,
+    target: String,
+    url: String,
+    location: Option<String>,
+    remote: Option<SocketAddr>,
+    proxy: Option<Arc<str>>,
+    http_version: Option<&'static str>,
+    tls_version: Option<&'static str>,
+    status: Option<u16>,
+    /// Whole microseconds per phase of [`Phase::ALL`], [`NO_PHASE`] for one not finished: the
+    /// event's milliseconds are those microseconds over 1,000, so they come back exactly.
+    phases_us: [u32; Phase::ALL.len()],
+    body_bytes: u64,
+    redirects: u8,
+    ids: Option<Ids>,
+    request_id_header: Option<HeaderName>,
+}
+
+impl LastSuccess {
+    /// `event` as kept: whole if it has details, else only what a success without any fills.
+    fn of(event: &Arc<Event>) -> Self {
+        let e = &**event;
+        let lean = e.success
+            && e.headers.is_empty()
+            && e.body_excerpt.is_empty()
+            && !e.cut
+            && e.reason.is_none()
+            && e.error.is_none()
+            && e.layer.is_none()
+            && e.evidence.is_none()
+            && e.relayed_by.is_empty()
+            && e.chain.is_empty();
+        let remote = e.remote.as_deref().map(str::parse::<SocketAddr>);
+        let mut phases_us = [NO_PHASE; Phase::ALL.len()];
+        let mut exact = true;
+        for (name, ms) in &e.phases_ms {
+            let us = (ms * 1e3).round();
+            match Phase::ALL.iter().position(|p| p.as_str() == *name) {
+                Some(i) if (0.0..f64::from(NO_PHASE)).contains(&us) => phases_us[i] = us as u32,
+                _ => exact = false,
+            }
+        }
+        // Anything that would not come back as it was keeps the whole event.
+        let (true, true, Some(Ok(_)) | None) = (lean, exact, &remote) else {
+            return Self::Detailed(event.clone());
+        };
+        Self::Lean(Box::new(Lean {
+            id: e.id,
+            time: e.time,
+            target: e.target.clone(),
+            url: e.url.clone(),
+            location: e.location.clone(),
+            remote: remote.and_then(Result::ok),
+            proxy: e.proxy.clone(),
+            http_version: e.http_version,
+            tls_version: e.tls_version,
+            status: e.status,
+            phases_us,
+            body_bytes: e.body_bytes,
+            redirects: e.redirects,
+            ids: e.ids,
+            request_id_header: e.request_id_header.clone(),
+        }))
+    }
+
+    fn target(&self) -> &str {
+        match self {
+            Self::Detailed(e) => &e.target,
+            Self::Lean(l) => &l.target,
+        }
+    }
+
+    fn event(&self) -> Arc<Event> {
+        let l = match self {
+            Self::Detailed(e) => return e.clone(),
+            Self::Lean(l) => l,
+        };
+        Arc::new(Event {
+            id: l.id,
+            time: l.time,
+            target: l.target.clone(),
+            url: l.url.clone(),
+            location: l.location.clone(),
+            success: true,
+            remote: l.remote.map(|a| a.to_string()),
+            proxy: l.proxy.clone(),
+            http_version: l.http_version,
+            tls_version: l.tls_version,
+            status: l.status,
+            reason: None,
+            error: None,
+            phases_ms: (Phase::ALL.iter().zip(l.phases_us))
+                .filter(|(_, us)| *us != NO_PHASE)
+                .map(|(p, us)| (p.as_str(), f64::from(us) / 1e3))
+                .collect(),
+            layer: None,
+            evidence: None,
+            relayed_by: Vec::new(),
+            chain: Vec::new(),
+            cut: false,
+            body_bytes: l.body_bytes,
+            headers: Vec::new(),
+            body_excerpt: String::new(),
+            redirects: l.redirects,
+            confirmation: Mutex::new(None),
+            ids: l.ids,
+            request_id_header: l.request_id_header.clone(),
+        })
+    }
+}
 
 impl std::borrow::Borrow<str> for LastSuccess {
     fn borrow(&self) -> &str {
-        &self.0.target
+        self.target()
     }
 }
 
 impl PartialEq for LastSuccess {
     fn eq(&self, other: &Self) -> bool {
-        self.0.target == other.0.target
+        self.target() == other.target()
     }
 }
 
@@ -232,7 +358,7 @@ impl Eq for LastSuccess {}
 impl std::hash::Hash for LastSuccess {
     // As `str` hashes, which `Borrow<str>` requires.
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.0.target.as_str().hash(state);
+        self.target().hash(state);
     }
 }
 
@@ -375,7 +501,7 @@ impl Recorder {
         });
         let mut inner = self.lock();
         if event.success {
-            inner.last_success.replace(LastSuccess(event.clone()));
+            inner.last_success.replace(LastSuccess::of(&event));
         } else {
             inner.push(event.clone());
         }
@@ -401,7 +527,7 @@ impl Recorder {
     }
 
     pub fn last_success(&self, target: &str) -> Option<Arc<Event>> {
-        self.lock().last_success.get(target).map(|s| s.0.clone())
+        self.lock().last_success.get(target).map(LastSuccess::event)
     }
 
     /// Forgets a removed target's last success (its failures stay in the ring: they happened).
@@ -420,8 +546,8 @@ impl Recorder {
         let mut targets: Vec<_> = by_target.into_iter().collect();
         targets.sort_by_key(|(t, _)| *t);
         for (target, failures) in targets {
-            let success = inner.last_success.get(target);
-            hints.extend(hints_for(target, &failures, success.map(|s| s.0.as_ref())));
+            let success = inner.last_success.get(target).map(LastSuccess::event);
+            hints.extend(hints_for(target, &failures, success.as_deref()));
         }
         hints
     }
@@ -430,6 +556,39 @@ impl Recorder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A success without details is kept as a compact record; asked for, it is the same event
+    /// to the last digit of every phase.
+    #[test]
+    fn a_lean_success_comes_back_as_it_was_recorded() {
+        let yaml = "targets:\n  - {name: shop, url: 'http://shop.example/?token=x'}\n";
+        let config = crate::config::parse(std::path::Path::new("config.yml"), yaml).unwrap();
+        let shop = &config.targets[0];
+        let recorder = Recorder::new(config.diagnosis.events);
+        let phases = crate::probe::Phases {
+            resolve: Some(std::time::Duration::from_nanos(1_234_567)),
+            connect: Some(std::time::Duration::from_nanos(333_333_333)),
+            processing: Some(std::time::Duration::from_secs_f64(0.1 + 0.2)),
+            ..Default::default()
+        };
+        let outcome = Outcome {
+            status: Some(200),
+            remote: Some("[2001:db8::1]:8443".parse().unwrap()),
+            http_version: Some(http::Version::HTTP_2),
+            body_bytes: 512,
+            phases,
+            ..Outcome::default()
+        };
+        let recorded = recorder.record(shop, &outcome, None, &config.diagnosis);
+        assert!(!recorded.phases_ms.is_empty());
+        assert!(matches!(
+            recorder.lock().last_success.get("shop"),
+            Some(LastSuccess::Lean(_))
+        ));
+        let kept = recorder.last_success("shop").unwrap();
+        assert_eq!(kept.to_json(), recorded.to_json());
+        assert_eq!(kept.phases_ms, recorded.phases_ms);
+    }
 
     #[test]
     fn versions_read_as_http_writes_them() {
