@@ -221,15 +221,13 @@ impl Probing {
     pub fn shared(self) -> Arc<Self> {
         let mut recent = RECENT.lock().unwrap_or_else(|e| e.into_inner());
         recent.retain(|w| w.strong_count() > 0);
-        if let Some(i) = recent
-            .iter()
-            .position(|w| w.upgrade().is_some_and(|p| *p == self))
-        {
-            let found = recent.remove(i);
-            recent.push(found.clone());
-            if let Some(p) = found.upgrade() {
-                return p;
-            }
+        let found = (recent.iter().enumerate())
+            .find_map(|(i, w)| w.upgrade().filter(|p| **p == self).map(|p| (i, p)));
+        if let Some((i, p)) = found {
+            // The most recently used last, so the oldest goes first.
+            let w = recent.remove(i);
+            recent.push(w);
+            return p;
         }
         let made = Arc::new(self);
         if recent.len() == RECENT_PROBINGS {
