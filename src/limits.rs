@@ -85,6 +85,13 @@ pub const ADDRESS_GRACE_ROUNDS: u32 = 10;
 /// Certificates whose `notAfter` is remembered, at most; then the memory starts over.
 pub const NOT_AFTER_CACHE: usize = 4096;
 
+/// Accepted certificate chains a verifier remembers, at most (a 32-byte digest and two times
+/// each); past it, one remembered chain makes room for each new one.
+pub const VERIFIED_CHAINS: usize = 4096;
+
+/// How long an accepted chain is accepted again without checking its signatures, at most.
+pub const VERIFIED_CHAIN_TTL: Duration = Duration::from_secs(600);
+
 /// Characters of a certificate's subject, issuer or serial kept in `tickr_tls_cert_info`'s
 /// labels: a name can be as long as the certificate, and a label value is stored and sent on
 /// every scrape. A longer one is cut and ends in `…`.

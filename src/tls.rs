@@ -6,7 +6,10 @@
 //! Heavy objects (root store, verifier, client key) are built once per distinct configuration
 //! and rebuilt in place when one of its files changes on disk; each probe gets a fresh
 //! `ClientConfig` with resumption disabled, so every probe pays a full handshake like a new
-//! visitor would.
+//! visitor would. What a handshake proves is proven every time (the server's signature over
+//! the handshake, with the key of the certificate it sent); only the verdict on the chain
+//! itself, which depends on nothing but its bytes, the name, the roots and the clock, is
+//! remembered for a while (`Verifier`), as browsers do.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -18,7 +21,9 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use crate::limits::{CERT_LABEL_CHARS, NOT_AFTER_CACHE, TLS_FILE_CHECK};
+use crate::limits::{
+    CERT_LABEL_CHARS, NOT_AFTER_CACHE, TLS_FILE_CHECK, VERIFIED_CHAINS, VERIFIED_CHAIN_TTL,
+};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::{ResolvesClientCert, Resumption, WebPkiServerVerifier};
 use rustls::crypto::CryptoProvider;
@@ -166,7 +171,7 @@ impl Files {
 /// What a target's files build: the verifier over its roots, and its client key.
 struct Material {
     files: Files,
-    verifier: Arc<WebPkiServerVerifier>,
+    verifier: Arc<Verifier>,
     client_key: Option<Arc<CertifiedKey>>,
 }
 
@@ -185,9 +190,11 @@ impl Material {
                         .add(cert)
                         .map_err(|e| ("ca_file", format!("unusable CA certificate: {e}")))?;
                 }
-                WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
-                    .build()
-                    .map_err(|e| ("ca_file", format!("unusable CA certificates: {e}")))?
+                let webpki =
+                    WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
+                        .build()
+                        .map_err(|e| ("ca_file", format!("unusable CA certificates: {e}")))?;
+                Arc::new(Verifier::new(webpki))
             }
         };
         let client_key = match &files.client {
@@ -260,24 +267,41 @@ impl fmt::Debug for ClientTls {
 
 /// The one crypto provider tickr uses. Passing it explicitly keeps rustls away from its
 /// process-wide default, which panics when more than one provider is compiled in.
+///
+/// ring's suites, with AES-128-GCM first as Go and browsers order them: AES-256 first (ring's
+/// order) makes a TLS 1.3 handshake hash with SHA-384, which processors do not accelerate,
+/// where SHA-256 runs on their SHA instructions (4 % of an HTTPS probe's CPU).
 pub fn provider() -> Arc<CryptoProvider> {
     static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
     PROVIDER
-        .get_or_init(|| Arc::new(rustls::crypto::ring::default_provider()))
+        .get_or_init(|| {
+            let mut provider = rustls::crypto::ring::default_provider();
+            provider.cipher_suites.sort_by_key(|suite| {
+                use rustls::CipherSuite::*;
+                !matches!(
+                    suite.suite(),
+                    TLS13_AES_128_GCM_SHA256
+                        | TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
+                        | TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256
+                )
+            });
+            Arc::new(provider)
+        })
         .clone()
 }
 
 /// The verifier for the compiled-in Mozilla roots, shared by every target without an extra CA.
-fn default_verifier() -> Arc<WebPkiServerVerifier> {
-    static VERIFIER: OnceLock<Arc<WebPkiServerVerifier>> = OnceLock::new();
+fn default_verifier() -> Arc<Verifier> {
+    static VERIFIER: OnceLock<Arc<Verifier>> = OnceLock::new();
     VERIFIER
         .get_or_init(|| {
             let roots = RootCertStore {
                 roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
             };
-            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
+            let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
                 .build()
-                .expect("the built-in root store is valid")
+                .expect("the built-in root store is valid");
+            Arc::new(Verifier::new(webpki))
         })
         .clone()
 }
@@ -544,12 +568,128 @@ pub struct Presented {
     pub verified: Option<bool>,
 }
 
+/// The standard WebPKI verifier over one set of roots, remembering the chains it accepted.
+///
+/// A chain's verdict depends only on its certificates, the name checked, the roots and the
+/// time; a prober sees the same chain from the same server probe after probe, and checking
+/// its signatures again was 13 % of an HTTPS probe's CPU. So an accepted chain is remembered
+/// by a SHA-256 digest of the name and every certificate presented, and accepted again
+/// without its signatures while the clock stays between its first acceptance and the
+/// earliest `notAfter` among them, and for at most [`VERIFIED_CHAIN_TTL`]. A refused chain is
+/// never remembered: it is checked in full every time, so its reason is always today's.
+/// Roots belong to the verifier: a changed `ca_file` builds a new one, which starts empty.
+/// The server's signature over each handshake is not a verdict on the chain: it is checked
+/// every time.
+pub(crate) struct Verifier {
+    webpki: Arc<WebPkiServerVerifier>,
+    accepted: Mutex<HashMap<[u8; 32], Accepted>>,
+    /// Chains checked in full (signatures and all), accepted or not.
+    full: AtomicU64,
+}
+
+/// When a remembered chain was accepted, and until when it is good (Unix seconds).
+#[derive(Clone, Copy)]
+struct Accepted {
+    at: u64,
+    until: u64,
+}
+
+impl fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.debug_struct("Verifier")
+            .field("full", &self.full.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Verifier {
+    fn new(webpki: Arc<WebPkiServerVerifier>) -> Self {
+        Self {
+            webpki,
+            accepted: Mutex::new(HashMap::new()),
+            full: AtomicU64::new(0),
+        }
+    }
+
+    /// How many chains were checked in full so far.
+    #[cfg(test)]
+    fn full_checks(&self) -> u64 {
+        self.full.load(Ordering::Relaxed)
+    }
+
+    /// The verdict on a chain for `server_name` at `now`; `not_after` is the earliest
+    /// `notAfter` of the certificates presented, if they all parse.
+    fn verify(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+        not_after: Option<i64>,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let digest = chain_digest(end_entity, intermediates, server_name);
+        let at = now.as_secs();
+        let known = self.lock().get(&digest).copied();
+        if known
+            .is_some_and(|k| k.at <= at && at < k.until && at - k.at < VERIFIED_CHAIN_TTL.as_secs())
+        {
+            return Ok(ServerCertVerified::assertion());
+        }
+        self.full.fetch_add(1, Ordering::Relaxed);
+        let verdict = self.webpki.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        );
+        // An accepted chain whose dates did not parse here is not remembered.
+        if let (Ok(_), Some(until)) = (&verdict, not_after.and_then(|n| u64::try_from(n).ok())) {
+            let mut accepted = self.lock();
+            if accepted.len() >= VERIFIED_CHAINS && !accepted.contains_key(&digest) {
+                // Room for the new one: any other goes (it is checked in full next time).
+                let other = accepted.keys().next().copied();
+                other.map(|key| accepted.remove(&key));
+            }
+            accepted.insert(digest, Accepted { at, until });
+        }
+        verdict
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Accepted>> {
+        self.accepted.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// SHA-256 over the server name and every certificate, each with its length first, so that
+/// no two different inputs read the same.
+fn chain_digest(
+    end_entity: &CertificateDer<'_>,
+    intermediates: &[CertificateDer<'_>],
+    server_name: &ServerName<'_>,
+) -> [u8; 32] {
+    let mut hash = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut add = |part: &[u8]| {
+        hash.update(&(part.len() as u64).to_be_bytes());
+        hash.update(part);
+    };
+    add(server_name.to_str().as_bytes());
+    add(end_entity);
+    for cert in intermediates {
+        add(cert);
+    }
+    let mut digest = [0; 32];
+    digest.copy_from_slice(hash.finish().as_ref());
+    digest
+}
+
 /// Wraps the standard verifier to record what the server presented before judging it. With
 /// `insecure_skip_verify` the real verification still runs, and its verdict is recorded
 /// before the chain is accepted anyway: "expiring" and "not trusted" stay apart.
 #[derive(Debug)]
 pub struct ChainRecorder {
-    inner: Arc<WebPkiServerVerifier>,
+    inner: Arc<Verifier>,
     insecure: bool,
     seen: Mutex<Presented>,
 }
@@ -570,15 +710,23 @@ impl ServerCertVerifier for ChainRecorder {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let verdict = self.inner.verify_server_cert(
+        let (mut not_after, mut all_parse) = (None::<i64>, true);
+        for der in std::iter::once(end_entity).chain(intermediates) {
+            match self::not_after(der) {
+                Some(n) => not_after = Some(not_after.map_or(n, |m| m.min(n))),
+                None => all_parse = false,
+            }
+        }
+        let verdict = self.inner.verify(
             end_entity,
             intermediates,
             server_name,
             ocsp_response,
             now,
+            not_after.filter(|_| all_parse),
         );
         *self.seen.lock().unwrap_or_else(|e| e.into_inner()) = Presented {
-            not_after: earliest_not_after(std::iter::once(end_entity).chain(intermediates)),
+            not_after,
             leaf: Some(Bytes::copy_from_slice(end_entity)),
             verified: Some(verdict.is_ok()),
         };
@@ -594,7 +742,7 @@ impl ServerCertVerifier for ChainRecorder {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
+        self.inner.webpki.verify_tls12_signature(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -603,11 +751,11 @@ impl ServerCertVerifier for ChainRecorder {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
+        self.inner.webpki.verify_tls13_signature(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
+        self.inner.webpki.supported_verify_schemes()
     }
 }
 
@@ -803,6 +951,111 @@ mod tests {
         let facts = CertFacts::of(b"not a certificate");
         assert_eq!((facts.subject.as_str(), facts.serial.as_str()), ("", ""));
         assert_eq!(facts.fingerprint_sha256.len(), 64);
+    }
+
+    /// A verifier trusting a fresh CA only, and a leaf for 127.0.0.1 that the CA signed, valid
+    /// from 2026 until the start of 2031.
+    fn signed_leaf() -> (Verifier, CertificateDer<'static>, CertificateDer<'static>) {
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca_cert = ca.self_signed(&ca_key).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let mut leaf = CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+        leaf.not_before = rcgen::date_time_ymd(2026, 1, 1);
+        leaf.not_after = rcgen::date_time_ymd(2031, 1, 1);
+        let leaf = leaf
+            .signed_by(&key, &rcgen::Issuer::from_params(&ca, &ca_key))
+            .unwrap();
+        let mut roots = RootCertStore::empty();
+        roots.add(ca_cert.der().clone()).unwrap();
+        let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
+            .build()
+            .unwrap();
+        (
+            Verifier::new(webpki),
+            leaf.der().clone(),
+            ca_cert.der().clone(),
+        )
+    }
+
+    #[test]
+    fn an_accepted_chain_is_remembered_within_its_dates_and_a_refused_one_never() {
+        let (verifier, leaf, ca) = signed_leaf();
+        let until = earliest_not_after([&leaf]).unwrap();
+        let ip = ServerName::try_from("127.0.0.1").unwrap();
+        let other = ServerName::try_from("shop.example").unwrap();
+        let t0 = 1_800_000_000; // January 2027
+        let check = |name: &ServerName<'_>, chain: &[CertificateDer<'_>], at: u64| {
+            let now = UnixTime::since_unix_epoch(std::time::Duration::from_secs(at));
+            let not_after = earliest_not_after([&leaf]);
+            verifier
+                .verify(&leaf, chain, name, &[], now, not_after)
+                .is_ok()
+        };
+        let ttl = VERIFIED_CHAIN_TTL.as_secs();
+
+        assert!(check(&ip, &[], t0));
+        assert_eq!(verifier.full_checks(), 1);
+        assert!(check(&ip, &[], t0 + 60));
+        assert!(check(&ip, &[], t0 + ttl - 1));
+        assert_eq!(verifier.full_checks(), 1, "remembered within the TTL");
+
+        // Another name, other certificates presented: each its own verdict.
+        assert!(!check(&other, &[], t0));
+        assert!(!check(&other, &[], t0));
+        assert_eq!(
+            verifier.full_checks(),
+            3,
+            "a refused chain is never remembered"
+        );
+        assert!(check(&ip, std::slice::from_ref(&ca), t0));
+        assert_eq!(verifier.full_checks(), 4);
+
+        // The TTL, a clock set back, and the certificate's own end.
+        assert!(check(&ip, &[], t0 + ttl));
+        assert_eq!(verifier.full_checks(), 5, "checked again after the TTL");
+        assert!(check(&ip, &[], t0 - 1));
+        assert_eq!(verifier.full_checks(), 6, "a clock set back checks again");
+        let until = u64::try_from(until).unwrap();
+        assert!(check(&ip, &[], until - 1));
+        assert_eq!(verifier.full_checks(), 7);
+        assert!(
+            !check(&ip, &[], until + 1),
+            "an expired certificate is refused, remembered or not"
+        );
+        assert_eq!(verifier.full_checks(), 8);
+    }
+
+    #[test]
+    fn a_full_memory_of_chains_makes_room_one_at_a_time() {
+        let (verifier, leaf, _) = signed_leaf();
+        let now = UnixTime::since_unix_epoch(std::time::Duration::from_secs(1_800_000_000));
+        let not_after = earliest_not_after([&leaf]);
+        let name = |i: usize| ServerName::try_from(format!("n{i}.example")).unwrap();
+        // Refused names leave nothing behind; fill the memory by hand, then add a real one.
+        {
+            let mut accepted = verifier.lock();
+            for i in 0..VERIFIED_CHAINS {
+                let digest = chain_digest(&leaf, &[], &name(i));
+                accepted.insert(
+                    digest,
+                    Accepted {
+                        at: 0,
+                        until: u64::MAX,
+                    },
+                );
+            }
+        }
+        let ip = ServerName::try_from("127.0.0.1").unwrap();
+        assert!(verifier
+            .verify(&leaf, &[], &ip, &[], now, not_after)
+            .is_ok());
+        assert!(verifier
+            .verify(&leaf, &[], &ip, &[], now, not_after)
+            .is_ok());
+        assert_eq!(verifier.full_checks(), 1);
+        assert_eq!(verifier.lock().len(), VERIFIED_CHAINS);
     }
 
     #[test]

@@ -415,6 +415,75 @@ fn replace(dir: &Path, name: &str, text: &str) {
 /// Long enough for the material to look at its files again.
 const RECHECK: Duration = Duration::from_millis(1_200);
 
+/// tickr remembers the chains it accepted (their signatures are not checked again for a while);
+/// the server's signature over each handshake is checked every time. Nothing a server or an
+/// operator changes may hide behind a remembered verdict: the accepted chain presented without
+/// its key (a copied certificate), a chain from an unknown CA under the same name, and a
+/// `ca_file` replaced by one that no longer trusts the server.
+#[tokio::test]
+async fn a_remembered_chain_hides_no_change_of_certificate_key_or_roots() {
+    let trust = Trust::new("tickr remembered CA");
+    let stranger = TestCa::new("tickr stranger CA");
+    let good = trust.ca.leaf(&["127.0.0.1"], Validity::Valid);
+    let served = ServedCert::new(&good);
+    let server = TestServer::tls(
+        Step::statuses(&[200]),
+        ServerTls::with(ServerTlsOptions {
+            cert: served.clone(),
+            ..ServerTlsOptions::new(&good)
+        }),
+    )
+    .await;
+    let files = tempfile::tempdir().unwrap();
+    replace(files.path(), "ca.pem", &trust.ca.pem);
+    let p = Probed::new(&format!(
+        "name: shop\nurl: {}\ntls: {{ca_file: {}}}",
+        server.url("/"),
+        files.path().join("ca.pem").display()
+    ));
+    let verified = |p: &Probed| {
+        p.exposition()
+            .get("tickr_tls_chain_verified", &[("target", "shop")])
+    };
+    for _ in 0..3 {
+        let o = p.probe().await;
+        assert_eq!(reason(&o), None, "{:?}", o.failure);
+    }
+
+    // The same chain, signed for with another key: the handshake's signature fails.
+    let other_key = trust.ca.leaf(&["127.0.0.1"], Validity::Valid).key_pem;
+    served.set(&Leaf {
+        key_pem: other_key,
+        ..good.clone()
+    });
+    let o = p.probe().await;
+    assert_eq!(
+        reason(&o),
+        Some("tls"),
+        "a copied certificate without its key"
+    );
+
+    // A chain from an unknown CA for the same name: refused at once.
+    served.set(&stranger.leaf(&["127.0.0.1"], Validity::Valid));
+    let o = p.probe().await;
+    assert_eq!(reason(&o), Some("tls"));
+    assert_eq!(verified(&p), Some(0.0));
+
+    // Back to the accepted chain: accepted again.
+    served.set(&good);
+    let o = p.probe().await;
+    assert_eq!(reason(&o), None, "{:?}", o.failure);
+    assert_eq!(verified(&p), Some(1.0));
+
+    // The ca_file now trusts the stranger only: the accepted chain is refused from the next
+    // look at the file on, without a reload.
+    replace(files.path(), "ca.pem", &stranger.pem);
+    tokio::time::sleep(RECHECK).await;
+    let o = p.probe().await;
+    assert_eq!(reason(&o), Some("tls"), "the old CA is no longer trusted");
+    assert_eq!(verified(&p), Some(0.0));
+}
+
 #[tokio::test]
 async fn a_rotated_client_certificate_applies_without_a_reload() {
     let log = Captured::default();
