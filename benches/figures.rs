@@ -22,9 +22,12 @@
 //!    idle window of 2 s just before, and against what a full gzip scrape costs.
 //!    Runs about 8 minutes with the default sizes (each run waits out one 60 s interval).
 //! 3. Against blackbox_exporter (Debian's `prometheus-blackbox-exporter`), CPU seconds of each
-//!    exporter process per probe, and RSS, with the minimal loop as the floor; every probe is a
-//!    fresh connection and a full TLS 1.3 (ECDSA P-256) handshake with one local nginx, and the
-//!    three take rounds in turns, so that drift in the machine's load hits them alike.
+//!    exporter process per probe (to the nanosecond, from each thread's schedstat), and RSS,
+//!    with the minimal loop as the floor; every probe is a fresh connection and a full TLS 1.3
+//!    (ECDSA P-256) handshake with one local nginx, and they take rounds in turns, so that drift
+//!    in the machine's load hits them alike. The floor runs on tickr's own TLS stack (its
+//!    provider, and its verifier that remembers accepted chains); the same loop over rustls'
+//!    stock verifier, the floor of earlier releases, is shown beside it.
 //!    - `blackbox-few`: a few targets on one URL, as many probes per second as blackbox_exporter
 //!      does when four clients drive its `/probe`.
 //!    - `blackbox-many`: 300 distinct targets (`TICKR_BENCH_BLACKBOX_TARGETS`), each with its own
@@ -1737,11 +1740,11 @@ fn print_scale(runs: &[Run], window: Duration, probe_cpu: f64, probes: usize) {
     }
 }
 
-/// CPU seconds (user + system) a process has used, from /proc (10 ms resolution: the runs
-/// below are long enough for that to be noise).
+/// CPU seconds (user + system) a process has used, to the nanosecond: /proc's process-wide
+/// clock ticks are 10 ms steps, 4 % of a 750-probe round of tickr's.
 fn process_cpu(pid: u32) -> f64 {
-    let ticks = procfs::cpu_ticks(pid).unwrap_or_else(|| panic!("no stat of process {pid}"));
-    ticks as f64 / 100.0
+    let ns = procfs::cpu_ns(pid).unwrap_or_else(|| panic!("no threads of process {pid}"));
+    ns as f64 / 1e9
 }
 
 fn process_rss_mib(pid: u32) -> f64 {
@@ -1928,9 +1931,9 @@ async fn versus_blackbox() {
     // Rounds that alternate the three, so that drift in the machine's load hits them alike:
     // blackbox_exporter (already running, idle between its rounds), then the tickr binary
     // (started for its round, so that it is not probing during the others'), then the floor.
-    let minimal = Arc::new(tls_client_config(&site.ca_pem));
+    let (minimal, stock) = (floor_config(&ca_file), Arc::new(stock_config(&site.ca_pem)));
     let per_round = (probes / ROUNDS).max(100);
-    let (mut bb, mut tk, mut floor) = (Tally::default(), Tally::default(), Tally::default());
+    let [mut bb, mut tk, mut floor, mut stock_floor] = <[Tally; 4]>::default();
     let mut targets = 0;
     for _ in 0..ROUNDS {
         let (c0, t0) = (process_cpu(blackbox.pid()), Instant::now());
@@ -1947,13 +1950,15 @@ async fn versus_blackbox() {
         tk.add(cpu, runs, wall);
         tk.rss = rss;
 
-        let config = minimal.clone();
-        let (cpu, wall) = std::thread::spawn(move || {
-            minimal_round(port, config, per_round, &["/".to_owned()], None)
-        })
-        .join()
-        .unwrap();
-        floor.add(cpu, per_round as f64, wall);
+        for (config, tally) in [(&minimal, &mut floor), (&stock, &mut stock_floor)] {
+            let config = config.clone();
+            let (cpu, wall) = std::thread::spawn(move || {
+                minimal_round(port, config, per_round, &["/".to_owned()], None)
+            })
+            .join()
+            .unwrap();
+            tally.add(cpu, per_round as f64, wall);
+        }
     }
     drop(blackbox);
     drop(site);
@@ -1987,6 +1992,12 @@ async fn versus_blackbox() {
     row(
         "minimal loop, same TLS stack (floor)",
         minimal_cpu,
+        String::new(),
+        String::new(),
+    );
+    row(
+        STOCK_FLOOR,
+        stock_floor.per_probe(),
         String::new(),
         String::new(),
     );
@@ -2127,16 +2138,12 @@ async fn versus_blackbox_many() {
     let paths = Arc::new(paths);
     let (blackbox, bb_addr) = start_blackbox(&site.ca_file).await;
     drive_blackbox(bb_addr, urls.clone(), 2 * n).await;
-    let minimal = Arc::new(tls_client_config(&site.ca_pem));
+    let minimal = floor_config(&site.ca_file);
+    let stock = Arc::new(stock_config(&site.ca_pem));
     let per_round = n * window.as_secs() as usize;
 
-    let (mut bb, mut tk, mut tk_scraped, mut floor, mut paced) = (
-        Tally::default(),
-        Tally::default(),
-        Tally::default(),
-        Tally::default(),
-        Tally::default(),
-    );
+    let [mut bb, mut tk, mut tk_scraped, mut floor, mut stock_floor, mut paced] =
+        <[Tally; 6]>::default();
     let (mut scrape_cpu, mut scrape_wall, mut failed) = (Vec::new(), Vec::new(), 0.0);
     let started = Instant::now();
     for round in 0..MANY_ROUNDS {
@@ -2156,12 +2163,14 @@ async fn versus_blackbox_many() {
         scrape_wall.push(r.scrape_wall);
         failed += r.failed;
 
-        let (config, paths_) = (minimal.clone(), paths.clone());
-        let (cpu, wall) =
-            std::thread::spawn(move || minimal_round(port, config, per_round, &paths_, None))
-                .join()
-                .unwrap();
-        floor.add(cpu, per_round as f64, wall);
+        for (config, tally) in [(&minimal, &mut floor), (&stock, &mut stock_floor)] {
+            let (config, paths_) = (config.clone(), paths.clone());
+            let (cpu, wall) =
+                std::thread::spawn(move || minimal_round(port, config, per_round, &paths_, None))
+                    .join()
+                    .unwrap();
+            tally.add(cpu, per_round as f64, wall);
+        }
         // The same loop at tickr's pace (n probes a second, evenly spread), on a third of the
         // probes: each one then finds cold caches and an idle runtime, as tickr's do.
         let (config, paths_) = (minimal.clone(), paths.clone());
@@ -2261,6 +2270,7 @@ async fn versus_blackbox_many() {
         String::new(),
         format!("{:.0}", paced.rate()),
     );
+    row(STOCK_FLOOR, &stock_floor, String::new(), String::new());
     println!(
         "  one gzip scrape of the {n} targets: {scrape_ms:.1} ms CPU (rounds {} ms), {:.1} ms wall; failed tickr probes: {failed:.0}",
         range(&scrape_cpu, 1e3, 1),
@@ -2315,9 +2325,27 @@ impl Tally {
     }
 }
 
-/// The client configuration of the minimal loop: the same provider, roots from `ca_pem`, no
-/// resumption (each probe is a full handshake, as tickr's are).
-fn tls_client_config(ca_pem: &str) -> rustls::ClientConfig {
+/// The floor's row for the minimal loop over rustls' stock verifier.
+const STOCK_FLOOR: &str = "minimal loop, rustls' stock verifier (earlier floor)";
+
+/// The client configuration of the floor: tickr's own TLS stack (its provider, and its verifier
+/// that remembers accepted chains), trusting `ca_file`, no resumption (each probe is a full
+/// handshake, as tickr's are).
+fn floor_config(ca_file: &str) -> Arc<rustls::ClientConfig> {
+    let settings = tickr::tls::TlsSettings {
+        ca_file: Some(ca_file.into()),
+        client_files: None,
+        insecure_skip_verify: false,
+        server_name: None,
+        versions: Default::default(),
+    };
+    let tls = tickr::tls::ClientTls::shared(settings).expect("the bench's CA file");
+    tls.client_config(&[]).0
+}
+
+/// The floor of earlier releases: tickr's provider, rustls' stock verifier (every chain
+/// checked in full), roots from `ca_pem`, no resumption.
+fn stock_config(ca_pem: &str) -> rustls::ClientConfig {
     let mut roots = rustls::RootCertStore::empty();
     roots
         .add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap())

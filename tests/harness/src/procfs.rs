@@ -34,3 +34,57 @@ pub fn cpu_ticks(pid: u32) -> Option<u64> {
     };
     Some(utime.parse::<u64>().ok()? + stime.parse::<u64>().ok()?)
 }
+
+/// CPU time a process has used so far, in nanoseconds: what each of its threads has run
+/// (`/proc/<pid>/task/<tid>/schedstat`), where [`cpu_ticks`] counts in 10 ms steps. A thread
+/// that exits takes its count with it, so the counts are remembered from one reading to the
+/// next: a thread that is gone counts what it had run at the last reading, and only what it
+/// ran after that reading and before exiting is missed (tokio's and Go's idle threads exit
+/// idle, so that is nothing for the processes measured here). Readings of one process must
+/// come from one caller at a time for that to hold; `None` once the process is gone.
+pub fn cpu_ns(pid: u32) -> Option<u64> {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    /// Per process (id and start time, so that a reused id is another process): the last
+    /// count of each thread seen, and the counts of threads whose ids were since reused.
+    type Seen = HashMap<(u32, u64), (HashMap<u32, u64>, u64)>;
+    static SEEN: Mutex<Option<Seen>> = Mutex::new(None);
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Field 22, counted after the command name (which may hold spaces).
+    let started: u64 = stat
+        .rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(19)?
+        .parse()
+        .ok()?;
+    let mut live = Vec::new();
+    for entry in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let Some(tid) = entry
+            .ok()
+            .and_then(|e| e.file_name().to_str()?.parse().ok())
+        else {
+            continue;
+        };
+        // A thread may exit between the listing and the read: its last count stays.
+        if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/schedstat")) {
+            if let Some(ns) = stat.split_whitespace().next().and_then(|n| n.parse().ok()) {
+                live.push((tid, ns));
+            }
+        }
+    }
+    let mut guard = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+    let (threads, retired) = guard
+        .get_or_insert_with(HashMap::new)
+        .entry((pid, started))
+        .or_default();
+    for (tid, ns) in live {
+        let last = threads.entry(tid).or_insert(0);
+        if ns < *last {
+            // Not the thread seen before: a new one with a reused id.
+            *retired += *last;
+        }
+        *last = ns;
+    }
+    Some(*retired + threads.values().sum::<u64>())
+}
