@@ -29,7 +29,8 @@
 //!    provider, and its verifier that remembers accepted chains); the same loop over rustls'
 //!    stock verifier, the floor of earlier releases, is shown beside it.
 //!    - `blackbox-few`: a few targets on one URL, as many probes per second as blackbox_exporter
-//!      does when four clients drive its `/probe`.
+//!      does when four clients drive its `/probe`; besides the floor, the same loop paced at
+//!      the rate tickr ran at in that round.
 //!    - `blackbox-many`: 300 distinct targets (`TICKR_BENCH_BLACKBOX_TARGETS`), each with its own
 //!      URL path, over one `defaults.tls.ca_file`, every 1 s; blackbox_exporter driven through
 //!      `/probe` by four concurrent keep-alive clients over the same URLs; the floor over the
@@ -1923,7 +1924,7 @@ async fn versus_blackbox() {
     // (started for its round, so that it is not probing during the others'), then the floor.
     let (minimal, stock) = (floor_config(&ca_file), Arc::new(stock_config(&site.ca_pem)));
     let per_round = (probes / ROUNDS).max(100);
-    let [mut bb, mut tk, mut floor, mut stock_floor] = <[Tally; 4]>::default();
+    let [mut bb, mut tk, mut floor, mut stock_floor, mut paced] = <[Tally; 5]>::default();
     let mut targets = 0;
     for _ in 0..ROUNDS {
         let (c0, t0) = (process_cpu(blackbox.pid()), Instant::now());
@@ -1949,6 +1950,14 @@ async fn versus_blackbox() {
             .unwrap();
             tally.add(cpu, per_round as f64, wall);
         }
+        // The floor at tickr's pace in this round: each probe alone, as tickr's are.
+        let (config, pace) = (minimal.clone(), Duration::from_secs_f64(wall / runs));
+        let (cpu, wall) = std::thread::spawn(move || {
+            minimal_round(port, config, per_round, &["/".to_owned()], Some(pace))
+        })
+        .join()
+        .unwrap();
+        paced.add(cpu, per_round as f64, wall);
     }
     drop(blackbox);
     drop(site);
@@ -1986,6 +1995,12 @@ async fn versus_blackbox() {
         String::new(),
     );
     row(
+        "  the same, paced at tickr's rate",
+        paced.per_probe(),
+        String::new(),
+        format!("{:.0}", paced.rate()),
+    );
+    row(
         STOCK_FLOOR,
         stock_floor.per_probe(),
         String::new(),
@@ -2010,6 +2025,13 @@ async fn versus_blackbox() {
     print_probe_goals(
         &round_ratios(&tk.rounds, &bb.rounds),
         &round_ratios(&tk.rounds, &floor.rounds),
+    );
+    println!(
+        "  tickr / the paced loop: {:.2}x ({}); the paced loop / blackbox_exporter: {:.2}x; the paced loop / the floor: {:.2}x",
+        tickr_cpu / paced.per_probe(),
+        spread(&tk, &paced),
+        paced.per_probe() / bb_cpu,
+        paced.per_probe() / minimal_cpu
     );
 }
 
