@@ -4,7 +4,7 @@
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use libfuzzer_sys::fuzz_target;
-use tickr::layer::Attributor;
+use tickr::diagnosis::layer::{Attributor, Chain};
 
 fuzz_target!(|data: &[u8]| {
     let split = data.windows(2).position(|w| w == b"\n\n");
@@ -29,7 +29,9 @@ fuzz_target!(|data: &[u8]| {
     let layers = a.layers();
     let got = a.attribute(&headers, body);
     assert!(layers.contains(&got.layer.as_str()), "{got:?}");
-    if let Some(edge) = a.edge(&headers) {
-        assert!(layers.contains(&edge.as_str()), "{edge}");
+    let chain = Chain::read(&headers);
+    if let Some(edge) = chain.edge() {
+        assert!(layers.contains(&edge), "{edge}");
     }
+    let _ = Chain::describe(&chain.relays());
 });
