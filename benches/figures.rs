@@ -1925,6 +1925,7 @@ async fn versus_blackbox() {
     let (minimal, stock) = (floor_config(&ca_file), Arc::new(stock_config(&site.ca_pem)));
     let per_round = (probes / ROUNDS).max(100);
     let [mut bb, mut tk, mut floor, mut stock_floor, mut paced] = <[Tally; 5]>::default();
+    let root = Arc::new(vec!["/".to_owned()]);
     let mut targets = 0;
     for _ in 0..ROUNDS {
         let (c0, t0) = (process_cpu(blackbox.pid()), Instant::now());
@@ -1941,23 +1942,11 @@ async fn versus_blackbox() {
         tk.add(cpu, runs, wall);
         tk.rss = rss;
 
-        for (config, tally) in [(&minimal, &mut floor), (&stock, &mut stock_floor)] {
-            let config = config.clone();
-            let (cpu, wall) = std::thread::spawn(move || {
-                minimal_round(port, config, per_round, &["/".to_owned()], None)
-            })
-            .join()
-            .unwrap();
-            tally.add(cpu, per_round as f64, wall);
-        }
+        floor_round(&mut floor, port, &minimal, per_round, &root, None);
+        floor_round(&mut stock_floor, port, &stock, per_round, &root, None);
         // The floor at tickr's pace in this round: each probe alone, as tickr's are.
-        let (config, pace) = (minimal.clone(), Duration::from_secs_f64(wall / runs));
-        let (cpu, wall) = std::thread::spawn(move || {
-            minimal_round(port, config, per_round, &["/".to_owned()], Some(pace))
-        })
-        .join()
-        .unwrap();
-        paced.add(cpu, per_round as f64, wall);
+        let pace = Duration::from_secs_f64(wall / runs);
+        floor_round(&mut paced, port, &minimal, per_round, &root, Some(pace));
     }
     drop(blackbox);
     drop(site);
@@ -2175,26 +2164,15 @@ async fn versus_blackbox_many() {
         scrape_wall.push(r.scrape_wall);
         failed += r.failed;
 
-        for (config, tally) in [(&minimal, &mut floor), (&stock, &mut stock_floor)] {
-            let (config, paths_) = (config.clone(), paths.clone());
-            let (cpu, wall) =
-                std::thread::spawn(move || minimal_round(port, config, per_round, &paths_, None))
-                    .join()
-                    .unwrap();
-            tally.add(cpu, per_round as f64, wall);
-        }
+        floor_round(&mut floor, port, &minimal, per_round, &paths, None);
+        floor_round(&mut stock_floor, port, &stock, per_round, &paths, None);
         // The same loop at tickr's pace (n probes a second, evenly spread), on a third of the
         // probes: each one then finds cold caches and an idle runtime, as tickr's do.
-        let (config, paths_) = (minimal.clone(), paths.clone());
         let (paced_n, pace) = (
             (per_round / 3).max(1),
             Duration::from_secs_f64(1.0 / n as f64),
         );
-        let (cpu, wall) =
-            std::thread::spawn(move || minimal_round(port, config, paced_n, &paths_, Some(pace)))
-                .join()
-                .unwrap();
-        paced.add(cpu, paced_n as f64, wall);
+        floor_round(&mut paced, port, &minimal, paced_n, &paths, Some(pace));
         eprintln!(
             "blackbox-many: round {}: blackbox_exporter {:.0} µs, tickr {:.0} µs ({:.0} probes), floor {:.0} µs, paced {:.0} µs per probe",
             round + 1,
@@ -2399,6 +2377,22 @@ fn minimal_round(
         }
         (cpu_seconds() - c, t.elapsed().as_secs_f64())
     })
+}
+
+/// [`minimal_round`] on a thread of its own (the CPU counted is that thread's), added to `tally`.
+fn floor_round(
+    tally: &mut Tally,
+    port: u16,
+    config: &Arc<rustls::ClientConfig>,
+    n: usize,
+    paths: &Arc<Vec<String>>,
+    pace: Option<Duration>,
+) {
+    let (config, paths) = (config.clone(), paths.clone());
+    let (cpu, wall) = std::thread::spawn(move || minimal_round(port, config, n, &paths, pace))
+        .join()
+        .unwrap();
+    tally.add(cpu, n as f64, wall);
 }
 
 /// The tickr binary with `targets` targets on `url` every 100 ms, until it has finished at least

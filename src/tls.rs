@@ -523,13 +523,6 @@ pub(crate) fn parse_key(pem: &[u8]) -> Result<PrivateKeyDer<'static>, String> {
         .map_err(|_| "no usable private key found (PEM: PKCS#8, PKCS#1 or SEC1)".to_owned())
 }
 
-/// Earliest `notAfter` (Unix seconds) among DER certificates; unparsable ones are skipped.
-pub fn earliest_not_after<'a>(
-    chain: impl IntoIterator<Item = &'a CertificateDer<'a>>,
-) -> Option<i64> {
-    chain.into_iter().filter_map(|der| not_after(der)).min()
-}
-
 /// The `notAfter` of one certificate. Servers present the same chain probe after probe, and
 /// parsing it was 3 % of an HTTPS probe's CPU, so results are kept by a keyed hash of the DER
 /// bytes (SipHash with a per-process random key: a server cannot craft a collision).
@@ -909,6 +902,13 @@ impl ResolvesClientCert for FixedClientCert {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Earliest `notAfter` (Unix seconds) among DER certificates; unparsable ones are skipped.
+    fn earliest_not_after<'a>(
+        chain: impl IntoIterator<Item = &'a CertificateDer<'a>>,
+    ) -> Option<i64> {
+        chain.into_iter().filter_map(|der| not_after(der)).min()
+    }
     use rcgen::{CertificateParams, DnType, KeyPair};
 
     fn cert_with(dn: &[(DnType, &str)]) -> Vec<u8> {
